@@ -1,0 +1,1 @@
+"""Neural and classical models, loaded once at start and kept warm (see ``bundle.py``)."""

@@ -1,0 +1,30 @@
+"""The six phases, in order. Each module exposes ``run(frames, ctx) -> None``.
+
+``run`` receives a batch of frames (a single photo is a batch of one) and the
+job's :class:`PhaseContext`. It edits ``frame.image`` in place or replaces it,
+and records its decisions in ``frame.report[<name>]``. Phases are pure over
+frames and settings: no SQL, no storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.models.bundle import ModelBundle
+from worker.profile import EditSettings
+
+PHASES: tuple[str, ...] = ("analysis", "style", "retouch", "cleanup", "composition", "output")
+
+
+@dataclass(frozen=True)
+class PhaseContext:
+    """What a phase may use besides the frames: the job's settings and the warm models."""
+
+    edit: EditSettings = field(default_factory=EditSettings)
+    models: ModelBundle = field(default_factory=ModelBundle)
+    # The job's style model (phase 1), loaded per job from the style profile; None = pass-through.
+    style_model: Any = None
+    style_note: str = "no style profile on this job"
+    # The photographer's watermark image (RGBA), when the job asks for one.
+    watermark: Any = None
