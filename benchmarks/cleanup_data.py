@@ -1,9 +1,10 @@
 """The cleanup evaluation set: real sky photos, each with random synthetic power lines and without.
 
-Wires are catenaries ``y = y0 - a·(cosh((x - xc)/a) - 1)`` (image y grows downwards) spanning the frame, 1–6 px thick,
-dark grey to black (always darker than the sky they cross), drawn anti-aliased at 4×
-supersampling; 1–4 per photo. Both versions (with and without wires) are re-encoded as JPEG
-(quality 92) so the wires carry the same compression as the photo around them.
+Wires are catenaries ``y = y0 - a·(cosh((x - xc)/a) - 1)`` (image y grows downwards)
+spanning the frame, 1–6 px thick, dark grey to black (always darker than the sky they
+cross), drawn anti-aliased at 4× supersampling; 1–4 per photo. Both versions (with and
+without wires) are re-encoded as JPEG (quality 92), so the wires carry the same
+compression as the photo around them.
 
 Ground truth: a pixel is a *wire pixel* when the wire covers at least 10 % of it
 (``WIRE_COVERAGE``). Photos are read from the wheels (scikit-image, scikit-learn) and from

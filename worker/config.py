@@ -17,6 +17,7 @@ from worker.errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
 FaceRestorerChoice = Literal["codeformer", "classic", "off"]
+InpainterChoice = Literal["auto", "lama", "opencv"]
 LogFormat = Literal["auto", "json", "console"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -60,6 +61,8 @@ class Settings:
     max_image_pixels: int = 250_000_000
 
     face_restorer: FaceRestorerChoice = "classic"
+    # Phase 3 inpainting: auto = LaMa (big-lama.pt in models_dir) on a GPU, else OpenCV.
+    inpainter: InpainterChoice = "auto"
     codeformer_license_accepted: bool = False
 
     log_level: str = "info"
@@ -137,6 +140,7 @@ class Settings:
         values["max_image_pixels"] = number("WORKER_MAX_IMAGE_PIXELS", int, 1)
         values["face_restorer"] = choice("WORKER_FACE_RESTORER", ("codeformer", "classic", "off"))
         values["codeformer_license_accepted"] = flag("WORKER_CODEFORMER_LICENSE_ACCEPTED")
+        values["inpainter"] = choice("WORKER_INPAINTER", ("auto", "lama", "opencv"))
         values["log_level"] = choice("WORKER_LOG_LEVEL", ("debug", "info", "warning", "error"))
         values["log_format"] = choice("WORKER_LOG_FORMAT", ("auto", "json", "console"))
         values["metrics_port"] = number("WORKER_METRICS_PORT", int, 1)

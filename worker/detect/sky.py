@@ -82,7 +82,9 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
     ).astype(bool)
     top_limit = max(1, int(p.top_band * h))
     min_area = p.min_area * h * w
-    clear, colour = _top_components(core, top_limit, min_area, hue, sat, closed, p)
+    clear, colour = _top_components(
+        core, top_limit=top_limit, min_area=min_area, hue=hue, sat=sat, value=closed, p=p
+    )
     if clear.any():
         # Hysteresis: textured but bright pixels (clouds) join when connected to the clear sky.
         ref = float(np.percentile(closed[::3, ::3][clear[::3, ::3]], 20))
@@ -91,7 +93,9 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
         keep = np.bincount(labels[clear], minlength=n) > 0
         keep[0] = False
         mask = keep[labels]
-        mask = _fill_bright_holes(mask, closed, colour, p.cloud_min_value * float(np.median(closed[::3, ::3][mask[::3, ::3]])))
+        mask = _fill_bright_holes(
+            mask, closed, colour, p.cloud_min_value * float(np.median(closed[::3, ::3][mask[::3, ::3]]))
+        )
     else:
         mask = clear
     area = int(mask.sum())
@@ -106,6 +110,7 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
 
 def _top_components(
     mask: npt.NDArray[np.bool_],
+    *,
     top_limit: int,
     min_area: float,
     hue: npt.NDArray[np.int16],
@@ -142,13 +147,17 @@ def _top_components(
 def _sky_coloured(
     hue: npt.NDArray[np.int16], sat: npt.NDArray[np.uint8], clear: npt.NDArray[np.bool_], p: SkyParams
 ) -> npt.NDArray[np.bool_]:
-    """Pixels whose colour could be this photo's sky or its clouds: unsaturated, blue, or the clear sky's hue."""
+    """Pixels that could be sky or cloud by colour: unsaturated, blue, or the clear sky's hue."""
     grey = sat < p.cloud_max_sat
     blue = (hue >= 90) & (hue <= 130)
     tinted = clear & (sat >= 40)
     if tinted.sum() < 0.2 * max(1, int(clear.sum())):
         return np.asarray(grey | blue, dtype=bool)
-    sky_hue = int(np.median(hue[::3, ::3][tinted[::3, ::3]])) if tinted[::3, ::3].any() else int(np.median(hue[tinted]))
+    sky_hue = (
+        int(np.median(hue[::3, ::3][tinted[::3, ::3]]))
+        if tinted[::3, ::3].any()
+        else int(np.median(hue[tinted]))
+    )
     diff = np.abs(hue - sky_hue)
     diff = np.minimum(diff, 180 - diff)
     return np.asarray(grey | blue | (diff <= p.max_hue_shift), dtype=bool)
@@ -165,7 +174,7 @@ def _fill_bright_holes(
     A hole floats when it does not reach the bottom of the frame: whatever rises from the
     ground is connected to the ground, which does.
     """
-    h, w = mask.shape
+    h = mask.shape[0]
     n, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=8)
     if n <= 1:
         return mask

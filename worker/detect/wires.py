@@ -25,6 +25,7 @@ The output is one :class:`~worker.detect.region.Region` per wire (kind ``power_l
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -150,9 +151,14 @@ def detect_wires(
     maps = _Maps(crest=crest, ridge=ridge, blackhat=blackhat, sky=sky)
     candidates: list[tuple[FloatArray, Wire]] = []
     for chain in chains:
+        if float(np.hypot(*(chain[-1] - chain[0]))) < 0.25 * p.min_span * long_edge:
+            continue  # too short to become a wire even when joined with another stretch
         points = _follow(chain, crest, p, long_edge)
         if points is None:
             continue
+        _, direction, _, _, _ = _frame(points)
+        if math.degrees(math.asin(min(1.0, abs(float(direction[1]))))) > p.max_angle_deg + 10.0:
+            continue  # a mast, a lattice: too steep to be accepted, even joined with another stretch
         wire = _evaluate(points, maps, p)
         if wire is not None:
             candidates.append((points, wire))
@@ -224,48 +230,53 @@ def _unit(v: FloatArray) -> FloatArray:
 
 
 def _chain(segments: list[FloatArray], long_edge: int) -> list[FloatArray]:
-    """Greedily join segments that continue each other into polylines (lists of points)."""
+    """Greedily join segments that continue each other (close ahead, aligned) into polylines."""
     max_gap = 0.6 * long_edge
-    used = [False] * len(segments)
+    n = len(segments)
+    if n == 0:
+        return []
+    starts = np.array([seg[0] for seg in segments])
+    ends = np.array([seg[1] for seg in segments])
+    dirs = ends - starts
+    lengths = np.hypot(dirs[:, 0], dirs[:, 1])
+    dirs = dirs / np.maximum(lengths, 1e-9)[:, None]
+    cos_max = math.cos(math.radians(12))
+    free = np.ones(n, bool)
     chains: list[FloatArray] = []
-    for i, seg in enumerate(segments):
-        if used[i]:
+    for i in range(n):
+        if not free[i]:
             continue
-        used[i] = True
-        pts = [seg[0], seg[1]]
+        free[i] = False
+        pts = [starts[i], ends[i]]
         for forward in (True, False):
-            while True:
+            while free.any():
                 end = pts[-1] if forward else pts[0]
                 prev = pts[-2] if forward else pts[1]
                 d = _unit(end - prev)
-                best, best_dist = -1, math.inf
-                for j, other in enumerate(segments):
-                    if used[j]:
-                        continue
-                    a, b = (other[0], other[1]) if forward else (other[1], other[0])
-                    if float(np.dot(_unit(b - a), d)) < math.cos(math.radians(12)):
-                        continue
-                    ahead = float(np.dot(a - end, d))
-                    lateral = abs(float(np.cross(d, a - end)))
-                    if ahead < -0.5 * float(np.hypot(*(b - a))) or ahead > max_gap:
-                        continue
-                    if lateral > 2.5 + 0.08 * max(ahead, 0.0):
-                        continue
-                    dist = float(np.hypot(*(a - end)))
-                    if dist < best_dist:
-                        best, best_dist = j, dist
-                if best < 0:
+                # Candidate segments, oriented to continue the chain in this direction.
+                a = starts if forward else ends
+                seg_dir = dirs if forward else -dirs
+                rel = a - end
+                ahead = rel @ d
+                lateral = np.abs(rel[:, 0] * d[1] - rel[:, 1] * d[0])
+                ok = (
+                    free
+                    & (seg_dir @ d >= cos_max)
+                    & (ahead >= -0.5 * lengths)
+                    & (ahead <= max_gap)
+                    & (lateral <= 2.5 + 0.08 * np.maximum(ahead, 0.0))
+                )
+                if not ok.any():
                     break
-                used[best] = True
-                a, b = segments[best] if forward else (segments[best][1], segments[best][0])
-                if forward:
-                    if float(np.dot(b - pts[-1], d)) > 0:
-                        pts.append(b)
-                else:
-                    if float(np.dot(b - pts[0], d)) > 0:
-                        pts.insert(0, b)
+                dist = np.where(ok, np.hypot(rel[:, 0], rel[:, 1]), np.inf)
+                best = int(np.argmin(dist))
+                free[best] = False
+                far = ends[best] if forward else starts[best]
+                if forward and float((far - pts[-1]) @ d) > 0:
+                    pts.append(far)
+                elif not forward and float((far - pts[0]) @ d) > 0:
+                    pts.insert(0, far)
         chains.append(np.array(pts))
-    # Absorb segments that lie on an accepted chain (parallel duplicates of one thick wire).
     return chains
 
 
@@ -294,7 +305,9 @@ def _follow(chain: FloatArray, crest: BoolArray, p: WireParams, long_edge: int) 
     x1, y1 = np.ceil(chain.max(axis=0)).astype(int) + 5
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     band = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.polylines(band, [np.round(chain - [x0, y0]).astype(np.int32).reshape(-1, 1, 2)], False, 1, thickness=7)
+    cv2.polylines(
+        band, [np.round(chain - [x0, y0]).astype(np.int32).reshape(-1, 1, 2)], False, 1, thickness=7
+    )
     ys, xs = np.nonzero(band.astype(bool) & crest[y0:y1, x0:x1])
     if xs.size < 10:
         return None
@@ -305,7 +318,7 @@ def _follow(chain: FloatArray, crest: BoolArray, p: WireParams, long_edge: int) 
     _, inliers = _robust_fit(u, v, 2)
     if inliers.sum() < 10:
         return None
-    u, v = _track(u[inliers], v[inliers], origin, direction, normal, crest)
+    u, v = _track(u[inliers], v[inliers], origin=origin, direction=direction, normal=normal, crest=crest)
     return origin + np.outer(u, direction) + np.outer(v, normal)
 
 
@@ -328,7 +341,17 @@ def _evaluate(points: FloatArray, maps: _Maps, p: WireParams) -> Wire | None:
     if curve.shape[0] < 10:
         return None
     span = float(uu[-1] - uu[0])
-    prof = _profiles(curve, uu, coef, direction, normal, maps.ridge, maps.blackhat, sky, p)
+    prof = _profiles(
+        curve,
+        uu,
+        coef=coef,
+        direction=direction,
+        normal=normal,
+        ridge=maps.ridge,
+        blackhat=maps.blackhat,
+        sky=sky,
+        p=p,
+    )
     on_sky, seen = prof["on_sky"], prof["seen"]
     over_sky = float(on_sky.mean())
     support = float(seen[on_sky].mean()) if on_sky.any() else 0.0
@@ -347,12 +370,7 @@ def _evaluate(points: FloatArray, maps: _Maps, p: WireParams) -> Wire | None:
     angle = min(angle, 180.0 - angle)
     # Where to mask: seen, uncluttered, with sky on both sides — and short stretches between two
     # such runs where the wire looks the same (a cloud edge the sky mask missed).
-    alike = (
-        seen
-        & ~prof["clutter"]
-        & (prof["width"] <= 2.0 * width + 1)
-        & (prof["peak"] >= 0.5 * contrast)
-    )
+    alike = seen & ~prof["clutter"] & (prof["width"] <= 2.0 * width + 1) & (prof["peak"] >= 0.5 * contrast)
     clean = _bridge(alike & on_sky & prof["both"], alike, max_gap=max(8, round(0.05 * long_edge)))
     wire = Wire(
         curve=curve,
@@ -395,7 +413,7 @@ def _bridge(flags: BoolArray, allowed: BoolArray, max_gap: int) -> BoolArray:
     idx = np.flatnonzero(flags)
     if idx.size < 2:
         return out
-    for a, b in zip(idx[:-1], idx[1:], strict=True):
+    for a, b in itertools.pairwise(idx):
         if 1 < b - a <= max_gap + 1 and allowed[a + 1 : b].all():
             out[a + 1 : b] = True
     return out
@@ -415,6 +433,11 @@ def _merge_occluded(
         merged = False
         for i in range(len(cands)):
             for j in range(i + 1, len(cands)):
+                wi, wj = cands[i][1], cands[j][1]
+                if wi.clutter > p.max_clutter or wj.clutter > p.max_clutter:
+                    continue
+                if abs(wi.angle_deg - wj.angle_deg) > 20.0:
+                    continue
                 a, b = cands[i][0], cands[j][0]
                 both = np.concatenate([a, b])
                 _, _, _, u, v = _frame(both)
@@ -454,6 +477,7 @@ def _robust_fit(u: FloatArray, v: FloatArray, degree: int) -> tuple[FloatArray, 
 def _track(
     u: FloatArray,
     v: FloatArray,
+    *,
     origin: FloatArray,
     direction: FloatArray,
     normal: FloatArray,
@@ -469,13 +493,16 @@ def _track(
     extrapolating one global fit, keeps up with a catenary that steepens toward its pole.
     """
     h, w = crest.shape
+    ox, oy = float(origin[0]), float(origin[1])
+    dx, dy = float(direction[0]), float(direction[1])
+    nx, ny = float(normal[0]), float(normal[1])
     order = np.argsort(u)
-    us, vs = list(u[order]), list(v[order])
+    us, vs = [float(x) for x in u[order]], [float(x) for x in v[order]]
     for sign in (1.0, -1.0):
         pts_u = us if sign > 0 else us[::-1]
         pts_v = vs if sign > 0 else vs[::-1]
         cur, gap, step = pts_u[-1], 0, 0
-        line = np.polyfit(pts_u[-20:], pts_v[-20:], 1) if len(pts_u) >= 2 else np.array([0.0, pts_v[-1]])
+        slope, icept = 0.0, pts_v[-1]
         while gap <= max_gap:
             cur += sign
             if step % 8 == 0:
@@ -484,13 +511,13 @@ def _track(
                 tail_v = np.asarray(pts_v[-int(window) :])
                 near = np.abs(tail_u - cur) <= window
                 if near.sum() >= 4:
-                    line = np.polyfit(tail_u[near], tail_v[near], 1)
+                    slope, icept = _line_fit(tail_u[near], tail_v[near], slope, icept)
             step += 1
-            pred = float(np.polyval(line, cur))
+            pred = slope * cur + icept
             best = None
+            bx, by = ox + cur * dx + pred * nx, oy + cur * dy + pred * ny
             for d in (0, -1, 1, -2, 2):
-                x, y = origin + cur * direction + (pred + d) * normal
-                xi, yi = round(float(x)), round(float(y))
+                xi, yi = round(bx + d * nx), round(by + d * ny)
                 if not (0 <= xi < w and 0 <= yi < h):
                     gap = max_gap + 1
                     break
@@ -510,9 +537,20 @@ def _track(
     return np.asarray(us), np.asarray(vs)
 
 
+def _line_fit(u: FloatArray, v: FloatArray, slope: float, icept: float) -> tuple[float, float]:
+    """Least-squares line v = slope·u + icept (the previous one when ``u`` has no spread)."""
+    mu, mv = float(u.mean()), float(v.mean())
+    var = float(((u - mu) ** 2).sum())
+    if var <= 1e-9:
+        return slope, icept
+    k = float(((u - mu) * (v - mv)).sum()) / var
+    return k, mv - k * mu
+
+
 def _profiles(
     curve: FloatArray,
     uu: FloatArray,
+    *,
     coef: FloatArray,
     direction: FloatArray,
     normal: FloatArray,
@@ -554,7 +592,8 @@ def _profiles(
     cx, cy = xi[:, c], yi[:, c]
     near = cv2.dilate(ridge.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     # Clutter: other thin dark things just beside the wire (the twigs of a bare tree, a lattice).
-    clutter = _clutter(bh, c, side + 1, p.clutter_px, np.maximum(p.min_contrast * 0.5, 0.25 * peak))
+    floor = np.maximum(p.min_contrast * 0.5, 0.25 * peak)
+    clutter = _clutter(bh, c, start=side + 1, length=p.clutter_px, floor=floor)
     return {
         "clutter": clutter,
         "seen": near[cy, cx],
@@ -567,7 +606,7 @@ def _profiles(
 
 
 def _clutter(
-    bh: FloatArray, centre: int, start: int, length: int, floor: FloatArray, persist: int = 8
+    bh: FloatArray, centre: int, *, start: int, length: int, floor: FloatArray, persist: int = 8
 ) -> npt.NDArray[np.bool_]:
     """Per profile: is there a short dark crest in either flank (``start``…``start+length`` from the centre)?
 
@@ -582,7 +621,7 @@ def _clutter(
     crest[:, 1:-1] = (bh[:, 1:-1] > bh[:, :-2]) & (bh[:, 1:-1] >= bh[:, 2:]) & (bh[:, 1:-1] >= floor[:, None])
     if n == 0 or not crest.any():
         return np.zeros(n, bool)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(crest, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(crest, connectivity=8)
     short = stats[:, cv2.CC_STAT_HEIGHT] < persist  # extent along the wire (rows = profiles)
     short[0] = False
     loose = short[labels]
@@ -641,29 +680,30 @@ def _full_res_mask(work: WorkingImage, wire: Wire, tile_px: int) -> Region | Non
     s = work.scale
     curve = work.to_full(wire.curve)
     width_full = max(1.0, wire.width / s)
-    half_band = int(math.ceil(width_full / 2.0 + max(1.5, wire.residual / s) + 1.0))
+    half_band = math.ceil(width_full / 2.0 + max(1.5, wire.residual / s) + 1.0)
     k_full = int(2 * math.ceil(width_full) + 3) | 1
     pad = half_band + k_full
-    x0 = max(0, int(math.floor(curve[:, 0].min())) - pad)
-    x1 = min(W, int(math.ceil(curve[:, 0].max())) + pad + 1)
-    y0 = max(0, int(math.floor(curve[:, 1].min())) - pad)
-    y1 = min(H, int(math.ceil(curve[:, 1].max())) + pad + 1)
+    x0 = max(0, math.floor(curve[:, 0].min()) - pad)
+    x1 = min(W, math.ceil(curve[:, 0].max()) + pad + 1)
+    y0 = max(0, math.floor(curve[:, 1].min()) - pad)
+    y1 = min(H, math.ceil(curve[:, 1].max()) + pad + 1)
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k_full, k_full))
+    ring_kernel = np.ones((2 * half_band + 1, 2 * half_band + 1), np.uint8)
     threshold = max(3.0, 0.12 * wire.contrast)
     # Walk the curve in pieces of ~tile_px full-resolution px.
     lengths = np.r_[0.0, np.cumsum(np.hypot(*np.diff(curve, axis=0).T))]
-    n_tiles = max(1, int(math.ceil(lengths[-1] / tile_px)))
+    n_tiles = max(1, math.ceil(lengths[-1] / tile_px))
     bounds = np.searchsorted(lengths, np.linspace(0, lengths[-1], n_tiles + 1))
     for t in range(n_tiles):
         i0, i1 = int(bounds[t]), int(min(len(curve), bounds[t + 1] + 1))
         piece = curve[max(0, i0 - 1) : i1]
         if piece.shape[0] < 2:
             continue
-        tx0 = max(0, int(math.floor(piece[:, 0].min())) - pad)
-        tx1 = min(W, int(math.ceil(piece[:, 0].max())) + pad + 1)
-        ty0 = max(0, int(math.floor(piece[:, 1].min())) - pad)
-        ty1 = min(H, int(math.ceil(piece[:, 1].max())) + pad + 1)
+        tx0 = max(0, math.floor(piece[:, 0].min()) - pad)
+        tx1 = min(W, math.ceil(piece[:, 0].max()) + pad + 1)
+        ty0 = max(0, math.floor(piece[:, 1].min()) - pad)
+        ty1 = min(H, math.ceil(piece[:, 1].max()) + pad + 1)
         crop = image[ty0:ty1, tx0:tx1]
         value = value_channel(crop)
         bh = cv2.morphologyEx(value, cv2.MORPH_BLACKHAT, kernel)
@@ -674,7 +714,14 @@ def _full_res_mask(work: WorkingImage, wire: Wire, tile_px: int) -> Region | Non
         if not band.any():
             continue
         # The band only covers stretches with sky on both sides (``wire.clean``), so no sky test here.
-        m = ((bh >= threshold) & band.astype(bool)).astype(np.uint8)
+        # Threshold: a fraction of the wire's own darkness here, and above the sky's noise (its
+        # black-hat just outside the band, where JPEG blocks and grain show).
+        inside = band.astype(bool)
+        outside = cv2.dilate(band, ring_kernel).astype(bool) & ~inside
+        noise = float(np.percentile(bh[outside], 75)) if outside.any() else 0.0
+        peak = float(np.percentile(bh[inside], 98))
+        local = max(threshold, 0.1 * peak, 1.5 * noise)
+        m = ((bh >= local) & inside).astype(np.uint8)
         # Close pinholes along the wire, within the band.
         m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) & band
         mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m.astype(bool)

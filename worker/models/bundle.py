@@ -79,4 +79,29 @@ def resolve_device(choice: str) -> str:
 def load(settings: Settings) -> ModelBundle:
     """Load every model the settings ask for, once. Missing weights degrade, they do not fail."""
     bundle = ModelBundle(device=resolve_device(settings.device))
+    bundle.inpainter = _load_inpainter(settings, bundle)
     return bundle
+
+
+def _load_inpainter(settings: Settings, bundle: ModelBundle) -> Inpainter:
+    """LaMa from ``models_dir/big-lama.pt`` when present (on a GPU, or when asked for); else OpenCV."""
+    from worker.errors import ConfigError
+    from worker.models.lama import FILENAME, load_lama
+    from worker.models.opencv_inpaint import OpenCVInpainter
+
+    path = settings.models_dir / FILENAME
+    if settings.inpainter == "opencv":
+        bundle.notes.append("cleanup inpaints with OpenCV (WORKER_INPAINTER=opencv)")
+        return OpenCVInpainter("telea")
+    if not path.is_file():
+        if settings.inpainter == "lama":
+            raise ConfigError(f"WORKER_INPAINTER=lama but {path} does not exist; install {FILENAME} there")
+        bundle.notes.append(f"{FILENAME} not in {settings.models_dir}: cleanup inpaints with OpenCV (Telea)")
+        return OpenCVInpainter("telea")
+    if settings.inpainter == "auto" and bundle.device != "cuda":
+        bundle.notes.append(
+            f"{FILENAME} found but no GPU: cleanup inpaints with OpenCV (LaMa takes ~20 s per crop on a CPU; "
+            "WORKER_INPAINTER=lama forces it)"
+        )
+        return OpenCVInpainter("telea")
+    return load_lama(path, bundle.device)
