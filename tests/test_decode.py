@@ -141,6 +141,17 @@ def test_exif_orientation_is_applied(astronaut: np.ndarray, orientation: int) ->
     assert frame.exif["orientation"] == orientation and frame.exif["make"] == "Canon"
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_matches_pillow(astronaut: np.ndarray, orientation: int) -> None:
+    from PIL import ImageOps
+
+    stored = np.ascontiguousarray(astronaut[:, 50:450])
+    data = pf.jpeg(stored, exif=pf.exif_with(orientation=orientation))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+    frame = run(data, "oriented.jpg")  # the fast OpenCV path for plain colour JPEGs
+    assert np.array_equal(frame.image, expected)
+
+
 def test_cmyk_jpeg_adobe_inverted(coffee: np.ndarray) -> None:
     data = pf.cmyk_jpeg(coffee)
     frame = run(data, "press.jpg")
