@@ -6,8 +6,8 @@ helpers halve with the area filter while the image is at least twice the target,
 then finish with one resample on the small image:
 
 * :func:`shrink` finishes with the area filter (analysis copies: cheap, no ringing);
-* :func:`downscale` finishes with Lanczos-3 (deliverables: crisp, no aliasing — the
-  halvings are a box prefilter, as Pillow's ``reducing_gap`` does, only faster).
+* :func:`downscale` finishes with Lanczos-3 at a ratio below 2 (deliverables: crisp, no
+  aliasing — the halvings are a box prefilter, as Pillow's ``reducing_gap`` does, only faster).
 
 Neither ever upscales.
 """
@@ -65,7 +65,7 @@ def downscale(image: Array, long_edge: int) -> Array:
     tw, th = fit_size(w, h, long_edge)
     if (tw, th) == (w, h):
         return image
-    small = np.ascontiguousarray(_halve_while(image, tw, th, 3.0))
+    small = np.ascontiguousarray(_halve_while(image, tw, th, 2.0))
     sh, sw = small.shape[:2]
     mode = "RGB" if small.ndim == 3 else "L"
     pil = PILImage.frombuffer(mode, (sw, sh), small, "raw", mode, 0, 1)
