@@ -68,7 +68,7 @@ def srgb_to_adobe_codes(rgb: np.ndarray) -> np.ndarray:
     return np.round(lin ** (1 / ADOBE_GAMMA) * 255).astype(np.uint8)
 
 
-# --- photos ------------------------------------------------------------------------------------------
+# --- photos ---
 def wheel_photo(name: str) -> np.ndarray:
     """A real photo that ships in a wheel: astronaut, coffee, chelsea, rocket (skimage), china, flower."""
     if name in {"china", "flower"}:

@@ -22,7 +22,7 @@ def rotated(image: np.ndarray, angle: float) -> np.ndarray:
     return rotate_crop(image, angle, inscribed_box(w, h, angle))
 
 
-# --- geometry -----------------------------------------------------------------------------------------------
+# --- geometry ---
 def corners_in_source(w: int, h: int, angle: float, box: tuple[float, float, float, float]) -> np.ndarray:
     """Where the crop's corners come from in the unrotated photo."""
     m = composition._rotation_matrix(angle, w, h)
@@ -62,7 +62,7 @@ def test_rotation_without_angle_is_a_plain_crop() -> None:
     assert np.array_equal(out, image[20:70, 10:110])
 
 
-# --- straighten -----------------------------------------------------------------------------------------------
+# --- straighten ---
 def test_tilted_photo_is_levelled(shared_data) -> None:
     door = pf.np.asarray(pf.Image.open(shared_data / DOOR).convert("RGB"))
     base = estimate_tilt(door)
@@ -111,7 +111,7 @@ def test_tiny_and_extreme_frames() -> None:
         assert frame.report["composition"]["rotation_deg"] == 0.0
 
 
-# --- aspect crop ------------------------------------------------------------------------------------------------
+# --- aspect crop ---
 def face_inside(face: Face, width: int, height: int) -> bool:
     x0, y0, x1, y1 = face.box
     return x0 >= 0 and y0 >= 0 and x1 <= width and y1 <= height

@@ -163,7 +163,7 @@ def test_oversized_or_broken_exif_never_fails_the_photo(big_photo: np.ndarray) -
     assert "edited" in frame.outputs
 
 
-# --- watermark ---------------------------------------------------------------------------------------------
+# --- watermark ---
 @pytest.fixture(scope="module")
 def logo() -> np.ndarray:
     from skimage import data

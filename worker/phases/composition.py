@@ -88,7 +88,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         frame.report[NAME] = report
 
 
-# --- straighten ------------------------------------------------------------------------------------------
+# --- straighten ---
 def estimate_tilt(image: Pixels) -> dict[str, Any]:
     """The rotation (degrees, counter-clockwise) that levels ``image``, with the evidence.
 
@@ -297,7 +297,7 @@ def rotate_crop(image: Pixels, angle_deg: float, box: Box) -> Pixels:
     )
 
 
-# --- aspect crop ------------------------------------------------------------------------------------------
+# --- aspect crop ---
 def aspect_crop(
     image: Pixels, region: Box, ratio: float, faces: list[Face], angle: float
 ) -> tuple[Box | None, dict[str, Any]]:
@@ -379,7 +379,7 @@ def _clip_box(box: Box, region: Box) -> Box | None:
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-# --- faces through the transform --------------------------------------------------------------------------
+# --- faces through the transform ---
 def _rotate_point(p: tuple[float, float], angle: float, w: int, h: int) -> tuple[float, float]:
     m = _rotation_matrix(angle, w, h)
     return (

@@ -190,7 +190,7 @@ def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
     return exif.tobytes() if len(exif) else None
 
 
-# --- watermark ---------------------------------------------------------------------------------------------
+# --- watermark ---
 def apply_watermark(
     image: Pixels, logo: Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
 ) -> tuple[Pixels, dict[str, Any]]:
