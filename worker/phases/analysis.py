@@ -48,6 +48,7 @@ SHARP_EDGE = 2048  # the subject's sharpness is judged at the size clients see
 FACE_EDGE = 256  # a face is judged at most this many pixels across
 MIN_FACE_PX = 24  # smaller faces are too small to judge
 _REBLUR_SIGMA = 1.0
+_WIDE_REBLUR_SIGMA = 3.0
 _BLUR_AT_HALF_SCORE = 2.0  # px of blur radius that scores 50
 # Weights of the overall score. Closed eyes on a prominent face subtract on top.
 WEIGHTS = {"sharpness": 0.55, "exposure": 0.3, "noise": 0.15}
@@ -119,41 +120,64 @@ def _gradient(grey: FloatArray) -> FloatArray:
     return cv2.magnitude(gx, gy)
 
 
-def edge_maps(grey: npt.NDArray[Any]) -> tuple[FloatArray, FloatArray]:
-    """Gradient magnitude of ``grey`` and of ``grey`` blurred once more by the re-blur σ."""
+def edge_maps(grey: npt.NDArray[Any], reblur: float = _REBLUR_SIGMA) -> tuple[FloatArray, FloatArray]:
+    """Gradient magnitude of ``grey`` and of ``grey`` blurred once more by ``reblur``."""
     g = grey.astype(np.float32)
-    return _gradient(g), _gradient(cv2.GaussianBlur(g, (0, 0), _REBLUR_SIGMA))
+    return _gradient(g), _gradient(cv2.GaussianBlur(g, (0, 0), reblur))
 
 
-def blur_radius(grey: npt.NDArray[Any], mask: npt.NDArray[np.bool_] | None = None) -> float | None:
+def blur_radius(
+    grey: npt.NDArray[Any],
+    mask: npt.NDArray[np.bool_] | None = None,
+    *,
+    min_edges: int = 40,
+    floor: float = 8.0,
+) -> float | None:
     """Blur radius (Gaussian σ, px) of the strongest edges in ``grey``; None with too few edges.
 
     An edge blurred by σ loses gradient by ``sqrt(σ² + r²) / σ`` when blurred again by ``r``;
-    the median of that ratio over the top 5 % of edges gives σ, independent of contrast.
+    the median of that ratio over the top 5 % of edges gives σ, independent of contrast. Large
+    blurs are measured again with a larger ``r``, where the ratio is still informative.
     """
     if min(grey.shape[:2]) < 12:
         return None
-    m0, m1 = edge_maps(grey)
     inner = np.zeros(grey.shape[:2], dtype=bool)
     inner[3:-3, 3:-3] = True
-    return blur_from_maps(m0, m1, inner if mask is None else inner & mask)
+    region = inner if mask is None else inner & mask
+    m0, m1 = edge_maps(grey)
+    sigma = blur_from_maps(m0, m1, region, min_edges=min_edges, floor=floor)
+    if sigma is not None and sigma > 2.0:
+        m0, m1 = edge_maps(grey, _WIDE_REBLUR_SIGMA)
+        wide = blur_from_maps(m0, m1, region, reblur=_WIDE_REBLUR_SIGMA, min_edges=min_edges, floor=floor)
+        sigma = max(sigma, wide) if wide is not None else sigma
+    return sigma
 
 
 def blur_from_maps(
-    m0: FloatArray, m1: FloatArray, region: npt.NDArray[np.bool_] | None = None
+    m0: FloatArray,
+    m1: FloatArray,
+    region: npt.NDArray[np.bool_] | None = None,
+    *,
+    reblur: float = _REBLUR_SIGMA,
+    min_edges: int = 40,
+    floor: float = 8.0,
 ) -> float | None:
-    """The blur radius from precomputed :func:`edge_maps` (optionally only inside ``region``)."""
-    candidates = m1 > 8.0  # a real edge, not noise (Sobel units, 8-bit levels)
+    """The blur radius from precomputed :func:`edge_maps` (optionally only inside ``region``).
+
+    Only gradients above ``floor`` (Sobel units: 8 ≈ one 8-bit level per pixel) count: on weaker
+    ones the 8-bit rounding of the image itself inflates the ratio and fakes sharpness.
+    """
+    candidates = m1 > floor
     if region is not None:
         candidates &= region
     values = m1[candidates]
-    if values.size < 40:
+    if values.size < min_edges:
         return None
     k = int(0.95 * (values.size - 1))
     threshold = np.partition(values, k)[k]
     strongest = candidates & (m1 >= threshold)
     ratio = float(np.median(m0[strongest] / m1[strongest]))
-    sigma = _REBLUR_SIGMA / math.sqrt(max(ratio * ratio - 1.0, 1e-4))
+    sigma = reblur / math.sqrt(max(ratio * ratio - 1.0, 1e-4))
     return float(min(max(sigma, 0.1), 50.0))
 
 
@@ -186,7 +210,8 @@ def sharpness(image: Pixels, grey: Pixels, faces: list[Face]) -> dict[str, Any]:
     mask = np.zeros((h, w), dtype=bool)
     x0, y0, x1, y1 = (round(v) for v in (box[0] * w, box[1] * h, box[2] * w, box[3] * h))
     mask[y0:y1, x0:x1] = True
-    blur = blur_radius(grey, mask)
+    # The region alone must hold enough clear edges (≥ 3 levels/px), else the whole frame decides.
+    blur = blur_radius(grey, mask, min_edges=400, floor=24.0)
     region = "subject"
     if blur is None:
         blur, region = blur_radius(grey), "whole"
