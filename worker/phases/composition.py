@@ -43,7 +43,7 @@ from worker.resize import shrink
 
 NAME = "composition"
 MIN_ROTATION_DEG = 0.3  # below this a tilt is invisible; leave the photo alone
-MAX_ROTATION_DEG = 6.0  # beyond this the tilt is likely intended (a Dutch angle)
+MAX_ROTATION_DEG = 8.0  # beyond this the tilt is likely intended (a Dutch angle)
 _SEARCH_DEG = 10.0  # lines within this of horizontal/vertical vote
 # Confidence: agreeing vertical line length (in frame heights), the longest agreeing horizontal
 # line and all agreeing horizontal length (in frame widths).
@@ -249,6 +249,15 @@ def _decide(vertical: dict[str, Any], horizontal: dict[str, Any]) -> tuple[float
     if v_ok:
         return float(vertical["estimate"]), "verticals"
     if h_ok:
+        # A receding railing or a staircase looks like a tilted horizon; a few consistent
+        # verticals that disagree are enough to distrust it.
+        weak_v = vertical.get("lines", 0) >= 3 and vertical.get("spread", 99.0) <= 0.5
+        if (
+            weak_v
+            and vertical.get("support", 0.0) >= 0.3
+            and abs(vertical["estimate"] - horizontal["estimate"]) > 0.5
+        ):
+            return None, "the verticals disagree with the horizon; left alone"
         return float(horizontal["estimate"]), "horizon"
     return None, "not enough straight lines to be sure; left alone"
 
