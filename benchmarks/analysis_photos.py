@@ -70,3 +70,26 @@ def jpeg_bytes(array: np.ndarray, quality: int = 92) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+def timed(fn, repeat: int = 7) -> dict[str, float]:
+    """Best and median wall time of ``fn()`` in milliseconds (first call is a warm-up)."""
+    import time
+
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return {"best_ms": round(min(samples), 1), "median_ms": round(float(np.median(samples)), 1)}
+
+
+def machine() -> dict[str, object]:
+    import os
+
+    return {
+        "cpus": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "note": "2-core CPU, no GPU; other jobs may share the cores (see load)",
+    }

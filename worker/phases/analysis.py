@@ -40,10 +40,11 @@ import numpy.typing as npt
 
 from worker.frame import Face, Frame
 from worker.phases import PhaseContext
-from worker.resize import halve_to, shrink
+from worker.resize import fit_size, halve_to, shrink
 
 NAME = "analysis"
-WORK_EDGE = 1024  # colour statistics, saliency, scene and hashes
+WORK_EDGE = 1024  # saliency and hashes
+STATS_EDGE = 512  # exposure, sky, colour: global statistics
 SHARP_EDGE = 2048  # the subject's sharpness is judged at the size clients see
 FACE_EDGE = 256  # a face is judged at most this many pixels across
 MIN_FACE_PX = 24  # smaller faces are too small to judge
@@ -80,21 +81,21 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
 
 def analyse(image: Pixels, faces: list[Face]) -> dict[str, Any]:
     """Everything phase 0 measures on one upright sRGB image; JSON-able."""
-    # Halve fast while the photo is at least twice the working size, then go grey before the
-    # last (slower, arbitrary-factor) resample: sharpness needs grey only.
+    # Halve fast while the photo is at least twice the working size; the rest of the work is on
+    # copies of 1024 px (saliency, hashes, scene) and 512 px (global colour statistics).
     reduced = halve_to(image, SHARP_EDGE)
-    grey_mid = shrink(cv2.cvtColor(reduced, cv2.COLOR_RGB2GRAY), SHARP_EDGE)
     small = shrink(reduced, WORK_EDGE)
+    tiny = shrink(small, STATS_EDGE)
     grey_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    scale_small = small.shape[1] / image.shape[1]
     judged = [f for f in faces if f.size >= MIN_FACE_PX]
 
-    sharp = sharpness(image, grey_mid, judged)
-    expo = exposure(small, [_scale_box(f.box, scale_small) for f in judged])
+    sharp = sharpness(image, reduced, grey_small, judged)
+    scale = tiny.shape[1] / image.shape[1]
+    expo = exposure(tiny, [_scale_box(f.box, scale) for f in judged])
     noise = noise_level(image)
     eyes = [eye_state(image, f) for f in judged]
     quality = combine(sharp, expo, noise, eyes)
-    scene = scene_cues(small, grey_small, faces, image.shape[1], image.shape[0])
+    scene = scene_cues(tiny, cv2.cvtColor(tiny, cv2.COLOR_RGB2GRAY), faces, image.shape[1], image.shape[0])
     return {
         "quality": quality,
         "scene_type": scene.pop("type"),
@@ -186,8 +187,12 @@ def sharpness_score(blur_px: float) -> float:
     return 100.0 / (1.0 + (blur_px / _BLUR_AT_HALF_SCORE) ** 4)
 
 
-def sharpness(image: Pixels, grey: Pixels, faces: list[Face]) -> dict[str, Any]:
-    """Sharpness of the faces (if any can be judged), else of the salient region."""
+def sharpness(image: Pixels, reduced: Pixels, grey_small: Pixels, faces: list[Face]) -> dict[str, Any]:
+    """Sharpness of the faces (if any can be judged), else of the salient region.
+
+    ``reduced`` is the photo halved down towards :data:`SHARP_EDGE`; ``grey_small`` the
+    1024 px grey copy the salient region is found on.
+    """
     face_results = []
     for face in faces:
         crop, _ = _crop(image, face.box, pad=0.0)  # the face itself, not the background around it
@@ -205,16 +210,25 @@ def sharpness(image: Pixels, grey: Pixels, faces: list[Face]) -> dict[str, Any]:
             "blur_px": round(float(np.average(blurs, weights=weights)), 2),
             "faces": [round(float(s), 1) for s in scores],
         }
-    box = salient_box(grey)
-    h, w = grey.shape
-    mask = np.zeros((h, w), dtype=bool)
-    x0, y0, x1, y1 = (round(v) for v in (box[0] * w, box[1] * h, box[2] * w, box[3] * h))
-    mask[y0:y1, x0:x1] = True
+    box = salient_box(grey_small)
+    rh, rw = reduced.shape[:2]
+    tw, th = fit_size(rw, rh, SHARP_EDGE)
+    # Only the salient region (plus a few pixels for the filters) is brought to the working size.
+    sx, sy = rw / tw, rh / th
+    x0, y0 = max(0, math.floor(box[0] * tw) - 4), max(0, math.floor(box[1] * th) - 4)
+    x1, y1 = min(tw, math.ceil(box[2] * tw) + 4), min(th, math.ceil(box[3] * th) + 4)
+    src = reduced[math.floor(y0 * sy) : math.ceil(y1 * sy), math.floor(x0 * sx) : math.ceil(x1 * sx)]
+    grey_region = cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_RGB2GRAY)
+    if (tw, th) != (rw, rh):
+        grey_region = cv2.resize(
+            grey_region, (max(1, x1 - x0), max(1, y1 - y0)), interpolation=cv2.INTER_AREA
+        )
     # The region alone must hold enough clear edges (≥ 3 levels/px), else the whole frame decides.
-    blur = blur_radius(grey, mask, min_edges=400, floor=24.0)
+    blur = blur_radius(grey_region, min_edges=400, floor=24.0)
     region = "subject"
     if blur is None:
-        blur, region = blur_radius(grey), "whole"
+        grey = cv2.cvtColor(reduced, cv2.COLOR_RGB2GRAY)
+        blur, region = blur_radius(shrink(grey, SHARP_EDGE)), "whole"
     if blur is None:
         return {"score": None, "region": None, "blur_px": None}
     return {
