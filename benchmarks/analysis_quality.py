@@ -51,7 +51,7 @@ def to_srgb(lin: np.ndarray) -> np.ndarray:
 
 
 def sharpness_vs_blur() -> dict:
-    rows = {}
+    rows: dict[str, dict] = {}
     for name, img in named_photos(*SHARP_PATTERNS):
         scores = []
         for sigma in SIGMAS:
@@ -124,7 +124,11 @@ def eyes_on_real_faces() -> dict:
         if boxes is None:
             continue
         faces = [
-            Face(tuple(float(v) for v in b), tuple((float(x), float(y)) for x, y in m), float(p))
+            Face(
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                tuple((float(x), float(y)) for x, y in m),
+                float(p),
+            )
             for b, p, m in zip(boxes, probs, marks, strict=True)
             if p > 0.95
         ]

@@ -52,7 +52,7 @@ def main() -> None:
         else:
             rotated_originals[name] = applied
         own = float(base["estimate_deg"]) if base["confident"] else 0.0
-        rows = []
+        rows: list[list[float | None]] = []
         for angle in rng.uniform(-5.0, 5.0, ANGLES_PER_PHOTO):
             h, w = img.shape[:2]
             copy = rotate_crop(img, float(angle), inscribed_box(w, h, float(angle)))

@@ -57,6 +57,20 @@ def test_inscribed_box_is_the_largest(angle: float) -> None:
     assert area >= 0.99 * best and area <= 1.001 * best
 
 
+def test_torch_warp_matches_opencv() -> None:
+    """The GPU path (torch grid_sample), run here on the CPU, resamples like OpenCV."""
+    from tests.test_decode import psnr
+
+    image = pf.wheel_photo("china")
+    h, w = image.shape[:2]
+    box = inscribed_box(w, h, 3.5)
+    cpu = rotate_crop(image, 3.5, box)
+    matrix = composition._rotation_matrix(3.5, w, h)
+    matrix[:, 2] -= (box[0], box[1])
+    torch_path = composition._warp_torch(image, matrix, (int(box[2] - box[0]), int(box[3] - box[1])), "cpu")
+    assert torch_path.shape == cpu.shape and psnr(torch_path, cpu) > 40
+
+
 def test_rotation_without_angle_is_a_plain_crop() -> None:
     image = pf.wheel_photo("coffee")
     out = rotate_crop(image, 0.0, (10, 20, 110, 70))

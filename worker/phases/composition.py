@@ -13,7 +13,7 @@ The photo is rotated only when the evidence is strong (enough line length agreei
 agreeing when both are present) and the tilt is between :data:`MIN_ROTATION_DEG` and
 :data:`MAX_ROTATION_DEG`; otherwise it is left alone and the report says why. The rotation is
 about the centre, and the result is cropped to the largest axis-aligned rectangle with no empty
-corners, in one resample (bilinear).
+corners, in one resample (bilinear; OpenCV on the CPU, torch ``grid_sample`` on the GPU).
 
 **Crop** (``EditSettings.crop_aspect``, e.g. ``"4:5"``). The aspect applies in the photo's own
 orientation (4:5 on a landscape photo is 5:4). The largest window of that aspect is placed on
@@ -80,7 +80,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             if crop is not None:
                 box = crop
         if box is not None:
-            frame.image = rotate_crop(frame.image, angle, box)
+            frame.image = rotate_crop(frame.image, angle, box, ctx.models.device)
             frame.faces = [_crop_face(_rotate_face(f, angle, w, h), box) for f in frame.faces]
             report["crop_box"] = [round(v) for v in box]
         report["rotation_deg"] = round(angle, 2)
@@ -293,17 +293,47 @@ def _rotation_matrix(angle_deg: float, width: int, height: int) -> npt.NDArray[n
     return np.asarray(matrix, dtype=np.float64)
 
 
-def rotate_crop(image: Pixels, angle_deg: float, box: Box) -> Pixels:
-    """Rotate about the centre by ``angle_deg`` (counter-clockwise) and crop to ``box``, in one pass."""
+def rotate_crop(image: Pixels, angle_deg: float, box: Box, device: str = "cpu") -> Pixels:
+    """Rotate about the centre by ``angle_deg`` (counter-clockwise) and crop to ``box``, in one
+    bilinear pass: OpenCV on the CPU, torch's ``grid_sample`` on a CUDA device."""
     x0, y0, x1, y1 = (round(v) for v in box)
     h, w = image.shape[:2]
     if not angle_deg:
         return np.ascontiguousarray(image[y0:y1, x0:x1])
     matrix = _rotation_matrix(angle_deg, w, h)
     matrix[:, 2] -= (x0, y0)
+    if device != "cpu":
+        return _warp_torch(image, matrix, (x1 - x0, y1 - y0), device)
     return cv2.warpAffine(
         image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def _warp_torch(image: Pixels, matrix: npt.NDArray[np.float64], size: tuple[int, int], device: str) -> Pixels:
+    """``cv2.warpAffine`` (source → output ``matrix``, bilinear, replicated border) with torch."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = image.shape[:2]
+    ow, oh = size
+    inverse = cv2.invertAffineTransform(matrix)  # output pixel → source pixel
+    # grid_sample works in [-1, 1] coordinates (pixel centres, align_corners=False):
+    # x_norm = (2x + 1) / W - 1. Compose: output norm → output pixel → source pixel → source norm.
+    to_pixel = np.array([[ow / 2, 0, (ow - 1) / 2], [0, oh / 2, (oh - 1) / 2], [0, 0, 1]])
+    to_norm = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
+    theta = (to_norm @ np.vstack([inverse, [0, 0, 1]]) @ to_pixel)[:2]
+    with torch.no_grad():
+        src = (
+            torch.from_numpy(np.require(image, requirements=["C", "W"]))
+            .to(device)
+            .permute(2, 0, 1)[None]
+            .float()
+        )
+        affine = torch.tensor(theta, dtype=torch.float32, device=device)[None]
+        grid = F.affine_grid(affine, [1, 3, oh, ow], align_corners=False)
+        out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        result: Pixels = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return result
 
 
 # --- aspect crop ---
