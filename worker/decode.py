@@ -20,6 +20,7 @@ from worker.errors import DecodeError
 from worker.frame import Frame, SourceInfo
 
 _SRGB = ImageCms.createProfile("sRGB")
+MIN_SIDE = 16  # pixels: anything smaller is an icon or a broken export, not a photo
 
 # EXIF tag ids (see the EXIF 2.32 spec).
 _ORIENTATION = 0x0112
@@ -37,7 +38,7 @@ def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Fra
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with our own limit
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
                 raise DecodeError(
@@ -51,8 +52,11 @@ def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Fra
         raise DecodeError(f"{filename} is not an image file this worker can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(f"{filename} is damaged or truncated ({_short(exc)}); upload it again") from None
-    if width < 1 or height < 1:
-        raise DecodeError(f"{filename} has no pixels")
+    if min(width, height) < MIN_SIDE:
+        raise DecodeError(
+            f"{filename} is {width}×{height} pixels, too small to be a photo (under {MIN_SIDE} px); "
+            "upload the full-size file"
+        )
 
     source_mode = img.mode
     fmt = img.format or "unknown"

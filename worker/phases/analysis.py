@@ -8,7 +8,7 @@ with its parts), ``scene_type`` and ``phash`` for near-duplicate grouping.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -17,16 +17,12 @@ from worker.frame import Frame, Image
 from worker.phases import PhaseContext
 
 NAME = "analysis"
-_ANALYSIS_EDGE = (
-    1024  # scores are computed on a copy with this long edge, so they do not depend on resolution
-)
+_ANALYSIS_EDGE = 1024  # scores are computed on a copy with this long edge, so they do not depend on resolution
 
 
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
     detector = ctx.models.face_detector
-    faces_per_frame = (
-        detector.detect([f.image for f in frames]) if detector and frames else [[] for _ in frames]
-    )
+    faces_per_frame = detector.detect([f.image for f in frames]) if detector and frames else [[] for _ in frames]
     for frame, faces in zip(frames, faces_per_frame, strict=True):
         frame.faces = list(faces)
         small = _downscale(frame.image, _ANALYSIS_EDGE)
@@ -46,8 +42,8 @@ def _downscale(image: Image, long_edge: int) -> Image:
     scale = long_edge / max(h, w)
     if scale >= 1:
         return image
-    return cv2.resize(
-        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    return cast(
+        Image, cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     )
 
 

@@ -9,6 +9,7 @@ colour; the edited file keeps the camera's EXIF with the orientation reset
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import cv2
 from PIL import Image as PILImage
@@ -54,12 +55,10 @@ def resize_long_edge(image: Image, long_edge: int) -> Image:
         return image
     scale = long_edge / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return cast(Image, cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-def encode_jpeg(
-    image: Image, *, quality: int, progressive: bool = False, exif: bytes | None = None
-) -> Encoded:
+def encode_jpeg(image: Image, *, quality: int, progressive: bool = False, exif: bytes | None = None) -> Encoded:
     pil = PILImage.fromarray(image, "RGB")
     buf = io.BytesIO()
     kwargs: dict[str, object] = {
