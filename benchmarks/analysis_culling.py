@@ -41,9 +41,7 @@ def srgb_to_linear(a: np.ndarray) -> np.ndarray:
 
 def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
     v = np.clip(lin, 0, 1)
-    return np.round(np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055) * 255).astype(
-        np.uint8
-    )
+    return np.round(np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055) * 255).astype(np.uint8)
 
 
 def variants(img: np.ndarray) -> dict[str, bytes]:

@@ -45,9 +45,7 @@ def to_linear(a: np.ndarray) -> np.ndarray:
 
 def to_srgb(lin: np.ndarray) -> np.ndarray:
     v = np.clip(lin, 0, 1)
-    return np.round(np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055) * 255).astype(
-        np.uint8
-    )
+    return np.round(np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055) * 255).astype(np.uint8)
 
 
 def sharpness_vs_blur() -> dict:
@@ -74,10 +72,7 @@ def exposure_separation() -> dict:
     rows = {}
     for name, img in named_photos(*EXPOSURE_PATTERNS):
         lin = to_linear(img.astype(np.float64))
-        res = {
-            ev: analysis.analyse(to_srgb(lin * 2.0**ev), [])["quality"]["details"]["exposure"]
-            for ev in (-2, 0, 2)
-        }
+        res = {ev: analysis.analyse(to_srgb(lin * 2.0**ev), [])["quality"]["details"]["exposure"] for ev in (-2, 0, 2)}
         rows[name] = {
             "score": {str(ev): res[ev]["score"] for ev in res},
             "ev": {str(ev): res[ev]["ev"] for ev in res},
@@ -97,12 +92,8 @@ def exposure_separation() -> dict:
         "ev_moves_up_at_plus_2ev": share(lambda r: r["ev"]["2"] > r["ev"]["0"]),
         "flagged_under_at_minus_2ev": share(lambda r: r["verdict"]["-2"] == "under"),
         "flagged_over_at_plus_2ev": share(lambda r: r["verdict"]["2"] == "over"),
-        "median_score": {
-            ev: float(np.median([r["score"][ev] for r in rows.values()])) for ev in ("-2", "0", "2")
-        },
-        "exceptions": {
-            k: v for k, v in rows.items() if not (v["score"]["-2"] < v["score"]["0"] > v["score"]["2"])
-        },
+        "median_score": {ev: float(np.median([r["score"][ev] for r in rows.values()])) for ev in ("-2", "0", "2")},
+        "exceptions": {k: v for k, v in rows.items() if not (v["score"]["-2"] < v["score"]["0"] > v["score"]["2"])},
     }
 
 
@@ -162,9 +153,7 @@ def scene_types() -> dict:
         if truth not in {"indoor", "outdoor"}:
             continue
         predicted = analysis.analyse(load(path), [])["scene_type"]
-        coarse = {"landscape": "outdoor", "outdoor": "outdoor", "detail": None, "indoor": "indoor"}.get(
-            predicted
-        )
+        coarse = {"landscape": "outdoor", "outdoor": "outdoor", "detail": None, "indoor": "indoor"}.get(predicted)
         rows.append((path.stem, truth, predicted, coarse))
     decided = [r for r in rows if r[3] is not None]
     return {

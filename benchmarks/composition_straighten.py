@@ -60,9 +60,7 @@ def main() -> None:
             truth = own - float(angle)
             if tilt["confident"]:
                 # The phase leaves sub-threshold tilts alone; what counts is the rotation applied.
-                correction = (
-                    float(tilt["rotation_deg"]) if abs(tilt["estimate_deg"]) >= MIN_ROTATION_DEG else 0.0
-                )
+                correction = float(tilt["rotation_deg"]) if abs(tilt["estimate_deg"]) >= MIN_ROTATION_DEG else 0.0
                 error = abs(correction - truth)
                 confident_errors.append(error)
                 all_errors.append(error)
@@ -81,9 +79,7 @@ def main() -> None:
                 "rotated_copies": copies,
                 "confident_copies": len(confident_errors),
                 "abstained_share": round(abstained / copies, 4),
-                "mae_deg_when_confident": round(float(np.mean(confident_errors)), 3)
-                if confident_errors
-                else None,
+                "mae_deg_when_confident": round(float(np.mean(confident_errors)), 3) if confident_errors else None,
                 "p90_error_deg_when_confident": round(float(np.percentile(confident_errors, 90)), 3)
                 if confident_errors
                 else None,

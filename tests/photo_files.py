@@ -18,9 +18,7 @@ from worker import icc
 
 # --- reference colour math, straight from the specifications (independent of worker.icc) -------------
 # Adobe RGB (1998) Color Image Encoding, v2005-05, section 4.3.4.1: RGB → XYZ (D65), and gamma 563/256.
-ADOBE_TO_XYZ = np.array(
-    [[0.57667, 0.18556, 0.18823], [0.29734, 0.62736, 0.07529], [0.02703, 0.07069, 0.99134]]
-)
+ADOBE_TO_XYZ = np.array([[0.57667, 0.18556, 0.18823], [0.29734, 0.62736, 0.07529], [0.02703, 0.07069, 0.99134]])
 ADOBE_GAMMA = 563 / 256
 # IEC 61966-2-1 (sRGB), XYZ (D65) → linear sRGB.
 XYZ_TO_SRGB = np.array([[3.2406, -1.5372, -0.4986], [-0.9689, 1.8758, 0.0415], [0.0557, -0.2040, 1.0570]])

@@ -111,9 +111,7 @@ def test_subject_region_is_reported(china: np.ndarray) -> None:
 @pytest.mark.parametrize("name", ["china", "coffee", "chelsea"])
 def test_exposure_score_separates_two_stops(name: str) -> None:
     photo = pf.wheel_photo(name)
-    results = {
-        ev: analysis.analyse(exposed(photo, ev), [])["quality"]["details"]["exposure"] for ev in (-2, 0, 2)
-    }
+    results = {ev: analysis.analyse(exposed(photo, ev), [])["quality"]["details"]["exposure"] for ev in (-2, 0, 2)}
     assert results[0]["score"] > results[-2]["score"] + 15
     assert results[0]["score"] > results[2]["score"] + 15
     assert results[-2]["verdict"] == "under" or results[-2]["headroom_ev"] > 1.5

@@ -130,9 +130,7 @@ def test_from_report_reads_the_phase_report_and_exif() -> None:
 
 def test_mappings_and_odd_input() -> None:
     assert summarize_gallery([]) == {}
-    result = summarize_gallery(
-        [{"photo_id": "x", "phash": None, "captured_at": "not a time"}, {"photo_id": "y"}]
-    )
+    result = summarize_gallery([{"photo_id": "x", "phash": None, "captured_at": "not a time"}, {"photo_id": "y"}])
     assert result["x"]["group"] is None and result["y"]["group"] is None
     assert parse_time("2024-06-01T14:03:22") == datetime(2024, 6, 1, 14, 3, 22)
     assert parse_time(None) is None
@@ -148,9 +146,7 @@ def test_highlight_count_grows_slowly() -> None:
 def test_a_large_gallery_is_fast_enough() -> None:
     rng = np.random.default_rng(0)
     items = [
-        GalleryItem(
-            f"p{i}", f"{int(rng.integers(0, 2**63)):016x}", f"{int(rng.integers(0, 2**63)):016x}", score=60
-        )
+        GalleryItem(f"p{i}", f"{int(rng.integers(0, 2**63)):016x}", f"{int(rng.integers(0, 2**63)):016x}", score=60)
         for i in range(2000)
     ]
     result = summarize_gallery(items)

@@ -60,14 +60,14 @@ def test_zero_byte_file() -> None:
 def test_truncated_jpeg(coffee: np.ndarray) -> None:
     with pytest.raises(DecodeError) as err:
         run(pf.truncated_jpeg(coffee), "IMG_0002.jpg")
-    assert_readable(err.value, "IMG_0002.jpg", "incomplete", "upload")
+    assert_readable(err.value, "IMG_0002.jpg", "truncated", "upload")
 
 
 def test_truncated_png(coffee: np.ndarray) -> None:
     data = pf.encode(coffee, "PNG")
     with pytest.raises(DecodeError) as err:
         run(data[: len(data) // 2], "IMG_0003.png")
-    assert_readable(err.value, "IMG_0003.png", "incomplete")
+    assert_readable(err.value, "IMG_0003.png", "truncated")
 
 
 def test_png_bomb_is_refused_from_the_header() -> None:
@@ -87,7 +87,7 @@ def test_pixel_limit_comes_from_the_caller(coffee: np.ndarray) -> None:
 def test_text_file_named_jpg() -> None:
     with pytest.raises(DecodeError) as err:
         run(b"Dear client,\nhere are the photos from Saturday.\n", "notes.jpg")
-    assert_readable(err.value, "notes.jpg", "text file", "not a photo")
+    assert_readable(err.value, "notes.jpg", "text file", "not an image")
 
 
 @pytest.mark.parametrize(
@@ -233,9 +233,16 @@ def test_heic_rotation_is_applied(astronaut: np.ndarray) -> None:
     assert frame.source.orientation == 6
 
 
-def test_one_pixel_image() -> None:
-    frame = run(pf.encode(np.array([[[200, 100, 50]]], np.uint8), "PNG"), "dot.png")
-    assert frame.image.shape == (1, 1, 3) and frame.image[0, 0].tolist() == [200, 100, 50]
+def test_one_pixel_image_is_refused() -> None:
+    with pytest.raises(DecodeError) as err:
+        run(pf.encode(np.array([[[200, 100, 50]]], np.uint8), "PNG"), "dot.png")
+    assert_readable(err.value, "dot.png", "1×1", "too small")
+
+
+def test_smallest_accepted_image() -> None:
+    image = np.full((16, 16, 3), (200, 100, 50), np.uint8)
+    frame = run(pf.encode(image, "PNG"), "tiny.png")
+    assert frame.image.shape == (16, 16, 3) and frame.image[0, 0].tolist() == [200, 100, 50]
 
 
 def test_long_panorama() -> None:

@@ -12,7 +12,7 @@ from PIL import Image, ImageCms
 from tests import photo_files as pf
 from tests.test_decode import psnr
 from worker.decode import decode
-from worker.frame import Frame
+from worker.frame import Frame, SourceInfo
 from worker.phases import PhaseContext, output
 from worker.profile import EditSettings
 from worker.resize import downscale
@@ -139,12 +139,7 @@ def test_web_copy_of_a_small_photo_is_not_upscaled() -> None:
 
 def test_odd_sizes() -> None:
     for image in (np.full((1, 1, 3), 200, np.uint8), np.full((300, 20000, 3), 90, np.uint8)):
-        frame = Frame(
-            "p",
-            "x.jpg",
-            image,
-            decode(pf.jpeg(image), photo_id="p", filename="x.jpg", max_pixels=10**9).source,
-        )
+        frame = Frame("p", "x.jpg", image, SourceInfo("JPEG", image.shape[1], image.shape[0]))
         output.run([frame], PhaseContext())
         assert frame.outputs["edited"].width == image.shape[1]
         assert max(frame.outputs["thumb"].width, frame.outputs["thumb"].height) <= 400

@@ -7,6 +7,7 @@ and default. Nothing else in the package reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -150,13 +151,15 @@ class Settings:
     def validate(self) -> None:
         """Reject combinations that cannot work, with one line that says what to change."""
         if self.supabase_url and not self.supabase_service_role_key:
-            raise ConfigError(
-                "SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not; set both, or neither"
-            )
+            raise ConfigError("SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not; set both, or neither")
         if self.supabase_url and not self.supabase_url.startswith(("http://", "https://")):
             raise ConfigError(f"SUPABASE_URL={self.supabase_url!r} must start with https://")
-        if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
-            raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+        if (
+            self.database_url
+            and "://" in self.database_url
+            and not self.database_url.startswith(("postgres://", "postgresql://"))
+        ):
+            raise ConfigError("DATABASE_URL must be a postgresql:// URL (or a libpq key=value string)")
         if self.heartbeat_interval_s * 2 > self.lease_s:
             raise ConfigError(
                 f"WORKER_LEASE_S={self.lease_s:g} must be at least twice "
@@ -187,7 +190,9 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db`` (``password=…`` too)."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -212,9 +212,7 @@ def hash_distances(photos: list[GalleryItem]) -> np.ndarray:
 def _time_gaps(photos: list[GalleryItem]) -> np.ndarray:
     """N×N seconds between captures (inf when unknown or from different cameras)."""
     n = len(photos)
-    stamps = np.array(
-        [p.captured_at.timestamp() if p.captured_at else np.nan for p in photos], dtype=np.float64
-    )
+    stamps = np.array([p.captured_at.timestamp() if p.captured_at else np.nan for p in photos], dtype=np.float64)
     gaps = np.abs(stamps[:, None] - stamps[None, :])
     names: dict[str, int] = {}
     camera = np.array([names.setdefault(p.camera, len(names)) if p.camera else -1 for p in photos])
@@ -271,9 +269,7 @@ def pick_highlights(
     return chosen
 
 
-def _similarity(
-    photos: list[GalleryItem], distance: np.ndarray, seconds: np.ndarray, i: int, j: int
-) -> float:
+def _similarity(photos: list[GalleryItem], distance: np.ndarray, seconds: np.ndarray, i: int, j: int) -> float:
     """0–1: how much two photos show the same thing (look, moment, kind of shot)."""
     look = max(0.0, 1.0 - float(distance[i, j]) / 64.0)  # 0 bits: 1, 64+ bits (unrelated): 0
     moment = 1.0 if seconds[i, j] <= SAME_MOMENT_SECONDS else 0.0

@@ -46,6 +46,7 @@ pillow_heif.register_heif_opener()
 Image.MAX_IMAGE_PIXELS = None
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+MIN_SIDE = 16  # pixels: anything smaller is an icon or a broken export, not a photo
 _CMS_FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
 
 # EXIF tag ids (see the EXIF 2.32 spec).
@@ -74,14 +75,14 @@ def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Fra
         raise DecodeError(f"{name} is empty (0 bytes); the upload did not complete, upload it again")
     kind = _sniff(data)
     if kind in _NOT_PHOTOS:
-        raise DecodeError(f"{name} is {_NOT_PHOTOS[kind]}, not a photo; upload the photo file instead")
+        raise DecodeError(f"{name} is {_NOT_PHOTOS[kind]}, not an image; upload the photo file instead")
     if kind == "raw" or (kind in {"tiff", None} and PurePath(filename).suffix.lower() in RAW_SUFFIXES):
         return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if kind is None and _looks_like_text(data):
-            raise DecodeError(f"{name} is a text file, not a photo; upload the photo file instead") from None
+            raise DecodeError(f"{name} is a text file, not an image; upload the photo file instead") from None
         raise DecodeError(
             f"{name} is not in a photo format this worker reads (JPEG, PNG, TIFF, WebP, HEIC, AVIF "
             "or camera RAW); export it as JPEG and upload it again"
@@ -94,8 +95,11 @@ def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Fra
 
 
 def _check_size(name: str, width: int, height: int, max_pixels: int) -> None:
-    if width < 1 or height < 1:
-        raise DecodeError(f"{name} has no pixels ({width}×{height}); upload the original file again")
+    if min(width, height) < MIN_SIDE:
+        raise DecodeError(
+            f"{name} is {width}×{height} pixels, too small to be a photo (under {MIN_SIDE} px); "
+            "upload the full-size file"
+        )
     if width * height > max_pixels:
         raise DecodeError(
             f"{name} is {width}×{height} pixels ({_mp(width * height)}), over the "
@@ -109,9 +113,7 @@ def _mp(pixels: int) -> str:
     return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.2g} MP"
 
 
-def _decode_pillow(
-    img: Image.Image, data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int
-) -> Frame:
+def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int) -> Frame:
     width, height = img.size  # from the header; nothing is decompressed yet
     _check_size(name, width, height, max_pixels)
     source_mode = img.mode
@@ -152,9 +154,7 @@ def _decode_pillow(
         try:
             ImageOps.exif_transpose(img, in_place=True)
         except (OSError, ValueError) as exc:
-            raise DecodeError(
-                f"{name} could not be turned upright ({_short(exc)}); upload it again"
-            ) from None
+            raise DecodeError(f"{name} could not be turned upright ({_short(exc)}); upload it again") from None
     try:
         rgb, icc_name = _to_srgb(img, icc_profile)
     except (OSError, ValueError) as exc:
@@ -189,7 +189,7 @@ def _load(img: Image.Image, name: str) -> None:
         reason = _short(exc)
         if "truncat" in reason.lower() or isinstance(exc, EOFError):
             raise DecodeError(
-                f"{name} is incomplete (the file ends part-way through the picture); "
+                f"{name} is truncated (the file ends part-way through the picture); "
                 "the upload was cut short, upload the original again"
             ) from None
         raise DecodeError(f"{name} is damaged ({reason}); upload the original file again") from None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,14 +30,15 @@ from worker.frame import Frame
 from worker.phases import PHASES, PhaseContext, analysis, cleanup, composition, output, retouch, style
 
 # The phases that run on the main thread, over batches; "output" runs per photo in the I/O threads.
-_BATCH_PHASES: tuple[tuple[str, Callable[[list[Frame], PhaseContext], None]], ...] = (
+PhaseFn = Callable[[list[Frame], PhaseContext], None]
+BATCH_PHASES: tuple[tuple[str, PhaseFn], ...] = (
     ("analysis", analysis.run),
     ("style", style.run),
     ("retouch", retouch.run),
     ("cleanup", cleanup.run),
     ("composition", composition.run),
 )
-assert (*tuple(name for name, _ in _BATCH_PHASES), "output") == PHASES
+assert (*tuple(name for name, _ in BATCH_PHASES), "output") == PHASES
 
 # This many photos in a row failing with an unexpected error means the fault is not in the photos.
 _CIRCUIT_BREAKER = 5
@@ -103,8 +104,12 @@ class Pipeline:
         io_threads: int = 4,
         prefetch: int = 8,
         max_pixels: int = 250_000_000,
+        on_phase: Callable[[str, int], None] | None = None,
+        phases: Sequence[tuple[str, PhaseFn]] = BATCH_PHASES,
     ) -> None:
         self.ctx = ctx
+        self.phases = tuple(phases)
+        self.on_phase = on_phase
         self.deliver = deliver
         self.batch_size = max(1, batch_size)
         self.io_threads = max(1, io_threads)
@@ -176,7 +181,7 @@ class Pipeline:
     # -- stages -------------------------------------------------------------------------------
     def _decoded(
         self, tasks: Iterator[PhotoTask], pool: ThreadPoolExecutor, should_stop: Callable[[], bool]
-    ) -> Iterator[_Decoded]:
+    ) -> Generator[_Decoded, None, None]:
         """Fetch and decode ``prefetch`` photos ahead, yielding them in task order."""
         window: deque[Future[_Decoded]] = deque()
         self._exhausted = False
@@ -203,9 +208,7 @@ class Pipeline:
             timings["download"] = time.perf_counter() - t0
             phase = "decode"
             t0 = time.perf_counter()
-            frame = decoder.decode(
-                data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels
-            )
+            frame = decoder.decode(data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels)
             timings["decode"] = time.perf_counter() - t0
             frame.timings.update(timings)
             return _Decoded(task, frame, None, None, timings)
@@ -221,19 +224,21 @@ class Pipeline:
     ) -> list[_Decoded] | None:
         """Run the batch phases; returns the items that survived, or None when asked to stop."""
         alive = items
-        for name, fn in _BATCH_PHASES:
+        for name, fn in self.phases:
             if not alive:
                 break
             if should_stop():
                 return None
             self.current_phase = name
             alive = self._phase_over_batch(name, fn, alive, pending_out)
+        if alive:
+            self._unexpected_in_a_row = 0  # a photo came through every phase: the fault is not everywhere
         return alive
 
     def _phase_over_batch(
         self,
         name: str,
-        fn: Callable[[list[Frame], PhaseContext], None],
+        fn: PhaseFn,
         items: list[_Decoded],
         pending_out: deque[Future[PhotoResult]],
     ) -> list[_Decoded]:
@@ -258,12 +263,11 @@ class Pipeline:
             item.timings[name] = per_photo
             if item.frame is not None:
                 item.frame.timings[name] = per_photo
-        self._unexpected_in_a_row = 0
+        if self.on_phase is not None:
+            self.on_phase(name, len(frames))
         return items
 
-    def _fail_item(
-        self, item: _Decoded, phase: str, exc: Exception, pending_out: deque[Future[PhotoResult]]
-    ) -> None:
+    def _fail_item(self, item: _Decoded, phase: str, exc: Exception, pending_out: deque[Future[PhotoResult]]) -> None:
         failure = classify(exc)
         if _is_unexpected(exc):
             self._unexpected_in_a_row += 1

@@ -65,9 +65,7 @@ _SRGB_TO_LINEAR = np.array(
 
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
     detector = ctx.models.face_detector
-    faces_per_frame = (
-        detector.detect([f.image for f in frames]) if detector and frames else [[] for _ in frames]
-    )
+    faces_per_frame = detector.detect([f.image for f in frames]) if detector and frames else [[] for _ in frames]
     for frame, faces in zip(frames, faces_per_frame, strict=True):
         frame.faces = list(faces)
         report = analyse(frame.image, frame.faces)
@@ -220,9 +218,7 @@ def sharpness(image: Pixels, reduced: Pixels, grey_small: Pixels, faces: list[Fa
     src = reduced[math.floor(y0 * sy) : math.ceil(y1 * sy), math.floor(x0 * sx) : math.ceil(x1 * sx)]
     grey_region = cv2.cvtColor(np.ascontiguousarray(src), cv2.COLOR_RGB2GRAY)
     if (tw, th) != (rw, rh):
-        grey_region = cv2.resize(
-            grey_region, (max(1, x1 - x0), max(1, y1 - y0)), interpolation=cv2.INTER_AREA
-        )
+        grey_region = cv2.resize(grey_region, (max(1, x1 - x0), max(1, y1 - y0)), interpolation=cv2.INTER_AREA)
     # The region alone must hold enough clear edges (≥ 3 levels/px), else the whole frame decides.
     blur = blur_radius(grey_region, min_edges=400, floor=24.0)
     region = "subject"
@@ -584,9 +580,7 @@ def _scale_box(box: tuple[float, float, float, float], scale: float) -> tuple[fl
     return (box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale)
 
 
-def _crop(
-    image: Pixels, box: tuple[float, float, float, float], pad: float
-) -> tuple[Pixels, tuple[int, int]]:
+def _crop(image: Pixels, box: tuple[float, float, float, float], pad: float) -> tuple[Pixels, tuple[int, int]]:
     h, w = image.shape[:2]
     x0, y0, x1, y1 = box
     px, py = pad * (x1 - x0), pad * (y1 - y0)

@@ -71,9 +71,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             box = inscribed_box(w, h, angle)
         ratio = ctx.edit.crop_ratio
         if ratio:
-            rotated_faces = (
-                [_rotate_face(f, angle, w, h) for f in frame.faces] if angle else list(frame.faces)
-            )
+            rotated_faces = [_rotate_face(f, angle, w, h) for f in frame.faces] if angle else list(frame.faces)
             region = box or (0.0, 0.0, float(w), float(h))
             crop, why = aspect_crop(frame.image, region, ratio, rotated_faces, angle)
             report["crop"] = why
@@ -191,9 +189,7 @@ def _vertical_estimate(seg: npt.NDArray[np.float64], w: int, h: int) -> dict[str
     resid = d - (roll + slope * x)
     inliers = np.abs(resid) <= 0.5
     support = float(length[inliers].sum() / h)
-    spread = (
-        float(np.sqrt(np.average(resid[inliers] ** 2, weights=length[inliers]))) if inliers.any() else 99.0
-    )
+    spread = float(np.sqrt(np.average(resid[inliers] ** 2, weights=length[inliers]))) if inliers.any() else 99.0
     return {
         "estimate": round(roll, 3),
         "lines": int(inliers.sum()),
@@ -252,11 +248,7 @@ def _decide(vertical: dict[str, Any], horizontal: dict[str, Any]) -> tuple[float
         # A receding railing or a staircase looks like a tilted horizon; a few consistent
         # verticals that disagree are enough to distrust it.
         weak_v = vertical.get("lines", 0) >= 3 and vertical.get("spread", 99.0) <= 0.5
-        if (
-            weak_v
-            and vertical.get("support", 0.0) >= 0.3
-            and abs(vertical["estimate"] - horizontal["estimate"]) > 0.5
-        ):
+        if weak_v and vertical.get("support", 0.0) >= 0.3 and abs(vertical["estimate"] - horizontal["estimate"]) > 0.5:
             return None, "the verticals disagree with the horizon; left alone"
         return float(horizontal["estimate"]), "horizon"
     return None, "not enough straight lines to be sure; left alone"
@@ -304,9 +296,7 @@ def rotate_crop(image: Pixels, angle_deg: float, box: Box, device: str = "cpu") 
     matrix[:, 2] -= (x0, y0)
     if device != "cpu":
         return _warp_torch(image, matrix, (x1 - x0, y1 - y0), device)
-    return cv2.warpAffine(
-        image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpAffine(image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _warp_torch(image: Pixels, matrix: npt.NDArray[np.float64], size: tuple[int, int], device: str) -> Pixels:
@@ -323,12 +313,7 @@ def _warp_torch(image: Pixels, matrix: npt.NDArray[np.float64], size: tuple[int,
     to_norm = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
     theta = (to_norm @ np.vstack([inverse, [0, 0, 1]]) @ to_pixel)[:2]
     with torch.no_grad():
-        src = (
-            torch.from_numpy(np.require(image, requirements=["C", "W"]))
-            .to(device)
-            .permute(2, 0, 1)[None]
-            .float()
-        )
+        src = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(device).permute(2, 0, 1)[None].float()
         affine = torch.tensor(theta, dtype=torch.float32, device=device)[None]
         grid = F.affine_grid(affine, [1, 3, oh, ow], align_corners=False)
         out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -440,6 +425,4 @@ def _rotate_face(face: Face, angle: float, w: int, h: int) -> Face:
 def _crop_face(face: Face, box: Box) -> Face:
     dx, dy = box[0], box[1]
     x0, y0, x1, y1 = face.box
-    return Face(
-        (x0 - dx, y0 - dy, x1 - dx, y1 - dy), tuple((x - dx, y - dy) for x, y in face.landmarks), face.score
-    )
+    return Face((x0 - dx, y0 - dy, x1 - dx, y1 - dy), tuple((x - dx, y - dy) for x, y in face.landmarks), face.score)

@@ -88,19 +88,13 @@ def encode_all(
                 "reason": "the job asked for a watermark but no logo was loaded",
             }
         else:
-            marked, placed = apply_watermark(
-                web_img, watermark, edit.watermark_position, edit.watermark_opacity
-            )
-            outputs["watermarked"] = encode_jpeg(
-                marked, quality=WEB_QUALITY, progressive=True, exif=public_exif
-            )
+            marked, placed = apply_watermark(web_img, watermark, edit.watermark_position, edit.watermark_opacity)
+            outputs["watermarked"] = encode_jpeg(marked, quality=WEB_QUALITY, progressive=True, exif=public_exif)
             notes["watermark"] = {"applied": True, **placed}
     return outputs, notes
 
 
-def encode_jpeg(
-    image: Pixels, *, quality: int, progressive: bool = False, exif: bytes | None = None
-) -> Encoded:
+def encode_jpeg(image: Pixels, *, quality: int, progressive: bool = False, exif: bytes | None = None) -> Encoded:
     """JPEG bytes with the sRGB profile (and ``exif``) embedded.
 
     libjpeg-turbo through OpenCV: it reads the numpy array in place (handing a 24 MP image to
@@ -148,9 +142,7 @@ def _load_exif(exif_bytes: bytes | None) -> PILImage.Exif | None:
     return exif
 
 
-def output_exif(
-    exif_bytes: bytes | None, *, keep_gps: bool, size: tuple[int, int] | None = None
-) -> bytes | None:
+def output_exif(exif_bytes: bytes | None, *, keep_gps: bool, size: tuple[int, int] | None = None) -> bytes | None:
     """The source EXIF for the edited file: orientation 1, sRGB, the new pixel size, no EXIF
     thumbnail or maker note, and no GPS block unless ``keep_gps``."""
     exif = _load_exif(exif_bytes)
