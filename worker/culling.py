@@ -248,30 +248,36 @@ def _group(photos: list[GalleryItem], distance: np.ndarray, seconds: np.ndarray)
 def pick_highlights(
     photos: list[GalleryItem], candidates: list[int], distance: np.ndarray, seconds: np.ndarray, count: int
 ) -> list[int]:
-    """Greedy diverse selection (maximal marginal relevance) among ``candidates``."""
+    """Greedy diverse selection (maximal marginal relevance) among ``candidates``: each pick
+    maximises quality − 40 × its similarity to the closest photo already picked."""
 
     def eligible(p: GalleryItem) -> bool:
         return not p.closed_eyes and (p.score is None or p.score >= MIN_HIGHLIGHT_SCORE)
 
-    pool = [i for i in candidates if eligible(photos[i])]
+    pool = np.array([i for i in candidates if eligible(photos[i])], dtype=np.int64)
+    if pool.size == 0:
+        return []
+    quality = np.array([photos[i].score if photos[i].score is not None else 50.0 for i in pool])
+    kinds = np.array([photos[i].scene_type or "" for i in pool])
+    closest = np.zeros(pool.size)  # similarity to the closest pick so far
+    open_ = np.ones(pool.size, dtype=bool)
     chosen: list[int] = []
-    while pool and len(chosen) < count:
-        best_i, best_value = pool[0], -math.inf
-        for i in pool:
-            score = photos[i].score
-            quality = score if score is not None else 50.0
-            penalty = max((_similarity(photos, distance, seconds, i, j) for j in chosen), default=0.0)
-            value = quality - 40.0 * penalty
-            if value > best_value:
-                best_i, best_value = i, value
-        chosen.append(best_i)
-        pool.remove(best_i)
+    while open_.any() and len(chosen) < count:
+        value = np.where(open_, quality - 40.0 * closest, -np.inf)
+        k = int(np.argmax(value))
+        picked = int(pool[k])
+        chosen.append(picked)
+        open_[k] = False
+        closest = np.maximum(closest, _similarity_to(picked, pool, kinds, distance, seconds))
     return chosen
 
 
-def _similarity(photos: list[GalleryItem], distance: np.ndarray, seconds: np.ndarray, i: int, j: int) -> float:
-    """0–1: how much two photos show the same thing (look, moment, kind of shot)."""
-    look = max(0.0, 1.0 - float(distance[i, j]) / 64.0)  # 0 bits: 1, 64+ bits (unrelated): 0
-    moment = 1.0 if seconds[i, j] <= SAME_MOMENT_SECONDS else 0.0
-    kind = 1.0 if photos[i].scene_type and photos[i].scene_type == photos[j].scene_type else 0.0
-    return min(1.0, 0.6 * look + 0.3 * moment + 0.2 * kind)
+def _similarity_to(
+    j: int, pool: np.ndarray, kinds: np.ndarray, distance: np.ndarray, seconds: np.ndarray
+) -> np.ndarray:
+    """0–1 per pool photo: how much it shows the same thing as photo ``j`` (look, moment, kind)."""
+    look = np.clip(1.0 - distance[pool, j] / 64.0, 0.0, 1.0)  # 0 bits: 1, 64+ bits (unrelated): 0
+    moment = (seconds[pool, j] <= SAME_MOMENT_SECONDS).astype(float)
+    kind_j = kinds[int(np.nonzero(pool == j)[0][0])] if (pool == j).any() else ""
+    kind = ((kinds == kind_j) & (kinds != "")).astype(float)
+    return np.minimum(1.0, 0.6 * look + 0.3 * moment + 0.2 * kind)
