@@ -10,6 +10,7 @@ import pytest
 from tests import photo_files as pf
 from tests.test_analysis import ASTRONAUT_FACE, frame_of
 from worker.frame import Face
+from worker.models.bundle import ModelBundle
 from worker.phases import PhaseContext, composition
 from worker.phases.composition import estimate_tilt, inscribed_box, rotate_crop
 from worker.profile import EditSettings
@@ -148,11 +149,27 @@ def test_crop_to_aspect_keeps_the_face() -> None:
     assert face.landmarks[0][0] == pytest.approx(ASTRONAUT_FACE.landmarks[0][0] - x0)
 
 
+def with_detector(edit: EditSettings) -> PhaseContext:
+    """A context whose (stand-in) detector ran and found the faces already on the frame."""
+    from tests.test_analysis import StubDetector
+
+    return PhaseContext(edit=edit, models=ModelBundle(face_detector=StubDetector([])))
+
+
 def test_aspect_follows_the_photo_orientation() -> None:
-    image = pf.wheel_photo("chelsea")  # landscape
+    image = pf.wheel_photo("chelsea")  # landscape, no faces
+    frame = frame_of(image)
+    composition.run([frame], with_detector(EditSettings(crop_aspect="4:5")))
+    assert frame.report["composition"]["crop"]["placed_on"] == "salient region"
+    assert frame.width > frame.height and abs(frame.width / frame.height - 5 / 4) < 0.01
+
+
+def test_no_crop_without_a_face_detector() -> None:
+    image = pf.wheel_photo("chelsea")
     frame = frame_of(image)
     composition.run([frame], PhaseContext(edit=EditSettings(crop_aspect="4:5")))
-    assert frame.width > frame.height and abs(frame.width / frame.height - 5 / 4) < 0.01
+    assert frame.report["composition"]["crop_box"] is None and frame.image is image
+    assert "no face detector" in frame.report["composition"]["crop"]["reason"]
 
 
 def test_faces_that_do_not_fit_stop_the_crop() -> None:

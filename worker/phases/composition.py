@@ -18,8 +18,8 @@ corners, in one resample (bilinear; OpenCV on the CPU, torch ``grid_sample`` on 
 **Crop** (``EditSettings.crop_aspect``, e.g. ``"4:5"``). The aspect applies in the photo's own
 orientation (4:5 on a landscape photo is 5:4). The largest window of that aspect is placed on
 the subject — the faces, else the salient region — and moved only so far as needed to keep
-every face inside with a margin. If the faces cannot all fit, the photo is not cropped: a crop
-never cuts through a face.
+every face inside with a margin. If the faces cannot all fit — or no face detector is loaded,
+so faces cannot be known — the photo is not cropped: a crop never cuts through a face.
 
 Report (``report["composition"]``): ``rotation_deg`` (counter-clockwise, degrees, as applied),
 ``crop_box`` ``[x0, y0, x1, y1]`` in pixels of the input after rotating it about its centre on
@@ -70,7 +70,10 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         if angle:
             box = inscribed_box(w, h, angle)
         ratio = ctx.edit.crop_ratio
-        if ratio:
+        if ratio and ctx.models.face_detector is None and not frame.faces:
+            # Without a detector no face is known, so any crop could cut one: leave the frame.
+            report["crop"] = {"applied": False, "reason": "no face detector loaded; a crop could cut a face"}
+        elif ratio:
             rotated_faces = [_rotate_face(f, angle, w, h) for f in frame.faces] if angle else list(frame.faces)
             region = box or (0.0, 0.0, float(w), float(h))
             crop, why = aspect_crop(frame.image, region, ratio, rotated_faces, angle)
