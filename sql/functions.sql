@@ -150,7 +150,7 @@ BEGIN
 END;
 $fn$;
 
--- Merge gallery-level suggestions (duplicate groups, highlights) into each photo's ai_edits.
+-- Merge gallery-level suggestions (duplicate/burst groups, highlights, cull hints) into ai_edits.culling.
 CREATE OR REPLACE FUNCTION apelier.merge_photo_suggestions(p_job uuid, p_worker text, p_suggestions jsonb)
 RETURNS integer
 LANGUAGE plpgsql AS $fn$
@@ -161,7 +161,7 @@ BEGIN
     RETURN 0;
   END IF;
   UPDATE public.photos AS p
-  SET ai_edits = coalesce(p.ai_edits, '{}'::jsonb) || jsonb_build_object('gallery', s.value),
+  SET ai_edits = coalesce(p.ai_edits, '{}'::jsonb) || jsonb_build_object('culling', s.value),
       updated_at = now()
   FROM jsonb_each(p_suggestions) AS s
   WHERE p.id = s.key::uuid;

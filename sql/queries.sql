@@ -159,3 +159,9 @@ FROM public.photos WHERE gallery_id = %(gallery)s ORDER BY sort_order, created_a
 
 -- name: photographer_billing
 SELECT images_edited_count FROM public.photographers WHERE id = %(photographer)s;
+
+-- name: gallery_analysis
+-- What gallery-level culling needs of every analysed photo: the analysis report and the EXIF summary.
+SELECT id, ai_edits->'analysis' AS analysis, exif_data
+FROM public.photos
+WHERE gallery_id = %(gallery)s AND NOT is_culled AND ai_edits ? 'analysis';

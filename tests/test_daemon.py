@@ -363,3 +363,23 @@ def test_without_listen_a_worker_still_finds_jobs_by_polling(queue, db_url, stor
     finally:
         daemon.shutdown.set()
         thread.join(timeout=30)
+
+
+def test_gallery_level_culling_groups_near_duplicates_without_touching_the_photographers_fields(
+    queue, db_url, storage, settings, real_photos, astronaut
+) -> None:
+    twin = jpeg_bytes(astronaut, quality=70)  # the same frame, recompressed
+    files = [*real_photos, ("astronaut_again.jpg", twin)]
+    gallery = make_gallery(queue, storage, files)
+    queue.conn.execute(
+        "UPDATE photos SET star_rating = 4, is_sneak_peek = true WHERE gallery_id = %s", (gallery.gallery_id,)
+    )
+    queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    drain(db_url, storage, settings)
+    rows = photo_rows(queue, gallery.gallery_id)
+    culling = {name: row["ai_edits"]["culling"] for name, row in rows.items()}
+    assert culling["astronaut.jpg"]["group"] is not None
+    assert culling["astronaut.jpg"]["group"]["id"] == culling["astronaut_again.jpg"]["group"]["id"]
+    assert culling["coffee.jpg"]["group"] is None
+    assert any(c["highlight"] for c in culling.values())
+    assert all(r["star_rating"] == 4 and r["is_sneak_peek"] and not r["is_culled"] for r in rows.values())

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from worker import __version__, logs
+from worker import __version__, culling, logs
 from worker.errors import JobInputError
 from worker.frame import Frame
 from worker.jobs import JobControl, Runtime
@@ -40,6 +40,7 @@ log = logs.get("gallery_job")
 
 EDITED_STATUSES = {"edited", "approved", "delivered"}
 VARIANT_FOLDERS = {"edited": "edited", "web": "web", "thumb": "thumbs", "watermarked": "watermarked"}
+MAX_LOGO_PIXELS = 16_000_000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -204,6 +205,7 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
             queue.release(job.id)
             outcome_status = "released"
     else:
+        suggest_culling(job, queue)
         summary = None
         if tracker.failed:
             summary = (
@@ -299,9 +301,30 @@ def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:
     data = runtime.storage.get(key)
     try:
         with Image.open(io.BytesIO(data)) as logo:
+            if logo.width * logo.height > MAX_LOGO_PIXELS:
+                raise JobInputError(
+                    f"the watermark logo {key} is {logo.width}×{logo.height}; upload one under "
+                    f"{MAX_LOGO_PIXELS // 1_000_000} MP"
+                )
             return np.asarray(logo.convert("RGBA"))
     except (OSError, ValueError) as exc:
         raise JobInputError(f"the watermark logo {key} is not a readable image ({exc}); upload a PNG") from None
+
+
+def suggest_culling(job: Job, queue: Queue) -> None:
+    """Gallery-level suggestions (burst/near-duplicate groups, best of each, highlights) into ai_edits.culling.
+
+    Over every analysed photo of the gallery, not only this job's: a restyle or a resumed job still
+    sees the whole gallery. Suggestions only: star_rating, is_culled and is_sneak_peek are never touched.
+    """
+    if not job.gallery_id:
+        return
+    rows = queue.gallery_analysis(job.gallery_id)
+    items = [culling.GalleryItem.from_report(str(r["id"]), r["analysis"] or {}, r["exif_data"] or {}) for r in rows]
+    suggestions = culling.summarize_gallery(items)
+    if suggestions:
+        updated = queue.merge_photo_suggestions(job.id, suggestions)
+        log.info("culling_suggested", photos=updated)
 
 
 def _photo_ids(payload: dict[str, Any]) -> set[str]:

@@ -275,6 +275,9 @@ class Queue:
     def gallery_filenames(self, gallery_id: str) -> list[dict[str, Any]]:
         return self._all("gallery_filenames", gallery=gallery_id)
 
+    def gallery_analysis(self, gallery_id: str) -> list[dict[str, Any]]:
+        return self._all("gallery_analysis", gallery=gallery_id)
+
     def style_profile(self, profile_id: str) -> dict[str, Any] | None:
         return self._one("get_style_profile", profile=profile_id)
 
