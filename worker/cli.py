@@ -86,6 +86,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import service
     from worker.daemon import Daemon
     from worker.jobs import Runtime
     from worker.models import bundle
@@ -95,11 +96,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     unknown = sorted(set(job_types) - set(JOB_TYPES))
     if unknown:
         raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
-    url = _database(settings)
-    runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
-    daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types)
-    daemon.install_signal_handlers()
-    return daemon.run()
+    # systemd readiness/status/watchdog and metrics (worker/service.py); no-ops when not configured.
+    with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
+        hooks.starting("database")
+        url = _database(settings)
+        hooks.starting("loading models")
+        runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
+        daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
+        daemon.install_signal_handlers()
+        return daemon.run()
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
