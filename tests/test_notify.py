@@ -132,7 +132,13 @@ def test_only_the_working_thread_can_feed_the_watchdog(receiver: Receiver) -> No
     notify.install(n)
     try:
         clock.now += 10
-        side = threading.Thread(target=lambda: (n.alive(), n.waiting(), notify.alive()))
+
+        def from_a_side_thread() -> None:
+            n.alive()
+            n.waiting()
+            notify.alive()
+
+        side = threading.Thread(target=from_a_side_thread)
         side.start()
         side.join()
         assert receiver.datagrams() == []
