@@ -20,6 +20,7 @@ from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, watching
 from worker.service import StatusReporter, io_budget_s
 
 from .conftest import jpeg_bytes
+from .test_daemon_process import wait_for
 from .test_notify_daemon import FakeSystemd
 
 
@@ -186,8 +187,12 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
     """A slow phase on the main thread stops the pings even though uploads go on beside it."""
     manager = FakeSystemd()
     n = Notifier(manager.address, watchdog_s=0.2)  # a ping at most every 50 ms
-    window: dict[str, float] = {}
+    marker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     data = jpeg_bytes(astronaut[::4, ::4])
+
+    def mark(text: str) -> None:
+        """Queued in order with the notifier's datagrams: reading late cannot blur the window."""
+        marker.sendto(text.encode(), b"\0" + manager.name.encode())
 
     def slow_download() -> bytes:
         time.sleep(2.0)
@@ -195,9 +200,9 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
 
     def composition(frames: list[Frame], ctx: PhaseContext) -> None:
         if any(f.photo_id == "p3" for f in frames):  # this batch "hangs" in a GPU call for 1.5 s
-            window["start"] = time.monotonic()
+            mark("HANG-START")
             time.sleep(1.5)
-            window["end"] = time.monotonic()
+            mark("HANG-END")
 
     def deliver(frame: Frame) -> dict:
         time.sleep(0.3)  # uploads of earlier photos run while the phase hangs ...
@@ -211,20 +216,21 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
     try:
         with watching(StatusReporter(n)):
             stats = pipeline.run(tasks, lambda r: None)
-        time.sleep(0.1)
+        wait_for(lambda: manager.lines()[-1:] == ["STATUS=composition, 8 of 8 photos"], timeout=5)
     finally:
         notify.install(None)
         manager.close()
+        marker.close()
         n.close()
     assert stats.done == 8
-    received = manager.messages
-    pings = [t for t, line in received if line == "WATCHDOG=1"]
-    during = [t for t in pings if window["start"] + 0.1 < t < window["end"] - 0.05]
-    assert during == [], "pings arrived while the main thread was stuck in a phase"
-    assert len(pings) >= 5
+    lines = manager.lines()
+    start, end = lines.index("HANG-START"), lines.index("HANG-END")
+    assert "WATCHDOG=1" not in lines[start:end], "pings arrived while the main thread was stuck in a phase"
+    assert lines.count("WATCHDOG=1") >= 5
     # systemctl status shows what it was doing when it went silent.
-    before_hang = [line for t, line in received if line.startswith("STATUS=") and t <= window["start"]]
+    before_hang = [line for line in lines[:start] if line.startswith("STATUS=")]
     assert before_hang[-1].startswith("STATUS=composition, ") and before_hang[-1].endswith(" of 8 photos")
-    # The main thread waited on p5's download, and kept pinging meanwhile, from the main thread.
-    waited = [t for t, line in received if line.startswith("STATUS=") and "(waiting on download)" in line]
-    assert waited and [t for t in pings if waited[0] <= t < waited[0] + 0.9]
+    # The main thread waited on p5's download, and kept pinging meanwhile (from the main thread).
+    waiting = manager.index(lambda line: line.endswith("(waiting on download)"))
+    resumed = manager.index(lambda line: line.startswith("STATUS=") and "waiting" not in line, waiting)
+    assert 0 < waiting < resumed and "WATCHDOG=1" in lines[waiting:resumed]
