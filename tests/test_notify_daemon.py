@@ -148,3 +148,24 @@ def test_ready_watchdog_status_metrics_and_stopping_under_a_fake_systemd(
     after = fake_systemd.lines()[before_stop:]
     assert "READY=1" not in after
     assert any(line.startswith("STATUS=stopping (SIGTERM)") for line in after), after
+
+
+def test_a_watchdog_abort_leaves_every_threads_stack_in_the_log(
+    db_url: str, tmp_path: Path, fake_systemd: FakeSystemd
+) -> None:
+    """systemd's watchdog ends a hung worker with SIGABRT: the journal must then show where it hung."""
+    env = worker_env(db_url, tmp_path / "data", "worker-abort")
+    env.update(NOTIFY_SOCKET=fake_systemd.address, WATCHDOG_USEC="2000000")
+    log = tmp_path / "worker.log"
+    proc = start_worker(env, log=log)
+    try:
+        wait_for(lambda: "READY=1" in fake_systemd.lines() or proc.poll() is not None, timeout=60)
+        proc.send_signal(signal.SIGABRT)
+        assert proc.wait(timeout=30) == -signal.SIGABRT
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "Fatal Python error: Aborted" in text
+    assert "Current thread" in text and "worker/daemon.py" in text  # the main loop's frame

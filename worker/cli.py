@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("doctor", help="check the GPU, database, storage and models, one line each")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="cheap checks only, no model loading or storage writes (a container HEALTHCHECK)",
+    )
     p.set_defaults(func=cmd_doctor)
     return parser
 
@@ -159,7 +164,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from worker import doctor
 
-    return doctor.run(settings)
+    return doctor.run(settings, quick=args.quick)
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +134,8 @@ class Hooks:
 @contextlib.contextmanager
 def instrumented(settings: Settings, *, device: str = "unknown") -> Iterator[Hooks]:
     """Notifier, status, metrics and pipeline watchers for the daemon running in this block."""
+    # A watchdog timeout arrives as SIGABRT: print every thread's stack (where it hung) to the journal.
+    faulthandler.enable()
     notifier = notify.Notifier.from_env(
         unset=True, liveness_file=settings.liveness_file, io_budget_s=io_budget_s(settings)
     )
