@@ -16,7 +16,7 @@ from worker import notify
 from worker.frame import Frame
 from worker.notify import Notifier, read_liveness
 from worker.phases import PhaseContext
-from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, watching
+from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, PipelineWatcher, watching
 from worker.service import StatusReporter, io_budget_s
 
 from .conftest import jpeg_bytes
@@ -234,3 +234,25 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
     waiting = manager.index(lambda line: line.endswith("(waiting on download)"))
     resumed = manager.index(lambda line: line.startswith("STATUS=") and "waiting" not in line, waiting)
     assert 0 < waiting < resumed and "WATCHDOG=1" in lines[waiting:resumed]
+
+
+@pytest.mark.timeout(30)
+def test_a_download_that_raises_timeouterror_is_its_result_not_a_reason_to_keep_waiting(astronaut) -> None:
+    """``Future.result(timeout)`` raises TimeoutError both when time is up and when the task raised one."""
+    data = jpeg_bytes(astronaut[::4, ::4])
+
+    def times_out() -> bytes:
+        time.sleep(0.7)  # long enough for the main thread to be waiting on it
+        raise TimeoutError("read timed out")
+
+    tasks = [PhotoTask("p0", "p0.jpg", lambda: data), PhotoTask("p1", "p1.jpg", times_out)]
+    pipeline = Pipeline(PhaseContext(), lambda frame: {}, batch_size=1, io_threads=2, prefetch=1)
+    waits: list[str] = []
+
+    class Recorder(PipelineWatcher):
+        def waiting(self, on: str) -> None:
+            waits.append(on)
+
+    with watching(Recorder()), pytest.raises(TimeoutError, match="read timed out"):
+        pipeline.run(tasks, lambda r: None)
+    assert waits == ["download"]  # it waited once while the download ran, then saw its error

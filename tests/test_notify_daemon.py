@@ -169,3 +169,16 @@ def test_a_watchdog_abort_leaves_every_threads_stack_in_the_log(
     text = log.read_text()
     assert "Fatal Python error: Aborted" in text
     assert "Current thread" in text and "worker/daemon.py" in text  # the main loop's frame
+
+
+def test_a_worker_that_cannot_start_says_why_in_its_status(
+    empty_db_url: str, tmp_path: Path, fake_systemd: FakeSystemd
+) -> None:
+    env = worker_env(empty_db_url, tmp_path / "data", "worker-no-schema")
+    env.update(NOTIFY_SOCKET=fake_systemd.address, WATCHDOG_USEC="2000000")
+    proc = start_worker(env, log=tmp_path / "worker.log")
+    assert proc.wait(timeout=60) == 2  # a one-line error; systemd restarts it (Restart=always)
+    wait_for(lambda: any(line.startswith("STATUS=failed:") for line in fake_systemd.lines()), timeout=5)
+    lines = fake_systemd.lines()
+    assert "READY=1" not in lines
+    assert any(line.startswith("STATUS=failed:") and "apelier-worker migrate" in line for line in lines), lines

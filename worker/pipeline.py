@@ -143,6 +143,8 @@ def _wait(fut: Future[_T], on: str) -> _T:
         try:
             return fut.result(timeout=_WAIT_SLICE_S)
         except TimeoutError:
+            if fut.done():  # the task itself raised a TimeoutError (a socket timeout): that is its result
+                raise
             _tell("waiting", on)
 
 

@@ -166,12 +166,16 @@ def instrumented(settings: Settings, *, device: str = "unknown") -> Iterator[Hoo
                 log.warning("service_hook_failed", event=name, error=repr(exc))
 
     notify.install(notifier)
+    final = "stopped"
     try:
         with pipeline.watching(*watchers):
             yield Hooks(on_event=on_event, starting=reporter.starting, metrics_port=port)
+    except Exception as exc:
+        final = f"failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        raise
     finally:
         notify.install(None)
-        notifier.status("stopped")
+        notifier.status(final)
         notifier.close()
         if metrics is not None:
             metrics.close()
