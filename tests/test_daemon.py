@@ -330,3 +330,36 @@ def test_a_gallery_through_supabase_storage_with_flaky_responses(queue, db_url, 
             for key in (row["edited_key"], row["web_key"], row["thumb_key"]):
                 assert fake.state.objects[key].content_type == "image/jpeg"
         remote.close()
+
+
+def test_without_listen_a_worker_still_finds_jobs_by_polling(queue, db_url, storage, settings, real_photos) -> None:
+    """Behind a transaction pooler LISTEN does not work: polling alone must pick the job up."""
+
+    class DeafListener:
+        def start(self) -> bool:
+            return False
+
+        def wait(self, timeout_s: float) -> bool:
+            time.sleep(timeout_s)
+            return False
+
+        def close(self) -> None:
+            pass
+
+    gallery = make_gallery(queue, storage, real_photos[:1])
+    daemon = make_daemon(db_url, storage, replace(settings, poll_interval_s=0.5))
+    daemon.listener = DeafListener()  # type: ignore[assignment]
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (queue.get_job(job_id) or {}).get("status") != "completed":
+            time.sleep(0.05)
+        job = queue.get_job(job_id)
+        assert job is not None and job["status"] == "completed"
+        assert (job["started_at"] - job["created_at"]).total_seconds() < 0.5 + 0.5
+    finally:
+        daemon.shutdown.set()
+        thread.join(timeout=30)

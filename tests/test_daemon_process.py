@@ -118,7 +118,9 @@ def test_sigterm_mid_job_puts_it_back_with_progress_and_exits_0(
     gallery = big_gallery(queue, data_dir, china)
     job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
 
-    a = start_worker(worker_env(db_url, data_dir, "worker-a"), log=tmp_path / "a.log")
+    # A password in the connection string (trust auth ignores it) must never reach the logs.
+    env = worker_env(f"{db_url} password=hunter2-secret", data_dir, "worker-a")
+    a = start_worker(env, log=tmp_path / "a.log")
     try:
         wait_for(lambda: (queue.get_job(job_id) or {}).get("processed_images", 0) >= 3)
         t0 = time.monotonic()
@@ -140,6 +142,7 @@ def test_sigterm_mid_job_puts_it_back_with_progress_and_exits_0(
     assert edited is not None and edited["n"] == job["processed_images"]
     log = (tmp_path / "a.log").read_text()
     assert "shutdown_requested" in log and "worker_stopped" in log
+    assert "hunter2-secret" not in log and "password=***" in log
 
     b = start_worker(worker_env(db_url, data_dir, "worker-b"), "--drain", log=tmp_path / "b.log")
     assert b.wait(timeout=180) == 0

@@ -14,11 +14,15 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from worker import __version__, logs
 from worker.errors import JobInputError
@@ -108,7 +112,10 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
     profile = queue.style_profile(job.style_profile_id) if job.style_profile_id else None
     edit = EditSettings.resolve(profile.get("settings") if profile else None, job.settings_override)
     style_model, style_note = load_style_model(job, profile, runtime)
-    ctx = PhaseContext(edit=edit, models=runtime.models, style_model=style_model, style_note=style_note)
+    watermark = load_watermark(job, edit, runtime)
+    ctx = PhaseContext(
+        edit=edit, models=runtime.models, style_model=style_model, style_note=style_note, watermark=watermark
+    )
 
     tracker = ProgressTracker(
         total=len(photos),
@@ -280,6 +287,21 @@ def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime)
     if str(profile["photographer_id"]) != job.photographer_id:
         raise JobInputError(f"style profile {job.style_profile_id} belongs to another photographer; refused")
     return None, f"style profile {job.style_profile_id} has no trained model"
+
+
+def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:
+    """The photographer's logo as an RGBA array when the job asks for a watermark, else None."""
+    if not edit.watermark:
+        return None
+    if not edit.watermark_key:
+        raise JobInputError("watermark is on but no watermark_key (the logo's storage key) is set in the settings")
+    key = check_tenant_key(edit.watermark_key, job.photographer_id, what="watermark logo")
+    data = runtime.storage.get(key)
+    try:
+        with Image.open(io.BytesIO(data)) as logo:
+            return np.asarray(logo.convert("RGBA"))
+    except (OSError, ValueError) as exc:
+        raise JobInputError(f"the watermark logo {key} is not a readable image ({exc}); upload a PNG") from None
 
 
 def _photo_ids(payload: dict[str, Any]) -> set[str]:
