@@ -77,3 +77,30 @@ def test_a_busy_port_is_a_one_line_config_error() -> None:
             Metrics(worker_id="b", version="1", device="cpu").serve(port, addr="127.0.0.1")
     finally:
         first.close()
+
+
+def test_gpu_memory_is_read_at_scrape_time_once_cuda_is_up(monkeypatch) -> None:
+    """No GPU here: a stand-in for torch.cuda shows that the gauges read the allocator and the device."""
+    import sys
+    from types import SimpleNamespace
+
+    cuda = SimpleNamespace(
+        is_initialized=lambda: True,
+        memory_allocated=lambda: 3 * 2**30,
+        memory_reserved=lambda: 4 * 2**30,
+        mem_get_info=lambda: (18 * 2**30, 24 * 2**30),
+    )
+    metrics = Metrics(worker_id="gpu-box", version="1", device="cuda")
+    port = metrics.serve(0, addr="127.0.0.1")
+    try:
+        monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+        families = scrape(port)
+        monkeypatch.setattr(cuda, "is_initialized", lambda: False)
+        before_cuda = scrape(port)
+    finally:
+        metrics.close()
+    gib = 2**30
+    expected = {"allocated": 3 * gib, "reserved": 4 * gib, "used": 6 * gib, "total": 24 * gib}
+    for name, value in expected.items():
+        assert families[f"apelier_gpu_memory_{name}_bytes"] == {(f"apelier_gpu_memory_{name}_bytes", ()): value}
+        assert before_cuda[f"apelier_gpu_memory_{name}_bytes"] == {(f"apelier_gpu_memory_{name}_bytes", ()): 0.0}

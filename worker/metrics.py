@@ -147,7 +147,7 @@ def _cuda() -> Any:
     import sys
 
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+    if torch is None or not torch.cuda.is_initialized():
         return None
     return torch
 
