@@ -256,3 +256,67 @@ def test_a_download_that_raises_timeouterror_is_its_result_not_a_reason_to_keep_
     with watching(Recorder()), pytest.raises(TimeoutError, match="read timed out"):
         pipeline.run(tasks, lambda r: None)
     assert waits == ["download"]  # it waited once while the download ran, then saw its error
+
+
+def test_stalled_means_no_sign_of_life_from_the_working_thread_for_a_window() -> None:
+    clock = Clock()
+    n = Notifier(None, watchdog_s=10.0, io_budget_s=30.0, clock=clock)
+    assert not notify.stalled()  # nothing installed: never stalled
+    notify.install(n)
+    try:
+        clock.now += 9
+        assert not n.stalled()
+        clock.now += 2
+        assert n.stalled() and notify.stalled()
+        n.alive()
+        assert not n.stalled()
+        for _ in range(25):  # waiting on I/O counts as alive, within the I/O budget
+            clock.now += 1
+            n.waiting()
+        assert not n.stalled()
+        for _ in range(20):  # past the budget, waiting no longer counts
+            clock.now += 1
+            n.waiting()
+        assert n.stalled()
+    finally:
+        notify.install(None)
+
+
+def test_a_hung_main_thread_stops_renewing_its_lease_so_another_worker_takes_the_job(
+    queue, db_url, storage, settings, real_photos
+) -> None:
+    """No watchdog restarts a worker in a container: its heartbeat thread must not keep a hung job."""
+    from worker.queue import Queue
+
+    from .conftest import make_gallery
+    from .test_daemon import make_daemon
+
+    gallery = make_gallery(queue, storage, real_photos[:1])
+    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    hang = threading.Event()
+    outcome: list[int] = []
+
+    def hung_gpu_call(job, q, runtime, control) -> None:
+        hang.wait(30)  # the main thread never comes back (until the test lets go)
+
+    def main_thread() -> None:
+        notify.install(Notifier(None, watchdog_s=1.0))  # created on, and owned by, this thread
+        try:
+            daemon = make_daemon(db_url, storage, settings, drain=True, runners={"gallery": hung_gpu_call})
+            outcome.append(daemon.run())
+        finally:
+            notify.install(None)
+
+    worker = threading.Thread(target=main_thread)
+    worker.start()
+    other = Queue(db_url, "other-worker")
+    try:
+        wait_for(lambda: (queue.get_job(job_id) or {}).get("status") == "processing", timeout=30)
+        # Silent for the window (1 s), then the lease (2 s) lapses: any worker requeues the job.
+        wait_for(lambda: any(str(r["job_id"]) == job_id for r in other.requeue_stale(settings.lease_s)), timeout=30)
+        assert (queue.get_job(job_id) or {})["status"] == "queued"
+    finally:
+        hang.set()
+        worker.join(timeout=30)
+        other.close()
+    assert outcome == [0]

@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from worker import __version__, logs
+from worker import __version__, logs, notify
 from worker.errors import JobInputError, RetryStrategy, classify
 from worker.gallery_job import run_gallery_job
 from worker.jobs import JobControl, Runtime
@@ -256,6 +256,10 @@ class _Heartbeat:
         with logs.bind(job_id=self.job.id):
             try:
                 while not self._stop.wait(interval):
+                    if notify.stalled():  # the main thread hangs (a GPU call): let the lease lapse
+                        log.error("main_thread_stalled", action="lease left to lapse; another worker takes the job")
+                        self._stop.wait(self.daemon.settings.lease_s)
+                        continue
                     try:
                         state = queue.heartbeat(self.job.id)
                     except psycopg.Error as exc:

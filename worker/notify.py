@@ -70,6 +70,7 @@ class Notifier:
         self._target: str | bytes | None = None
         self._last_ping = -math.inf
         self._last_progress = clock()
+        self._last_sign = self._last_progress  # of life: progress, or a wait on I/O within the budget
         self._status = ""
         self._warned: set[str] = set()
         if self.address:
@@ -151,7 +152,7 @@ class Notifier:
     # -- what the daemon says -----------------------------------------------------------------
     def ready(self, status: str) -> None:
         self._status = _one_line(status)
-        self._last_progress = self._clock()
+        self._last_progress = self._last_sign = self._clock()
         self.send("READY=1", f"STATUS={self._status}")
         self._ping(force=True)
 
@@ -170,7 +171,7 @@ class Notifier:
         """The working thread made progress (a phase, a photo, a loop turn): ping the watchdog."""
         if not self._on_owner_thread():
             return
-        self._last_progress = self._clock()
+        self._last_progress = self._last_sign = self._clock()
         self._ping()
 
     def waiting(self) -> None:
@@ -187,7 +188,12 @@ class Notifier:
                     waited_s=round(stalled_s),
                 )
             return
+        self._last_sign = self._clock()
         self._ping()
+
+    def stalled(self) -> bool:
+        """The working thread has shown no sign of life for a whole window (any thread may ask)."""
+        return self._clock() - self._last_sign > self.window_s
 
     # -- internals ----------------------------------------------------------------------------
     def _on_owner_thread(self) -> bool:
@@ -243,6 +249,15 @@ _installed: Notifier | None = None
 def install(notifier: Notifier | None) -> None:
     global _installed  # noqa: PLW0603 - one notifier per process, set by the daemon at start
     _installed = notifier
+
+
+def stalled() -> bool:
+    """True when the daemon's working thread has been silent for its watchdog window (a hung GPU call).
+
+    The job's heartbeat thread asks this, and stops renewing the lease: the job then goes to another
+    worker even where no watchdog restarts this one (a container). False outside the daemon.
+    """
+    return _installed is not None and _installed.stalled()
 
 
 def alive() -> None:
