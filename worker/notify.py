@@ -21,6 +21,9 @@ in a container, or in a terminal.
   after its last real progress: a thread pool that hangs forever still ends in
   a restart.
 * ``STOPPING=1`` on SIGTERM, while the job is being released.
+* :func:`stalled`: the same signs of life, asked by the job's heartbeat thread, which stops renewing
+  the lease once the working thread has been silent for the window — the job moves on to another
+  worker even where nothing restarts this one.
 
 The same pings rewrite an optional *liveness file* (``WORKER_LIVENESS_FILE``)
 with a deadline; ``apelier-worker doctor --quick`` — a container's
