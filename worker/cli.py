@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("doctor", help="check the GPU, database, storage and models, one line each")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="cheap checks only, no model loading or storage writes (a container HEALTHCHECK)",
+    )
     p.set_defaults(func=cmd_doctor)
     return parser
 
@@ -86,6 +91,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import service
     from worker.daemon import Daemon
     from worker.jobs import Runtime
     from worker.models import bundle
@@ -95,11 +101,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     unknown = sorted(set(job_types) - set(JOB_TYPES))
     if unknown:
         raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
-    url = _database(settings)
-    runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
-    daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types)
-    daemon.install_signal_handlers()
-    return daemon.run()
+    # systemd readiness/status/watchdog and metrics (worker/service.py); no-ops when not configured.
+    with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
+        hooks.starting("database")
+        url = _database(settings)
+        hooks.starting("loading models")
+        runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
+        daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
+        daemon.install_signal_handlers()
+        return daemon.run()
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,7 +164,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from worker import doctor
 
-    return doctor.run(settings)
+    return doctor.run(settings, quick=args.quick)
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:

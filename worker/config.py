@@ -66,6 +66,8 @@ class Settings:
     log_level: str = "info"
     log_format: LogFormat = "auto"
     metrics_port: int | None = None
+    # Rewritten by the daemon's main thread while it is alive; `doctor --quick` reads it (containers).
+    liveness_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -141,6 +143,8 @@ class Settings:
         values["log_level"] = choice("WORKER_LOG_LEVEL", ("debug", "info", "warning", "error"))
         values["log_format"] = choice("WORKER_LOG_FORMAT", ("auto", "json", "console"))
         values["metrics_port"] = number("WORKER_METRICS_PORT", int, 1)
+        liveness_file = text("WORKER_LIVENESS_FILE")
+        values["liveness_file"] = Path(liveness_file).expanduser() if liveness_file else None
 
         values = {k: v for k, v in values.items() if v is not None}
         values.update(overrides)

@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from worker import __version__, logs
+from worker import __version__, logs, notify
 from worker.errors import JobInputError, RetryStrategy, classify
 from worker.gallery_job import run_gallery_job
 from worker.jobs import JobControl, Runtime
@@ -88,6 +88,7 @@ class Daemon:
         def handler(signum: int, frame: FrameType | None) -> None:
             if not self.shutdown.is_set():
                 log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                self.on_event("stopping", {"signal": signal.Signals(signum).name})
             self.shutdown.set()
 
         signal.signal(signal.SIGTERM, handler)
@@ -115,6 +116,7 @@ class Daemon:
                     job = self.queue.claim(self.job_types)
                 except psycopg.OperationalError as exc:
                     log.warning("database_unavailable", error=str(exc).splitlines()[0] if str(exc) else "")
+                    self.on_event("database_unavailable", {})
                     self._sleep(min(self.settings.poll_interval_s, 5.0))
                     continue
                 if job is not None:
@@ -178,9 +180,13 @@ class Daemon:
         with logs.bind(job_id=job.id, job_type=job.job_type, attempt=job.attempts):
             log.info("job_claimed", gallery_id=job.gallery_id, max_attempts=job.max_attempts)
             self._seen("busy", job.id)
-            self.on_event("job_started", {"job_id": job.id})
+            self.on_event(
+                "job_started",
+                {"job_id": job.id, "job_type": job.job_type, "attempts": job.attempts, "created_at": job.created_at},
+            )
             beat = _Heartbeat(self, job, control)
             beat.start()
+            status = "failed"
             try:
                 runner = self.runners.get(job.job_type)
                 if runner is None:
@@ -197,7 +203,7 @@ class Daemon:
                 beat.stop()
                 self.current_job = None
                 self._seen("idle")
-                self.on_event("job_finished", {"job_id": job.id})
+                self.on_event("job_finished", {"job_id": job.id, "job_type": job.job_type, "status": status})
 
     def _fail_job(self, job: Job, exc: BaseException) -> None:
         failure = classify(exc)
@@ -250,6 +256,10 @@ class _Heartbeat:
         with logs.bind(job_id=self.job.id):
             try:
                 while not self._stop.wait(interval):
+                    if notify.stalled():  # the main thread hangs (a GPU call): let the lease lapse
+                        log.error("main_thread_stalled", action="lease left to lapse; another worker takes the job")
+                        self._stop.wait(self.daemon.settings.lease_s)
+                        continue
                     try:
                         state = queue.heartbeat(self.job.id)
                     except psycopg.Error as exc:

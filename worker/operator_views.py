@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.config import Settings
@@ -19,6 +19,10 @@ def _age(value: Any) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def _since(value: Any) -> timedelta | None:
+    return datetime.now(UTC) - value if isinstance(value, datetime) and value.tzinfo else None
 
 
 def print_status(database_url: str, settings: Settings, *, as_json: bool = False) -> int:
@@ -37,9 +41,12 @@ def print_status(database_url: str, settings: Settings, *, as_json: bool = False
     if not report["in_flight"]:
         print("  (none)")
     for row in report["in_flight"]:
+        silent = _since(row.get("heartbeat_at"))
+        stale = silent is not None and silent.total_seconds() > settings.lease_s
         print(
             f"  {row['id']} {row['job_type']:<11} {row['current_phase'] or '-':<12} "
             f"{row['processed_images']}/{row['total_images']}  worker {row['locked_by']}  age {_age(row['age'])}"
+            f"  heartbeat {_age(silent)} ago" + ("  STALE: its worker stopped; any worker requeues it" if stale else "")
         )
     print("workers seen in the last 5 minutes:")
     if not report["workers"]:

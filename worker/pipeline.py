@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from worker import decode as decoder
+from worker import logs
 from worker.errors import Failure, PhotoError, WorkerError, classify
 from worker.frame import Frame
 from worker.phases import PHASES, PhaseContext, analysis, cleanup, composition, output, retouch, style
@@ -42,6 +44,11 @@ assert (*tuple(name for name, _ in BATCH_PHASES), "output") == PHASES
 
 # This many photos in a row failing with an unexpected error means the fault is not in the photos.
 _CIRCUIT_BREAKER = 5
+# While the main thread waits on a download or an upload, it tells the watchers this often.
+_WAIT_SLICE_S = 0.5
+
+log = logs.get("pipeline")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,64 @@ class PipelineStats:
 
 
 Deliver = Callable[[Frame], dict[str, Any]]
+
+
+class PipelineWatcher:
+    """Sees every pipeline's progress (the daemon's systemd notifier and its metrics are watchers).
+
+    Every method is called on the thread that runs the phases — never from an I/O thread — so a
+    watcher that pings a watchdog proves that *this* thread is alive: a GPU call that hangs stops
+    the calls. The defaults do nothing; a watcher's exception is logged and never fails a job.
+    """
+
+    def started(self, photos: int | None) -> None:
+        """A run begins with ``photos`` tasks (None when the tasks are a stream of unknown length)."""
+
+    def phase_started(self, phase: str, photos: int) -> None:
+        """A batch phase starts on ``photos`` photos."""
+
+    def phase_done(self, phase: str, photos: int, seconds: float) -> None:
+        """A batch phase finished on ``photos`` photos in ``seconds``."""
+
+    def photo_done(self, result: PhotoResult) -> None:
+        """A photo is finished (delivered and reported, or failed)."""
+
+    def waiting(self, on: str) -> None:
+        """The main thread is blocked on I/O (``download`` or ``upload``); called every ~0.5 s."""
+
+
+# Process-wide: the daemon registers its watchers once at start (see ``watching``).
+WATCHERS: list[PipelineWatcher] = []
+
+
+@contextmanager
+def watching(*watchers: PipelineWatcher) -> Iterator[None]:
+    """Every pipeline run inside this block reports to ``watchers``."""
+    WATCHERS.extend(watchers)
+    try:
+        yield
+    finally:
+        for watcher in watchers:
+            WATCHERS.remove(watcher)
+
+
+def _tell(method: str, *args: Any) -> None:
+    for watcher in list(WATCHERS):
+        try:
+            getattr(watcher, method)(*args)
+        except Exception as exc:
+            log.warning("pipeline_watcher_failed", watcher=type(watcher).__name__, error=repr(exc))
+
+
+def _wait(fut: Future[_T], on: str) -> _T:
+    """``fut.result()``, telling the watchers while this (the main) thread waits on ``on``."""
+    while True:
+        try:
+            return fut.result(timeout=_WAIT_SLICE_S)
+        except TimeoutError:
+            if fut.done():  # the task itself raised a TimeoutError (a socket timeout): that is its result
+                raise
+            _tell("waiting", on)
 
 
 @dataclass
@@ -133,19 +198,21 @@ class Pipeline:
         """
         stats = PipelineStats()
         start = time.perf_counter()
+        _tell("started", len(tasks) if isinstance(tasks, Sized) else None)
         pending_out: deque[Future[PhotoResult]] = deque()
         max_out = 2 * self.batch_size + self.io_threads
 
         def drain(keep: int) -> None:
             """Report finished photos in order; block while more than ``keep`` are in flight."""
             while pending_out and (len(pending_out) > keep or pending_out[0].done()):
-                result = pending_out.popleft().result()
+                result = _wait(pending_out.popleft(), "upload")
                 stats.add(result.timings)
                 if result.ok:
                     stats.done += 1
                 else:
                     stats.failed += 1
                 on_result(result)
+                _tell("photo_done", result)
 
         with (
             ThreadPoolExecutor(self.io_threads, thread_name_prefix="fetch") as fetch_pool,
@@ -189,12 +256,12 @@ class Pipeline:
             for task in tasks:
                 window.append(pool.submit(self._fetch_decode, task))
                 if len(window) >= self.prefetch:
-                    yield window.popleft().result()
+                    yield _wait(window.popleft(), "download")
                 if should_stop():
                     return
             self._exhausted = True
             while window:
-                yield window.popleft().result()
+                yield _wait(window.popleft(), "download")
         finally:
             for fut in window:
                 fut.cancel()
@@ -230,6 +297,7 @@ class Pipeline:
             if should_stop():
                 return None
             self.current_phase = name
+            _tell("phase_started", name, len(alive))
             alive = self._phase_over_batch(name, fn, alive, pending_out)
         if alive:
             self._unexpected_in_a_row = 0  # a photo came through every phase: the fault is not everywhere
@@ -258,13 +326,15 @@ class Pipeline:
                 if self._phase_over_batch(name, fn, [item], pending_out):
                     survivors.append(item)
             return survivors
-        per_photo = (time.perf_counter() - t0) / max(1, len(frames))
+        elapsed = time.perf_counter() - t0
+        per_photo = elapsed / max(1, len(frames))
         for item in items:
             item.timings[name] = per_photo
             if item.frame is not None:
                 item.frame.timings[name] = per_photo
         if self.on_phase is not None:
             self.on_phase(name, len(frames))
+        _tell("phase_done", name, len(frames), elapsed)
         return items
 
     def _fail_item(self, item: _Decoded, phase: str, exc: Exception, pending_out: deque[Future[PhotoResult]]) -> None:
