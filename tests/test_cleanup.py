@@ -133,9 +133,7 @@ def test_nothing_found_leaves_the_photo_as_it_was(astronaut: np.ndarray) -> None
 class MeanFill(torch.nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         keep = 1.0 - mask
-        mean = (image * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp(
-            min=1.0
-        )
+        mean = (image * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
         return image * keep + mean * mask
 
 

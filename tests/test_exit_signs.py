@@ -32,9 +32,7 @@ def test_every_frame_has_its_sign_found_as_stored_sideways(shared_data: Path) ->
 def test_rotation_does_not_change_what_is_found(shared_data: Path) -> None:
     for name, image in frames(shared_data):
         upright = np.ascontiguousarray(np.rot90(image, -1))
-        assert len(detect_exit_signs(WorkingImage(upright))) == len(detect_exit_signs(WorkingImage(image))), (
-            name
-        )
+        assert len(detect_exit_signs(WorkingImage(upright))) == len(detect_exit_signs(WorkingImage(image))), name
 
 
 def test_the_mask_covers_the_lit_face_and_a_margin(shared_data: Path) -> None:
@@ -67,9 +65,7 @@ def test_no_signs_in_photos_without_one(astronaut: np.ndarray, coffee: np.ndarra
 def test_green_foliage_and_red_clothes_are_not_signs(shared_data: Path) -> None:
     """Saturated greens and reds in the face photos and FiveK pairs, at the default level."""
     files = sorted((shared_data / "faces").glob("*")) + sorted((shared_data / "pairs").glob("*/*/*"))
-    found = [
-        f.name for f in files if detect_exit_signs(WorkingImage(np.asarray(Image.open(f).convert("RGB"))))
-    ]
+    found = [f.name for f in files if detect_exit_signs(WorkingImage(np.asarray(Image.open(f).convert("RGB"))))]
     assert found == []
 
 

@@ -67,9 +67,7 @@ def test_thin_and_thick_wires_are_both_found(rocket: np.ndarray) -> None:
         assert len(detect(wired)) == 1, thickness
 
 
-def test_nothing_is_found_in_clean_photos(
-    rocket: np.ndarray, astronaut: np.ndarray, coffee: np.ndarray
-) -> None:
+def test_nothing_is_found_in_clean_photos(rocket: np.ndarray, astronaut: np.ndarray, coffee: np.ndarray) -> None:
     from sklearn.datasets import load_sample_image
 
     for image in (rocket, astronaut, coffee, load_sample_image("china.jpg")):

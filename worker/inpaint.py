@@ -58,9 +58,7 @@ class FillStats:
     per_region: list[dict[str, int]] = field(default_factory=list)
 
 
-def edit_mask(
-    mask: npt.NDArray[np.bool_], feather_px: int
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+def edit_mask(mask: npt.NDArray[np.bool_], feather_px: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
     """(edit mask, blend weight) for a detector mask, both padded by ``feather_px`` on every side.
 
     The weight is 1 on the detector's pixels and falls off across the ring around them.
@@ -123,18 +121,14 @@ def fill_regions(
                     c[0] + int(xs.max()) + 1,
                     c[1] + int(ys.max()) + 1,
                 )
-                (wx0, wy0, _, _), filled = _fill_window(
-                    out, pending, target, inpainter=inpainter, p=p, stats=stats
-                )
+                (wx0, wy0, _, _), filled = _fill_window(out, pending, target, inpainter=inpainter, p=p, stats=stats)
                 # Write back this cell's pixels of this region only, blended by the feather weight.
                 tx0, ty0, tx1, ty1 = target
                 sel = grown[ty0 - by0 : ty1 - by0, tx0 - bx0 : tx1 - bx0]
                 wgt = weight[ty0 - by0 : ty1 - by0, tx0 - bx0 : tx1 - bx0]
                 orig = out[ty0:ty1, tx0:tx1]
                 new = filled[ty0 - wy0 : ty1 - wy0, tx0 - wx0 : tx1 - wx0]
-                blended = (
-                    orig.astype(np.float32) * (1.0 - wgt[..., None]) + new.astype(np.float32) * wgt[..., None]
-                )
+                blended = orig.astype(np.float32) * (1.0 - wgt[..., None]) + new.astype(np.float32) * wgt[..., None]
                 orig[sel] = np.clip(np.round(blended[sel]), 0, 255).astype(np.uint8)
                 pending[ty0:ty1, tx0:tx1] -= sel.astype(np.uint8)
                 stats.edited_px += int(sel.sum())
@@ -182,7 +176,7 @@ def _fill_window(
     scale = min(1.0, p.max_side / max(ch, cw))
     if scale < 1.0:
         size = (max(8, round(cw * scale)), max(8, round(ch * scale)))
-        model_in = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        model_in = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         # Any coverage by the mask counts: the fill must reach every pending pixel.
         small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
         model_mask = cv2.dilate(small.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -191,7 +185,7 @@ def _fill_window(
         model_in, model_mask = crop, mask
     result = _inpaint_padded(model_in, model_mask, inpainter, p.multiple, stats)
     if scale < 1.0:
-        result = cv2.resize(result, (cw, ch), interpolation=cv2.INTER_CUBIC)
+        result = np.asarray(cv2.resize(result, (cw, ch), interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
     stats.crops += 1
     return window, result
 
@@ -210,9 +204,7 @@ def _inpaint_padded(
     m8 = m.astype(np.uint8)
     result = inpainter.inpaint(np.ascontiguousarray(img), m8)
     if result.shape != img.shape or result.dtype != np.uint8:
-        raise ValueError(
-            f"inpainter {inpainter.name} returned {result.shape} {result.dtype} for {img.shape} uint8"
-        )
+        raise ValueError(f"inpainter {inpainter.name} returned {result.shape} {result.dtype} for {img.shape} uint8")
     stats.model_px += int(img.shape[0] * img.shape[1])
     result = result[:h, :w]
     return np.where(mask[..., None], result, crop).astype(np.uint8)

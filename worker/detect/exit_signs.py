@@ -103,9 +103,7 @@ class Sign:
         }
 
 
-def detect_exit_signs(
-    work: WorkingImage, level: str = "conservative", *, keep_rejected: bool = False
-) -> list[Sign]:
+def detect_exit_signs(work: WorkingImage, level: str = "conservative", *, keep_rejected: bool = False) -> list[Sign]:
     """Signs in ``work`` that pass every test of ``level``; with ``keep_rejected``, the others too."""
     p = LEVELS[level]
     hsv = work.hsv
@@ -124,15 +122,23 @@ def detect_exit_signs(
         if not lit.any():
             continue
         # Blown-out letters: near-white pixels touching the coloured face belong to it.
-        grown = cv2.dilate(lit, np.ones((3, 3), np.uint8))
+        grown = np.asarray(cv2.dilate(lit, np.ones((3, 3), np.uint8)), dtype=np.uint8)
         lit = lit | (grown & (val >= 220)).astype(np.uint8)
-        lit = cv2.morphologyEx(lit, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        lit = np.asarray(cv2.morphologyEx(lit, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
         for i in range(1, n):
             area = stats[i, cv2.CC_STAT_AREA]
             if area < max(6.0, 0.3 * p.min_area * frame_area) or area > 2 * p.max_area * frame_area:
                 continue
-            sign = _measure(labels, i, stat=stats[i], hsv=hsv, colour=name, frame_area=frame_area, p=p)
+            sign = _measure(
+                np.asarray(labels, dtype=np.int32),
+                i,
+                stat=np.asarray(stats[i], dtype=np.int32),
+                hsv=hsv,
+                colour=name,
+                frame_area=frame_area,
+                p=p,
+            )
             if keep_rejected or not sign.rejected:
                 out.append(sign)
     return out
@@ -198,8 +204,8 @@ def _glow(
     region = rect.copy()
     step = np.ones((3, 3), np.uint8)
     for _ in range(reach):
-        region = cv2.dilate(region, step) & (tinted | rect.astype(bool)).astype(np.uint8)
-    region = cv2.morphologyEx(region, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        region = np.asarray(cv2.dilate(region, step), dtype=np.uint8) & (tinted | rect.astype(bool)).astype(np.uint8)
+    region = np.asarray(cv2.morphologyEx(region, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)), dtype=np.uint8)
     if not region.any():
         return None
     fx0, fy0 = (round(v) for v in work.to_full(np.array([[x0 - 0.5, y0 - 0.5]]))[0] + 0.5)

@@ -59,9 +59,9 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
     p = params or SkyParams()
     h, w = work.shape
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (p.close_px, p.close_px))
-    closed_rgb = cv2.morphologyEx(work.rgb, cv2.MORPH_CLOSE, kernel)
+    closed_rgb = np.asarray(cv2.morphologyEx(work.rgb, cv2.MORPH_CLOSE, kernel), dtype=np.uint8)
     # …and the thin bright ringing that JPEG leaves beside a dark line (mostly in the chroma).
-    closed_rgb = cv2.morphologyEx(closed_rgb, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    closed_rgb = np.asarray(cv2.morphologyEx(closed_rgb, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)), dtype=np.uint8)
     closed = value_channel(closed_rgb)
     # Gradients of the closed image, in grey levels per pixel: texture from the value channel,
     # edges from the strongest colour channel (blue sky against red rock differs in hue, not value).
@@ -71,7 +71,7 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
     gr, gg, gb = cv2.split(grad_rgb)
     grad_v = cv2.max(cv2.max(gr, gg), gb)
     texture = cv2.blur(grad_v, (7, 7))
-    hsv = cv2.cvtColor(closed_rgb, cv2.COLOR_RGB2HSV)
+    hsv = np.asarray(cv2.cvtColor(closed_rgb, cv2.COLOR_RGB2HSV), dtype=np.uint8)
     hue, sat = hsv[..., 0].astype(np.int16), hsv[..., 1]
     green = (hue >= p.green_hue[0]) & (hue <= p.green_hue[1]) & (sat >= p.green_min_sat)
     edge = cv2.dilate((grad_v > p.max_edge).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -82,9 +82,7 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
     ).astype(bool)
     top_limit = max(1, int(p.top_band * h))
     min_area = p.min_area * h * w
-    clear, colour = _top_components(
-        core, top_limit=top_limit, min_area=min_area, hue=hue, sat=sat, value=closed, p=p
-    )
+    clear, colour = _top_components(core, top_limit=top_limit, min_area=min_area, hue=hue, sat=sat, value=closed, p=p)
     if clear.any():
         # Hysteresis: textured but bright pixels (clouds) join when connected to the clear sky.
         ref = float(np.percentile(closed[::3, ::3][clear[::3, ::3]], 20))
@@ -153,11 +151,7 @@ def _sky_coloured(
     tinted = clear & (sat >= 40)
     if tinted.sum() < 0.2 * max(1, int(clear.sum())):
         return np.asarray(grey | blue, dtype=bool)
-    sky_hue = (
-        int(np.median(hue[::3, ::3][tinted[::3, ::3]]))
-        if tinted[::3, ::3].any()
-        else int(np.median(hue[tinted]))
-    )
+    sky_hue = int(np.median(hue[::3, ::3][tinted[::3, ::3]])) if tinted[::3, ::3].any() else int(np.median(hue[tinted]))
     diff = np.abs(hue - sky_hue)
     diff = np.minimum(diff, 180 - diff)
     return np.asarray(grey | blue | (diff <= p.max_hue_shift), dtype=bool)

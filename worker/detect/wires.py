@@ -135,7 +135,7 @@ def detect_wires(
     if sky.blue_fraction < 0.5:
         p = replace(p, min_span=max(p.min_span, p.grey_sky_min_span))
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (p.kernel_px, p.kernel_px))
-    blackhat = cv2.morphologyEx(work.value, cv2.MORPH_BLACKHAT, kernel)
+    blackhat = np.asarray(cv2.morphologyEx(work.value, cv2.MORPH_BLACKHAT, kernel), dtype=np.uint8)
     near_sky = cv2.dilate(sky.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     sky_bh = blackhat[::3, ::3][sky.mask[::3, ::3]]  # a sample is plenty for a percentile
     noise = float(np.percentile(sky_bh, 75)) if sky_bh.size else 0.0
@@ -305,9 +305,7 @@ def _follow(chain: FloatArray, crest: BoolArray, p: WireParams, long_edge: int) 
     x1, y1 = np.ceil(chain.max(axis=0)).astype(int) + 5
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     band = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.polylines(
-        band, [np.round(chain - [x0, y0]).astype(np.int32).reshape(-1, 1, 2)], False, 1, thickness=7
-    )
+    cv2.polylines(band, [np.round(chain - [x0, y0]).astype(np.int32).reshape(-1, 1, 2)], False, 1, thickness=7)
     ys, xs = np.nonzero(band.astype(bool) & crest[y0:y1, x0:x1])
     if xs.size < 10:
         return None
@@ -723,7 +721,7 @@ def _full_res_mask(work: WorkingImage, wire: Wire, tile_px: int) -> Region | Non
         local = max(threshold, 0.1 * peak, 1.5 * noise)
         m = ((bh >= local) & inside).astype(np.uint8)
         # Close pinholes along the wire, within the band.
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) & band
+        m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
         mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m.astype(bool)
     details = wire.measurements(s)
     return crop_to_mask("power_line", mask, (x0, y0), wire.score, details)

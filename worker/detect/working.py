@@ -31,11 +31,11 @@ class WorkingImage:
         small: Image = image
         while max(small.shape[:2]) >= 2 * long_edge:
             half = (max(1, small.shape[1] // 2), max(1, small.shape[0] // 2))
-            small = cv2.resize(small, half, interpolation=cv2.INTER_AREA)
+            small = np.asarray(cv2.resize(small, half, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         if max(small.shape[:2]) > long_edge:
             f = long_edge / max(small.shape[:2])
             size = (max(1, round(small.shape[1] * f)), max(1, round(small.shape[0] * f)))
-            small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+            small = np.asarray(cv2.resize(small, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         self.rgb = small
         # One scale for both axes (halving may round one of them by a pixel).
         self.scale = small.shape[1] / w

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -90,13 +91,13 @@ def _load_inpainter(settings: Settings, bundle: ModelBundle) -> Inpainter:
     from worker.models.opencv_inpaint import OpenCVInpainter
 
     path = settings.models_dir / FILENAME
+    # describe() names the inpainter that runs ("opencv-telea" or "lama"); the model listing says
+    # when big-lama.pt is missing. A note is only needed where the choice is not obvious.
     if settings.inpainter == "opencv":
-        bundle.notes.append("cleanup inpaints with OpenCV (WORKER_INPAINTER=opencv)")
         return OpenCVInpainter("telea")
     if not path.is_file():
         if settings.inpainter == "lama":
             raise ConfigError(f"WORKER_INPAINTER=lama but {path} does not exist; install {FILENAME} there")
-        bundle.notes.append(f"{FILENAME} not in {settings.models_dir}: cleanup inpaints with OpenCV (Telea)")
         return OpenCVInpainter("telea")
     if settings.inpainter == "auto" and bundle.device != "cuda":
         bundle.notes.append(
@@ -104,4 +105,16 @@ def _load_inpainter(settings: Settings, bundle: ModelBundle) -> Inpainter:
             "WORKER_INPAINTER=lama forces it)"
         )
         return OpenCVInpainter("telea")
+    _verify_hash("big-lama", settings.models_dir)
     return load_lama(path, bundle.device)
+
+
+def _verify_hash(name: str, models_dir: Path) -> None:
+    """Check the file's hash with ``worker.models.registry`` (md5 for big-lama), when that module exists."""
+    import importlib
+
+    try:
+        registry = importlib.import_module("worker.models.registry")
+    except ModuleNotFoundError:  # the registry lands in its own branch; until then files load unchecked
+        return
+    registry.verify(name, models_dir)

@@ -82,9 +82,7 @@ def load_lama(path: Path, device: str = "cpu") -> LamaInpainter:
     try:
         with warnings.catch_warnings():
             # torch ≥ 2.10 marks TorchScript deprecated; big-lama.pt exists only in that format.
-            warnings.filterwarnings(
-                "ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning
-            )
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
             module = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for foreign files
         raise ModelFileError(

@@ -65,9 +65,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             report["reason"] = "power_line_removal and exit_sign_removal are both off"
             continue
         t0 = time.perf_counter()
-        regions = detect(
-            frame, edit.cleanup_level, wires=edit.power_line_removal, signs=edit.exit_sign_removal
-        )
+        regions = detect(frame, edit.cleanup_level, wires=edit.power_line_removal, signs=edit.exit_sign_removal)
         kept, dropped = protect_faces(regions, frame.faces, guard_px=CropParams().feather_px)
         report["dropped_near_faces"] = dropped
         report["detect_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
