@@ -83,10 +83,18 @@ def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
     top_limit = max(1, int(p.top_band * h))
     min_area = p.min_area * h * w
     clear, colour = _top_components(core, top_limit=top_limit, min_area=min_area, hue=hue, sat=sat, value=closed, p=p)
+    if clear.any() and not _looks_like_sky(clear, closed):
+        clear = np.zeros_like(clear)
     if clear.any():
         # Hysteresis: textured but bright pixels (clouds) join when connected to the clear sky.
         ref = float(np.percentile(closed[::3, ::3][clear[::3, ::3]], 20))
-        loose = (texture < p.max_texture_loose) & allowed & colour & (closed >= p.loose_min_value * ref)
+        bright = colour & (closed >= p.loose_min_value * ref)
+        # A white cloud's edge against blue sky is strong in the red channel, yet both sides are
+        # sky: an edge stops the growth unless everything around it is sky-coloured and at least
+        # as bright as the clear sky (a sunlit wall is rarely brighter than the sky above it).
+        whiter = colour & (closed >= float(np.median(closed[::3, ::3][clear[::3, ::3]])))
+        barrier = edge & cv2.dilate((~(whiter | clear)).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        loose = (texture < p.max_texture_loose) & (closed >= p.min_value) & ~green & ~barrier & bright
         n, labels = cv2.connectedComponents((loose | clear).astype(np.uint8), connectivity=4)
         keep = np.bincount(labels[clear], minlength=n) > 0
         keep[0] = False
@@ -140,6 +148,18 @@ def _top_components(
     keep = cand & similar & bright
     keep[primary] = True
     return np.asarray(keep[labels], dtype=bool), colour
+
+
+def _looks_like_sky(clear: npt.NDArray[np.bool_], value: npt.NDArray[np.uint8]) -> bool:
+    """The clear sky sits in the upper half of the frame and is not much darker than the photo's median.
+
+    Dark smooth things that reach the top of a photo (a shaded hedge above a tennis court, a
+    ceiling in the dark) fail; a dusk sky, as dark as the rest of its photo, passes.
+    """
+    rows = np.nonzero(clear[::2, ::2])[0]
+    centroid = 2.0 * float(rows.mean()) / clear.shape[0] if rows.size else 1.0
+    sky_value = float(np.median(value[::3, ::3][clear[::3, ::3]]))
+    return centroid < 0.5 and sky_value >= 0.8 * float(np.median(value[::3, ::3]))
 
 
 def _sky_coloured(

@@ -151,8 +151,11 @@ def detect_wires(
     maps = _Maps(crest=crest, ridge=ridge, blackhat=blackhat, sky=sky)
     candidates: list[tuple[FloatArray, Wire]] = []
     for chain in chains:
-        if float(np.hypot(*(chain[-1] - chain[0]))) < 0.25 * p.min_span * long_edge:
+        dx, dy = chain[-1] - chain[0]
+        if float(np.hypot(dx, dy)) < 0.25 * p.min_span * long_edge:
             continue  # too short to become a wire even when joined with another stretch
+        if math.degrees(math.atan2(abs(float(dy)), abs(float(dx)))) > p.max_angle_deg + 15.0:
+            continue  # a mast, a lattice: too steep to be accepted
         points = _follow(chain, crest, p, long_edge)
         if points is None:
             continue
@@ -339,9 +342,10 @@ def _evaluate(points: FloatArray, maps: _Maps, p: WireParams) -> Wire | None:
     if curve.shape[0] < 10:
         return None
     span = float(uu[-1] - uu[0])
+    # Profiles every other pixel along the curve (plenty for medians), repeated back to every pixel.
     prof = _profiles(
-        curve,
-        uu,
+        curve[::2],
+        uu[::2],
         coef=coef,
         direction=direction,
         normal=normal,
@@ -350,6 +354,7 @@ def _evaluate(points: FloatArray, maps: _Maps, p: WireParams) -> Wire | None:
         sky=sky,
         p=p,
     )
+    prof = {k: np.repeat(v, 2, axis=0)[: len(curve)] for k, v in prof.items()}
     on_sky, seen = prof["on_sky"], prof["seen"]
     over_sky = float(on_sky.mean())
     support = float(seen[on_sky].mean()) if on_sky.any() else 0.0
