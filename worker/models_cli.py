@@ -77,18 +77,14 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
     for name in names:
         s = registry.spec(name)
         try:
-            path = registry.fetch(
-                name, settings.models_dir, progress=not args.no_progress, force=args.force
-            )
+            path = registry.fetch(name, settings.models_dir, progress=not args.no_progress, force=args.force)
         except ModelFileError as exc:
             failed += 1
             print(f"  {name}: {exc.message}")
             continue
         print(f"  {name}: ok → {path}")
         if s.noncommercial and not settings.codeformer_license_accepted:
-            print(
-                f"  {name}: {s.licence}; it stays unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true"
-            )
+            print(f"  {name}: {s.licence}; it stays unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true")
     skipped = [
         s.name for s in registry.MODELS.values() if s.noncommercial and s.name not in names and not args.names
     ]
