@@ -44,6 +44,7 @@ def test_state_dict_has_exactly_the_official_keys_and_shapes(reference_keys):
     assert {k: tuple(v) for k, v in mine.items()} == reference_keys
 
 
+@pytest.mark.slow  # two CPU forward passes at 512²: ~35 s on two cores
 def test_reproduces_the_official_output_and_codes(reference_keys):
     model = cf.codeformer(_fixed_fill(reference_keys))  # strict load
     x = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(1234)) * 2 - 1

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import torch
 
-from worker.cli import main
 from worker.errors import ModelFileError
 from worker.models import registry
 from worker.models.registry import ModelSpec
@@ -189,25 +189,35 @@ def test_the_table_names_every_model_with_licence_and_official_url():
     assert "codeformer" in registry.default_selection(licence_accepted=True)
 
 
-def test_models_list_command(monkeypatch, tmp_path, capsys):
+@pytest.fixture
+def cli():
+    """``main`` as the console script runs it; logging put back afterwards (main binds it to
+    the captured stderr, which pytest closes after the test)."""
+    from worker.cli import main
+
+    yield main
+    structlog.reset_defaults()
+
+
+def test_models_list_command(monkeypatch, tmp_path, capsys, cli):
     monkeypatch.setenv("WORKER_MODELS_DIR", str(tmp_path))
     (tmp_path / "big-lama.pt").write_bytes(b"wrong bytes")
-    assert main(["models", "list"]) == 0
+    assert cli(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "codeformer" in out and "missing" in out and "S-Lab" in out
-    assert main(["models", "list", "--verify", "--json"]) == 1  # big-lama fails its md5
+    assert cli(["models", "list", "--verify", "--json"]) == 1  # big-lama fails its md5
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["big-lama"]["verified"] is False and "md5" in rows["big-lama"]["problem"]
     assert rows["codeformer"]["present"] is False
 
 
-def test_models_fetch_command_reports_failures_in_one_line(monkeypatch, tmp_path, capsys, server):
+def test_models_fetch_command_reports_failures_in_one_line(monkeypatch, tmp_path, capsys, server, cli):
     monkeypatch.setenv("WORKER_MODELS_DIR", str(tmp_path))
     spec = _tiny(monkeypatch, sha256=hashlib.sha256(PAYLOAD).hexdigest())
     monkeypatch.setitem(registry.MODELS, "tiny", dataclasses.replace(spec, url=f"{server}/error"))
-    assert main(["models", "fetch", "tiny", "--no-progress"]) == 2
+    assert cli(["models", "fetch", "tiny", "--no-progress"]) == 2
     captured = capsys.readouterr()
     assert "HTTP 503" in captured.out
     assert "1 of 1 downloads failed" in captured.err
-    assert main(["models", "fetch", "nonsense"]) == 2
+    assert cli(["models", "fetch", "nonsense"]) == 2
     assert "no model named 'nonsense'" in capsys.readouterr().err

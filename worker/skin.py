@@ -6,8 +6,9 @@ and the paste-back (``worker/face_paste.py``). Per face:
 1. **Where**: a soft skin mask — the face's own skin colour (robust Cr/Cb statistics
    from the cheeks and nose bridge, where the template guarantees skin), times
    "keep sharp" zones cut out around the eyes, brows, nostrils and lips (fixed in the
-   aligned frame), times a brightness guard against hair and deep shadow. The
-   paste-back mask (the face oval) bounds it from outside.
+   aligned frame), times a brightness guard against dark hair and deep shadow and a
+   texture guard against hair that shares the skin's colour (detail much denser than
+   the face's own skin). The paste-back mask (the face oval) bounds it from outside.
 2. **What**: an edge-preserving low-pass of luma (a self-guided filter, He et al.,
    "Guided Image Filtering", TPAMI 2013): blemishes and uneven texture, whose local
    variance is below ``eps``, are averaged; edges above it (eyelashes, hair strands,
@@ -64,11 +65,8 @@ def skin_mask(ycrcb: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Soft skin likelihood in [0, 1] over an aligned crop in YCrCb (float32, 0–255)."""
     size = ycrcb.shape[0]
     k = size / FACE_SIZE
-    patches = [
-        ycrcb[round(y0 * k) : round(y1 * k), round(x0 * k) : round(x1 * k)]
-        for x0, y0, x1, y1 in _SKIN_SAMPLES
-    ]
-    samples = np.concatenate([p.reshape(-1, 3) for p in patches])
+    boxes = [[round(v * k) for v in box] for box in _SKIN_SAMPLES]
+    samples = np.concatenate([ycrcb[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in boxes])
     median = np.median(samples, axis=0)
     spread = 1.4826 * np.median(np.abs(samples - median), axis=0)  # MAD → σ
     # Generous: freckles, spots and redness must stay inside (they are what gets evened out).
@@ -77,11 +75,29 @@ def skin_mask(ycrcb: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     colour = np.exp(-0.5 * d2)
     # Hair, brows and deep shadow are much darker than lit skin.
     bright = np.clip((ycrcb[..., 0] - 0.35 * median[0]) / (0.25 * median[0] + 1e-3), 0.0, 1.0)
-    mask = (colour * bright).astype(np.float32)
+    texture = _texture_guard(np.ascontiguousarray(ycrcb[..., 0]), boxes)
+    mask = (colour * bright * texture).astype(np.float32)
     # Close pinholes (a dark pore, a spot) so the mask follows regions, not pixels.
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
     mask = cv2.GaussianBlur(mask, (0, 0), 2.0 * k)
     return mask * (1.0 - keep_sharp_mask(size))
+
+
+def _texture_guard(luma: npt.NDArray[np.float32], boxes: list[list[int]]) -> npt.NDArray[np.float32]:
+    """1 on skin-like texture, falling to 0 where detail is much denser than this face's skin.
+
+    Blond or grey hair can share the skin's colour; what sets it apart is dense, strong
+    detail. Gradient energy averaged over ~3 % of the face, relative to its median on
+    the sample patches: up to 2.5× is skin (pores, freckles), from 6× on it is hair,
+    lashes or fabric and is left alone.
+    """
+    gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1)
+    side = max(3, round(15 * luma.shape[0] / FACE_SIZE)) | 1
+    density = cv2.boxFilter(gx * gx + gy * gy, -1, (side, side), borderType=cv2.BORDER_REFLECT)
+    reference = float(np.median(np.concatenate([density[y0:y1, x0:x1].ravel() for x0, y0, x1, y1 in boxes])))
+    ratio = density / max(reference, 1.0)
+    return np.asarray(np.clip((6.0 - ratio) / 3.5, 0.0, 1.0), dtype=np.float32)
 
 
 def _guided_self(p: npt.NDArray[np.float32], radius: int, eps: float) -> npt.NDArray[np.float32]:

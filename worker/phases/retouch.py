@@ -80,7 +80,8 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         edited: dict[int, Image] = {}
         for job, out, mask in zip(jobs, restored, masks, strict=True):
             target = edited.setdefault(job.frame, frames[job.frame].image.copy())
-            face_paste.paste(target, face_paste.correction(job.crop, out, mask), job.alignment)
+            delta = face_paste.correction(job.crop, out, mask)
+            face_paste.paste(target, delta, job.alignment, ctx.models.device)
         for fi, image in edited.items():
             frames[fi].image = image
 
