@@ -100,9 +100,7 @@ def draw(image: np.ndarray, found: list[Face], path: Path) -> None:
         cv2.rectangle(vis, (x0, y0), (x1, y1), (255, 0, 0), thick)
         for x, y in f.landmarks:
             cv2.circle(vis, (int(x), int(y)), thick + 1, (0, 255, 0), -1)
-        cv2.putText(
-            vis, f"{f.score:.2f}", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2
-        )
+        cv2.putText(vis, f"{f.score:.2f}", (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 2)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(vis).save(path)
 

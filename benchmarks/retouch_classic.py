@@ -33,9 +33,7 @@ from worker.models import faces as detectors
 from worker.models import mtcnn
 from worker.profile import EditSettings
 
-STRENGTHS = {
-    name: EditSettings(retouch_intensity=name).smoothing_strength for name in ("light", "medium", "heavy")
-}
+STRENGTHS = {name: EditSettings(retouch_intensity=name).smoothing_strength for name in ("light", "medium", "heavy")}
 OUT = Path("out/retouch_classic")
 
 
@@ -157,8 +155,7 @@ def main() -> None:
 
     def summary(rows: list[dict]) -> dict[str, float]:
         return {
-            k: round(float(np.mean([r[k] for r in rows])), 1)
-            for k in ("align_crop", "smooth", "paste", "total")
+            k: round(float(np.mean([r[k] for r in rows])), 1) for k in ("align_crop", "smooth", "paste", "total")
         } | {"max_total": round(float(max(r["total"] for r in rows)), 1)}
 
     print(
@@ -171,8 +168,7 @@ def main() -> None:
                 "ms_per_face": summary(per_face),
                 "ms_per_face_24mp": summary(big),
                 "faces_detail": [
-                    {k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}
-                    for r in per_face + big
+                    {k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in per_face + big
                 ],
                 "sheets": {
                     "wheel": str(args.wheel_sheet),

@@ -54,7 +54,7 @@ def alignment_for(footprint: float, centre: tuple[float, float]) -> face_align.A
     c, sn = np.cos(np.radians(7)) * s, np.sin(np.radians(7)) * s
     m = np.array([[c, -sn, 0.0], [sn, c, 0.0]])
     m[:, 2] = 256 - m[:, :2] @ np.array(centre)
-    return face_align.Alignment(m, cv2.invertAffineTransform(m))
+    return face_align.Alignment(m, np.asarray(cv2.invertAffineTransform(m), dtype=np.float64))
 
 
 def time_paste(device: str, iters: int) -> dict[str, dict[str, float]]:

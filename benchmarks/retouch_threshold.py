@@ -77,9 +77,7 @@ def main() -> None:
             detail.append(pasted_change(c - cv2.GaussianBlur(c, (0, 0), 2.0), f))
         table["classic"][f] = round(float(np.median(classic)), 2)
         table["restorer_detail"][f] = round(float(np.median(detail)), 2)
-    thresholds = {
-        kind: next((f for f in FOOTPRINTS if p95[f] >= VISIBLE_LEVELS), None) for kind, p95 in table.items()
-    }
+    thresholds = {kind: next((f for f in FOOTPRINTS if p95[f] >= VISIBLE_LEVELS), None) for kind, p95 in table.items()}
     print(
         json.dumps(
             {

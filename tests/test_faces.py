@@ -137,6 +137,7 @@ def test_retinaface_matches_facexlib_numerically():
     torch.manual_seed(0)
     for m in reference.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     mine = retinaface.retinaface(reference.state_dict())

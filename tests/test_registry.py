@@ -129,9 +129,7 @@ def test_unreachable_host_is_reported(monkeypatch, tmp_path):
         registry.fetch("tiny", tmp_path, url="http://127.0.0.1:9/nothing", progress=False, timeout_s=2)
 
 
-def test_no_published_hash_records_the_first_download_and_holds_later_ones_to_it(
-    monkeypatch, tmp_path, server
-):
+def test_no_published_hash_records_the_first_download_and_holds_later_ones_to_it(monkeypatch, tmp_path, server):
     _tiny(monkeypatch)
     path = registry.fetch("tiny", tmp_path, url=f"{server}/good", progress=False)
     assert registry.read_lock(tmp_path)["tiny.pth"]["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()

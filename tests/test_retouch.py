@@ -83,7 +83,7 @@ def test_a_big_face_is_area_averaged_into_its_crop(detector, astronaut):
     (face,) = detector.detect([astronaut])[0]
     big = cv2.resize(astronaut, (2048, 2048), interpolation=cv2.INTER_CUBIC)
     scaled = Face(
-        tuple(v * 4 for v in face.box),  # type: ignore[arg-type]
+        tuple(v * 4 for v in face.box),
         tuple((x * 4, y * 4) for x, y in face.landmarks),
         face.score,
     )
@@ -131,7 +131,7 @@ def test_faces_of_all_photos_go_to_the_restorer_in_one_batch(detector, astronaut
 def test_too_small_faces_are_left_alone_and_reported(detector, astronaut):
     (face,) = detector.detect([astronaut])[0]
     tiny = Face(
-        tuple(v / 8 for v in face.box),  # type: ignore[arg-type]
+        tuple(v / 8 for v in face.box),
         tuple((x / 8, y / 8) for x, y in face.landmarks),
         face.score,
     )
@@ -210,7 +210,7 @@ def test_big_faces_keep_their_full_resolution_detail(detector, astronaut):
     (face,) = detector.detect([astronaut])[0]
     big = cv2.resize(astronaut, (1536, 1536), interpolation=cv2.INTER_CUBIC)
     scaled = Face(
-        tuple(v * 3 for v in face.box),  # type: ignore[arg-type]
+        tuple(v * 3 for v in face.box),
         tuple((x * 3, y * 3) for x, y in face.landmarks),
         face.score,
     )
@@ -280,7 +280,7 @@ def test_restorer_protocol_shapes():
 
 
 def test_edit_settings_reach_the_restorer(detector, astronaut):
-    seen = {}
+    seen: dict[str, float] = {}
 
     class Spy(Identity):
         def restore(self, faces, fidelity, strength=1.0):
@@ -301,7 +301,7 @@ def _rotated_alignment(footprint: float, angle: float, centre: tuple[float, floa
     c, sn = np.cos(np.radians(angle)) * s, np.sin(np.radians(angle)) * s
     m = np.array([[c, -sn, 0.0], [sn, c, 0.0]])
     m[:, 2] = 256 - m[:, :2] @ np.array(centre)
-    return face_align.Alignment(m, cv2.invertAffineTransform(m))
+    return face_align.Alignment(m, np.asarray(cv2.invertAffineTransform(m), dtype=np.float64))
 
 
 @pytest.mark.parametrize("footprint", [150, 400, 900])

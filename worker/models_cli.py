@@ -62,10 +62,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         if r.problem:
             print(f"  {r.spec.name}: {r.problem}")
     if any(r.spec.noncommercial for r in rows) and not settings.codeformer_license_accepted:
-        print(
-            "non-commercial models stay unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true "
-            "(see docs/models.md)"
-        )
+        print("non-commercial models stay unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true (see docs/models.md)")
     return 0 if all(r.verified is not False for r in rows) else 1
 
 
@@ -85,13 +82,10 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {name}: ok → {path}")
         if s.noncommercial and not settings.codeformer_license_accepted:
             print(f"  {name}: {s.licence}; it stays unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true")
-    skipped = [
-        s.name for s in registry.MODELS.values() if s.noncommercial and s.name not in names and not args.names
-    ]
+    skipped = [s.name for s in registry.MODELS.values() if s.noncommercial and s.name not in names and not args.names]
     if skipped:
         print(
-            f"  not fetched (non-commercial licence not acknowledged): {', '.join(skipped)}; "
-            "name them to fetch anyway"
+            f"  not fetched (non-commercial licence not acknowledged): {', '.join(skipped)}; name them to fetch anyway"
         )
     if failed:
         raise ModelFileError(f"{failed} of {len(names)} downloads failed; see above")

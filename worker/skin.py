@@ -113,9 +113,7 @@ def _guided_self(p: npt.NDArray[np.float32], radius: int, eps: float) -> npt.NDA
 
 
 # RGB ↔ YCrCb (ITU-R BT.601, as OpenCV), on float values 0–255.
-_TO_YCRCB = np.array(
-    [[0.299, 0.587, 0.114], [0.5, -0.418688, -0.081312], [-0.168736, -0.331264, 0.5]], np.float32
-)
+_TO_YCRCB = np.array([[0.299, 0.587, 0.114], [0.5, -0.418688, -0.081312], [-0.168736, -0.331264, 0.5]], np.float32)
 _TO_RGB = np.linalg.inv(_TO_YCRCB).astype(np.float32)
 _CHROMA_OFFSET = np.array([0.0, 128.0, 128.0], np.float32)
 
@@ -152,8 +150,6 @@ class ClassicRestorer:
 
     name = NAME
 
-    def restore(
-        self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 0.25
-    ) -> npt.NDArray[np.uint8]:
+    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 0.25) -> npt.NDArray[np.uint8]:
         """Smooth each aligned crop by ``strength``; ``fidelity`` (a CodeFormer notion) is not used."""
         return np.stack([smooth_face(face, strength) for face in faces]) if len(faces) else faces.copy()

@@ -31,9 +31,7 @@ class FaceDetector(Protocol):
 class FaceRestorer(Protocol):
     name: str
 
-    def restore(
-        self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0
-    ) -> npt.NDArray[np.uint8]:
+    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0) -> npt.NDArray[np.uint8]:
         """``faces``: N×512×512×3 RGB uint8 crops aligned to the FFHQ template; returns the same shape.
 
         ``fidelity`` is CodeFormer's w (0 = strongest restoration, 1 = most faithful);

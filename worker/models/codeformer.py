@@ -314,9 +314,7 @@ class CodeFormerRestorer:
         self.device = device
         self.batch_size = max(1, batch_size)
 
-    def restore(
-        self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0
-    ) -> npt.NDArray[np.uint8]:
+    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0) -> npt.NDArray[np.uint8]:
         """Restore N aligned 512² RGB crops with fidelity ``w``; ``strength`` is not used (see docs)."""
         if faces.ndim != 4 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE, 3):
             raise ValueError(f"expected N×512×512×3 faces, got {faces.shape}")

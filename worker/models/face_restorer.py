@@ -36,10 +36,7 @@ def load_restorer(settings: Settings, device: str) -> tuple[FaceRestorer | None,
         return ClassicRestorer(), None, note
 
     if not settings.codeformer_license_accepted:
-        reason = (
-            "CodeFormer is non-commercial (S-Lab License 1.0) and WORKER_CODEFORMER_LICENSE_ACCEPTED "
-            "is not true"
-        )
+        reason = "CodeFormer is non-commercial (S-Lab License 1.0) and WORKER_CODEFORMER_LICENSE_ACCEPTED is not true"
     elif not registry.is_present("codeformer", settings.models_dir):
         reason = "CodeFormer weights absent (run `apelier-worker models fetch codeformer`)"
     else:
@@ -50,9 +47,7 @@ def load_restorer(settings: Settings, device: str) -> tuple[FaceRestorer | None,
         else:
             parser, parser_note = _parser(settings, device)
             restorer = codeformer.CodeFormerRestorer(model, device, batch_size=8 if device == "cuda" else 1)
-            note = (
-                f"face restorer: CodeFormer on {device} (non-commercial licence acknowledged); {parser_note}"
-            )
+            note = f"face restorer: CodeFormer on {device} (non-commercial licence acknowledged); {parser_note}"
             log.info("face_restorer", restorer="codeformer", device=device, mask=parser_note)
             return restorer, parser, note
     note = f"face restorer: classic skin smoothing — {reason}"
@@ -67,6 +62,4 @@ def _parser(settings: Settings, device: str) -> tuple[FaceParser | None, str]:
         model = parsenet.load(registry.verify("parsenet", settings.models_dir), device)
     except ModelFileError as exc:
         return None, f"paste-back mask: feathered oval (ParseNet unusable: {exc.message})"
-    return parsenet.FaceParser(
-        model, device, batch_size=8 if device == "cuda" else 1
-    ), "paste-back mask: ParseNet"
+    return parsenet.FaceParser(model, device, batch_size=8 if device == "cuda" else 1), "paste-back mask: ParseNet"

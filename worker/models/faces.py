@@ -62,9 +62,7 @@ class MTCNNDetector:
         for image in images:
             small, scale = _downscale(image, self.max_side)
             found = [
-                _face(d.box, d.landmarks, d.score, scale)
-                for d in self.model.detect(small)
-                if d.score >= self.min_score
+                _face(d.box, d.landmarks, d.score, scale) for d in self.model.detect(small) if d.score >= self.min_score
             ]
             out.append(sorted(found, key=lambda f: -f.score))
         return out
@@ -125,9 +123,7 @@ class RetinaFaceDetector:
         return out
 
 
-def load_detector(
-    models_dir: Path, device: str = "cpu"
-) -> tuple[MTCNNDetector | RetinaFaceDetector | None, str]:
+def load_detector(models_dir: Path, device: str = "cpu") -> tuple[MTCNNDetector | RetinaFaceDetector | None, str]:
     """RetinaFace when its verified weights are present, else MTCNN, else None — and why, in one line."""
     if registry.is_present("retinaface-r50", models_dir):
         try:

@@ -180,9 +180,7 @@ class MTCNN(nn.Module):
         reg, marks = reg[keep], marks[keep]
         bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
-        points = torch.stack(
-            [boxes[:, :1] + bw * marks[:, :5] - 1, boxes[:, 1:2] + bh * marks[:, 5:] - 1], -1
-        )
+        points = torch.stack([boxes[:, :1] + bw * marks[:, :5] - 1, boxes[:, 1:2] + bh * marks[:, 5:] - 1], -1)
         boxes = _regress(boxes, reg)
         pick = _nms_min(boxes[:, :4], boxes[:, 4], 0.7)
         return boxes[pick], points[pick]
@@ -261,7 +259,5 @@ def mtcnn(device: str = "cpu", folder: Path | None = None, **kwargs: object) -> 
             state = torch.load(path, map_location="cpu", weights_only=True)
             getattr(model, name).load_state_dict(state, strict=True)
         except (RuntimeError, OSError, ValueError) as exc:
-            raise ModelFileError(
-                f"{path} is not a usable MTCNN weight file ({exc.__class__.__name__})"
-            ) from None
+            raise ModelFileError(f"{path} is not a usable MTCNN weight file ({exc.__class__.__name__})") from None
     return model.eval().requires_grad_(False).to(device)

@@ -59,9 +59,7 @@ class _BatchNorm(nn.Module):
 class ConvLayer(nn.Module):
     """[nearest ×2] → reflection pad → 3×3 conv [stride 2] → [BatchNorm] → [LeakyReLU 0.2]."""
 
-    def __init__(
-        self, cin: int, cout: int, scale: str = "none", norm: bool = False, relu: bool = False
-    ) -> None:
+    def __init__(self, cin: int, cout: int, scale: str = "none", norm: bool = False, relu: bool = False) -> None:
         super().__init__()
         self.up = scale == "up"
         self.conv2d = nn.Conv2d(cin, cout, 3, 2 if scale == "down" else 1, bias=not norm)
@@ -96,9 +94,7 @@ class ParseNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         down = (64, 128, 256, 256, 256)
-        self.encoder = nn.Sequential(
-            ConvLayer(3, 64), *(ResidualBlock(a, b, "down") for a, b in pairwise(down))
-        )
+        self.encoder = nn.Sequential(ConvLayer(3, 64), *(ResidualBlock(a, b, "down") for a, b in pairwise(down)))
         self.body = nn.Sequential(*(ResidualBlock(256, 256) for _ in range(10)))
         up = (256, 256, 256, 128, 64)
         self.decoder = nn.Sequential(*(ResidualBlock(a, b, "up") for a, b in pairwise(up)))

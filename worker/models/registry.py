@@ -159,9 +159,7 @@ def read_lock(models_dir: Path) -> dict[str, dict[str, Any]]:
             raise TypeError("files")
         return files
     except (ValueError, KeyError, TypeError):
-        raise ModelFileError(
-            f"{path} is not a valid lock file; fix it or delete it to record fresh hashes"
-        ) from None
+        raise ModelFileError(f"{path} is not a valid lock file; fix it or delete it to record fresh hashes") from None
 
 
 def _write_lock(models_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
@@ -209,9 +207,7 @@ def verify(name: str, models_dir: Path) -> Path:
     s = spec(name)
     path = Path(models_dir) / s.file_name
     if not path.is_file():
-        raise ModelFileError(
-            f"{s.name} weights not found at {path}; run `apelier-worker models fetch {s.name}`"
-        )
+        raise ModelFileError(f"{s.name} weights not found at {path}; run `apelier-worker models fetch {s.name}`")
     d = digests(path)
     problem = check(s, d, models_dir)
     if problem:
@@ -308,9 +304,7 @@ def fetch(
     return dest
 
 
-def _stream_to(
-    chunks: Iterable[bytes], path: Path, expected: int | None, label: str, progress: bool
-) -> Digests:
+def _stream_to(chunks: Iterable[bytes], path: Path, expected: int | None, label: str, progress: bool) -> Digests:
     from tqdm import tqdm
 
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)

@@ -141,9 +141,7 @@ def anchors(height: int, width: int, device: torch.device | str = "cpu") -> Tens
             (torch.arange(fw, device=device, dtype=torch.float32) + 0.5) * step,
             indexing="ij",
         )
-        per_size = [
-            torch.stack([xs, ys, torch.full_like(xs, s), torch.full_like(xs, s)], dim=-1) for s in sizes
-        ]
+        per_size = [torch.stack([xs, ys, torch.full_like(xs, s), torch.full_like(xs, s)], dim=-1) for s in sizes]
         out.append(torch.stack(per_size, dim=2).reshape(-1, 4))
     return torch.cat(out, dim=0)
 

@@ -115,11 +115,7 @@ def _restorer_off(ctx: PhaseContext) -> str:
 def _masks(restored: np.ndarray, ctx: PhaseContext) -> tuple[list[face_paste.Mask], str]:
     """Paste-back masks: face parsing for CodeFormer when ParseNet is loaded, else the feathered oval."""
     parser = ctx.models.face_parser
-    if (
-        parser is not None
-        and ctx.models.face_restorer is not None
-        and ctx.models.face_restorer.name == "codeformer"
-    ):
+    if parser is not None and ctx.models.face_restorer is not None and ctx.models.face_restorer.name == "codeformer":
         hard = parser.face_mask(restored)
         return [face_paste.parsing_mask(m) for m in hard], "parsenet"
     oval = face_paste.ellipse_mask(restored.shape[1])
