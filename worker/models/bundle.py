@@ -70,6 +70,7 @@ class ModelBundle:
             "device": self.device,
             "face_detector": getattr(self.face_detector, "name", None),
             "face_restorer": getattr(self.face_restorer, "name", None),
+            "face_parser": getattr(self.face_parser, "name", None),
             "inpainter": getattr(self.inpainter, "name", None),
         }
 

@@ -35,7 +35,6 @@ MIN_FOOTPRINT_PX = 32.0
 @dataclass
 class _Job:
     frame: int
-    face: int
     alignment: face_align.Alignment
     crop: Image
 
@@ -57,7 +56,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
     jobs: list[_Job] = []
     for fi, frame in enumerate(frames):
         per_frame = []
-        for i, face in enumerate(frame.faces):
+        for face in frame.faces:
             try:
                 alignment = face_align.align_face(face)
             except ValueError:
@@ -68,7 +67,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             if alignment.footprint < MIN_FOOTPRINT_PX:
                 entry["method"] = "skipped: too small"
             else:
-                jobs.append(_Job(fi, i, alignment, face_align.warp_face(frame.image, alignment)))
+                jobs.append(_Job(fi, alignment, face_align.warp_face(frame.image, alignment)))
             per_frame.append(entry)
         entries.append(per_frame)
 
