@@ -31,8 +31,20 @@ class FaceDetector(Protocol):
 class FaceRestorer(Protocol):
     name: str
 
-    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float) -> npt.NDArray[np.uint8]:
-        """``faces``: N×512×512×3 RGB uint8 crops aligned to the FFHQ template; returns the same shape."""
+    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0) -> npt.NDArray[np.uint8]:
+        """``faces``: N×512×512×3 RGB uint8 crops aligned to the FFHQ template; returns the same shape.
+
+        ``fidelity`` is CodeFormer's w (0 = strongest restoration, 1 = most faithful);
+        ``strength`` is the profile's skin smoothing (0–1). Each restorer uses the one it has.
+        """
+        ...
+
+
+class FaceParser(Protocol):
+    name: str
+
+    def face_mask(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """N×512×512 in [0, 1]: where the aligned crops show face (skin, eyes, brows, nose, lips, ears)."""
         ...
 
 
@@ -49,6 +61,7 @@ class ModelBundle:
     device: str = "cpu"
     face_detector: FaceDetector | None = None
     face_restorer: FaceRestorer | None = None
+    face_parser: FaceParser | None = None  # CodeFormer paste-back masks; None = feathered oval
     inpainter: Inpainter | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -57,6 +70,7 @@ class ModelBundle:
             "device": self.device,
             "face_detector": getattr(self.face_detector, "name", None),
             "face_restorer": getattr(self.face_restorer, "name", None),
+            "face_parser": getattr(self.face_parser, "name", None),
             "inpainter": getattr(self.inpainter, "name", None),
         }
 
@@ -79,4 +93,10 @@ def resolve_device(choice: str) -> str:
 def load(settings: Settings) -> ModelBundle:
     """Load every model the settings ask for, once. Missing weights degrade, they do not fail."""
     bundle = ModelBundle(device=resolve_device(settings.device))
+    from worker.models import face_restorer, faces  # face detector (phase 0) and restorer (phase 2) slots
+
+    bundle.face_detector, note = faces.load_detector(settings.models_dir, bundle.device)
+    bundle.notes.append(note)
+    bundle.face_restorer, bundle.face_parser, note = face_restorer.load_restorer(settings, bundle.device)
+    bundle.notes.append(note)
     return bundle
