@@ -6,6 +6,7 @@
     apelier-worker run [--drain]        the daemon: claim jobs, run them, heartbeat, exit on SIGTERM
     apelier-worker process INPUT... --out DIR [--report FILE] [--device auto|cpu|cuda]
     apelier-worker enqueue --gallery ID [--style ID]
+    apelier-worker models list [--verify] | fetch [NAME...]
     apelier-worker migrate | status | doctor
 
 Errors reach the user as one line that says what went wrong and what to do.
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker import logs
+from worker import logs, models_cli
 from worker.config import Settings
 from worker.errors import WorkerError
 from worker.queue import JOB_TYPES
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="cheap checks only, no model loading or storage writes (a container HEALTHCHECK)",
     )
     p.set_defaults(func=cmd_doctor)
+
+    models_cli.add_parser(sub)
     return parser
 
 
