@@ -1,24 +1,29 @@
 """Power lines against the sky: thin, long, gently sagging dark curves that cross the sky.
 
-Method (all classical, no learned weights; a 24 MP photo takes a few hundred ms on two cores):
+Method (all classical, no learned weights; ≤ 300 ms for a 24 MP photo on two cores, see
+``benchmarks/cleanup_speed.py``):
 
 1. Work on the shared downscaled copy (:class:`~worker.detect.working.WorkingImage`).
 2. *Ridges*: a grey-level black-hat (closing minus image) with a square a little wider than
    the widest wire responds to thin dark structures only — not to edges (a roof line, the
    horizon) nor to wide dark objects (a pole, a tree trunk).
-3. Keep ridge pixels inside the sky (:mod:`worker.detect.sky`), thin them to their crest and
+3. Keep ridge pixels next to the sky (:mod:`worker.detect.sky`), thin them to their crest and
    find straight segments with a probabilistic Hough transform.
-4. *Chain* segments that continue one another (close, aligned) into curves, so a sagging
-   wire, or one hidden for a stretch by a branch, becomes one candidate.
-5. Fit each chain with a low-order polynomial across its main direction and accept it only
-   when **every** test holds: long relative to the frame, well supported along its length,
-   smooth (small fit residual, gentle sag), not steep, thin, darker than the sky on both
-   sides by a similar amount (a wire, not the boundary between sky and something else), and
-   with sky on both sides for nearly all of its length. The thresholds depend on the
-   profile's ``cleanup_level`` (:data:`LEVELS`).
+4. *Chain* segments that continue one another (close ahead, aligned), then *follow* each chain
+   pixel by pixel along the crest (a catenary steepens toward its pole), and join candidates
+   that are two visible stretches of one wire hidden between by a tree or a rock.
+5. Fit each candidate with a low-order polynomial across its main direction and accept it
+   only when **every** test holds: long relative to the frame, well supported along its
+   course over the sky, smooth (small fit residual, gentle sag), not steep, thin, a sharp dip,
+   darker than the sky by the same amount on both sides (a wire, not the boundary between sky
+   and something else), with sky on both sides, and *uncluttered*: short dark crests beside it
+   (the twigs of a bare tree, a lattice tower) reject it, while crests that run alongside for
+   a while (other conductors of a bundle, a crossing wire) do not. The thresholds depend on
+   the profile's ``cleanup_level`` (:data:`LEVELS`).
 6. Draw the mask at **full resolution**, tile by tile along the fitted curve: the pixels in a
-   narrow band around the curve that are darker than the closed (wire-free) background, so
-   the mask follows the wire's real width and anti-aliased edge.
+   narrow band around the curve that are darker than the closed (wire-free) background, only
+   along the stretches where the wire is seen, uncluttered and has sky on both sides. Where it
+   passes in front of something else it is left in.
 
 The output is one :class:`~worker.detect.region.Region` per wire (kind ``power_line``).
 """
@@ -72,7 +77,7 @@ LEVELS: dict[str, WireParams] = {
         min_support=0.6,
         min_over_sky=0.5,
         max_angle_deg=60.0,
-        min_sky_both_sides=0.85,
+        min_sky_both_sides=0.65,
         grey_sky_min_span=0.45,
     ),
     "aggressive": WireParams(
@@ -81,8 +86,9 @@ LEVELS: dict[str, WireParams] = {
         min_over_sky=0.4,
         max_residual=1.2,
         max_angle_deg=70.0,
-        min_sky_both_sides=0.75,
+        min_sky_both_sides=0.6,
         max_asymmetry=0.5,
+        max_clutter=0.45,
         grey_sky_min_span=0.35,
         min_score=0.4,
     ),
@@ -94,7 +100,7 @@ class Wire:
     """A wire found at working resolution: ``curve`` are (x, y) points along it (work px)."""
 
     curve: FloatArray
-    clean: BoolArray  # per curve point: seen, over the sky, with sky on both sides (where the mask goes)
+    clean: BoolArray  # per curve point: seen, uncluttered, with sky on both sides (where the mask goes)
     width: float  # px at working resolution
     contrast: float  # grey levels below the sky, at working resolution
     span: float  # px
