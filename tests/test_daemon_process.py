@@ -18,7 +18,7 @@ from worker.storage import LocalStorage
 
 from .conftest import Gallery, jpeg_bytes, make_gallery
 
-PHOTOS = 30
+PHOTOS = 24
 
 
 def worker_env(db_url: str, data_dir: Path, worker_id: str) -> dict[str, str]:
@@ -49,9 +49,9 @@ def start_worker(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen
 
 
 def big_gallery(queue: Queue, data_dir: Path, china: bytes) -> Gallery:
-    """30 photos of 1.7 MP: slow enough on the CPU to stop a worker in the middle."""
+    """24 photos of 1 MP: slow enough on the CPU to stop a worker in the middle."""
     base = np.asarray(Image.open(__import__("io").BytesIO(china)).convert("RGB"))
-    big = np.asarray(Image.fromarray(base).resize((1600, 1068)))
+    big = np.asarray(Image.fromarray(base).resize((1200, 801)))
     storage = LocalStorage(data_dir / "storage" / "photos")
     files: list[tuple[str, bytes | None]] = []
     for i in range(PHOTOS):
