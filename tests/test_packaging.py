@@ -30,3 +30,13 @@ def test_ci_runs_the_readmes_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_environment_variable_the_settings_read_is_documented_in_the_readme() -> None:
+    import re
+
+    config = (ROOT / "worker" / "config.py").read_text()
+    names = set(re.findall(r'"((?:WORKER|SUPABASE|DATABASE|STORAGE)_[A-Z_]+)"', config))
+    assert "DATABASE_URL" in names and "WORKER_DEVICE" in names
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
