@@ -7,6 +7,7 @@
     apelier-worker process INPUT... --out DIR [--report FILE] [--device auto|cpu|cuda] [--style MODEL]
     apelier-worker style train|apply|eval|export-cube …   (see worker/style_cli.py)
     apelier-worker enqueue --gallery ID [--style ID]
+    apelier-worker models list [--verify] | fetch [NAME...]
     apelier-worker migrate | status | doctor
 
 Errors reach the user as one line that says what went wrong and what to do.
@@ -19,9 +20,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker import logs
+from worker import logs, models_cli, style_cli
 from worker.config import Settings
 from worker.errors import WorkerError
+from worker.queue import JOB_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,10 +40,137 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_process)
 
-    from worker import style_cli
+    p = sub.add_parser("demo", help="embedded database + local storage + a real gallery, end to end")
+    p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("run", help="the daemon: claim jobs and run them until SIGTERM")
+    p.add_argument("--drain", action="store_true", help="exit once no job is queued or running")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override WORKER_DEVICE")
+    p.add_argument(
+        "--job-types",
+        default=",".join(JOB_TYPES),
+        help=f"comma-separated job types this worker takes (default: {','.join(JOB_TYPES)})",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("enqueue", help="queue a gallery job, as the app does")
+    p.add_argument("--gallery", required=True, help="gallery id")
+    p.add_argument("--style", help="style profile id")
+    p.add_argument("--photos", help="comma-separated photo ids: a restyle of just these")
+    p.add_argument("--priority", type=int, default=100, help="lower runs first (default 100)")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("job", help="job id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("status", help="queue depth, jobs in flight, workers, recent failures")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help="check the GPU, database, storage and models, one line each")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="cheap checks only, no model loading or storage writes (a container HEALTHCHECK)",
+    )
+    p.set_defaults(func=cmd_doctor)
+
+    models_cli.add_parser(sub)
     style_cli.add_parser(sub)
     return parser
+
+
+def _database(settings: Settings) -> str:
+    from worker import embedded
+
+    return embedded.database_url(settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import demo
+
+    return demo.main(settings)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import service
+    from worker.daemon import Daemon
+    from worker.jobs import Runtime
+    from worker.models import bundle
+    from worker.storage import from_settings
+
+    job_types = [t.strip() for t in args.job_types.split(",") if t.strip()]
+    unknown = sorted(set(job_types) - set(JOB_TYPES))
+    if unknown:
+        raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
+    # systemd readiness/status/watchdog and metrics (worker/service.py); no-ops when not configured.
+    with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
+        hooks.starting("database")
+        url = _database(settings)
+        hooks.starting("loading models")
+        runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
+        daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
+        daemon.install_signal_handlers()
+        return daemon.run()
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue import Queue
+
+    queue = Queue(_database(settings), settings.worker_id)
+    before, after = queue.migrate()
+    queue.close()
+    print(f"schema: {'none' if before is None else f'version {before}'} → version {after}")
+    return 0
+
+
+def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue import Queue
+
+    queue = Queue(_database(settings), settings.worker_id)
+    gallery = queue.gallery(args.gallery)
+    if gallery is None:
+        raise WorkerError(f"gallery {args.gallery} not found")
+    photo_ids = [p.strip() for p in (args.photos or "").split(",") if p.strip()]
+    job_id = queue.enqueue(
+        photographer_id=str(gallery["photographer_id"]),
+        gallery_id=args.gallery,
+        style_profile_id=args.style,
+        job_type="restyle" if photo_ids else "gallery",
+        payload={"photo_ids": photo_ids} if photo_ids else None,
+        priority=args.priority,
+    )
+    queue.close()
+    print(job_id)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue import Queue
+
+    queue = Queue(_database(settings), settings.worker_id)
+    status = queue.cancel(args.job)
+    queue.close()
+    if status is None:
+        raise WorkerError(f"job {args.job} is not queued or running (already finished, or no such job)")
+    print(f"job {args.job}: canceled")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import operator_views
+
+    return operator_views.print_status(_database(settings), settings, as_json=args.json)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import doctor
+
+    return doctor.run(settings, quick=args.quick)
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,6 +7,7 @@ and default. Nothing else in the package reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,7 @@ from worker.errors import ConfigError
 
 Device = Literal["auto", "cpu", "cuda"]
 FaceRestorerChoice = Literal["codeformer", "classic", "off"]
+InpainterChoice = Literal["auto", "lama", "opencv"]
 LogFormat = Literal["auto", "json", "console"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -60,11 +62,15 @@ class Settings:
     max_image_pixels: int = 250_000_000
 
     face_restorer: FaceRestorerChoice = "classic"
+    # Phase 3 inpainting: auto = LaMa (big-lama.pt in models_dir) on a GPU, else OpenCV.
+    inpainter: InpainterChoice = "auto"
     codeformer_license_accepted: bool = False
 
     log_level: str = "info"
     log_format: LogFormat = "auto"
     metrics_port: int | None = None
+    # Rewritten by the daemon's main thread while it is alive; `doctor --quick` reads it (containers).
+    liveness_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -137,9 +143,12 @@ class Settings:
         values["max_image_pixels"] = number("WORKER_MAX_IMAGE_PIXELS", int, 1)
         values["face_restorer"] = choice("WORKER_FACE_RESTORER", ("codeformer", "classic", "off"))
         values["codeformer_license_accepted"] = flag("WORKER_CODEFORMER_LICENSE_ACCEPTED")
+        values["inpainter"] = choice("WORKER_INPAINTER", ("auto", "lama", "opencv"))
         values["log_level"] = choice("WORKER_LOG_LEVEL", ("debug", "info", "warning", "error"))
         values["log_format"] = choice("WORKER_LOG_FORMAT", ("auto", "json", "console"))
         values["metrics_port"] = number("WORKER_METRICS_PORT", int, 1)
+        liveness_file = text("WORKER_LIVENESS_FILE")
+        values["liveness_file"] = Path(liveness_file).expanduser() if liveness_file else None
 
         values = {k: v for k, v in values.items() if v is not None}
         values.update(overrides)
@@ -150,13 +159,15 @@ class Settings:
     def validate(self) -> None:
         """Reject combinations that cannot work, with one line that says what to change."""
         if self.supabase_url and not self.supabase_service_role_key:
-            raise ConfigError(
-                "SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not; set both, or neither"
-            )
+            raise ConfigError("SUPABASE_URL is set but SUPABASE_SERVICE_ROLE_KEY is not; set both, or neither")
         if self.supabase_url and not self.supabase_url.startswith(("http://", "https://")):
             raise ConfigError(f"SUPABASE_URL={self.supabase_url!r} must start with https://")
-        if self.database_url and not self.database_url.startswith(("postgres://", "postgresql://")):
-            raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+        if (
+            self.database_url
+            and "://" in self.database_url
+            and not self.database_url.startswith(("postgres://", "postgresql://"))
+        ):
+            raise ConfigError("DATABASE_URL must be a postgresql:// URL (or a libpq key=value string)")
         if self.heartbeat_interval_s * 2 > self.lease_s:
             raise ConfigError(
                 f"WORKER_LEASE_S={self.lease_s:g} must be at least twice "
@@ -187,7 +198,9 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db`` (``password=…`` too)."""
+    if "://" not in url:
+        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -19,28 +19,36 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from worker import decode as decoder
+from worker import logs
 from worker.errors import Failure, PhotoError, WorkerError, classify
 from worker.frame import Frame
 from worker.phases import PHASES, PhaseContext, analysis, cleanup, composition, output, retouch, style
 
 # The phases that run on the main thread, over batches; "output" runs per photo in the I/O threads.
-_BATCH_PHASES: tuple[tuple[str, Callable[[list[Frame], PhaseContext], None]], ...] = (
+PhaseFn = Callable[[list[Frame], PhaseContext], None]
+BATCH_PHASES: tuple[tuple[str, PhaseFn], ...] = (
     ("analysis", analysis.run),
     ("style", style.run),
     ("retouch", retouch.run),
     ("cleanup", cleanup.run),
     ("composition", composition.run),
 )
-assert (*tuple(name for name, _ in _BATCH_PHASES), "output") == PHASES
+assert (*tuple(name for name, _ in BATCH_PHASES), "output") == PHASES
 
 # This many photos in a row failing with an unexpected error means the fault is not in the photos.
 _CIRCUIT_BREAKER = 5
+# While the main thread waits on a download or an upload, it tells the watchers this often.
+_WAIT_SLICE_S = 0.5
+
+log = logs.get("pipeline")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,64 @@ class PipelineStats:
 Deliver = Callable[[Frame], dict[str, Any]]
 
 
+class PipelineWatcher:
+    """Sees every pipeline's progress (the daemon's systemd notifier and its metrics are watchers).
+
+    Every method is called on the thread that runs the phases — never from an I/O thread — so a
+    watcher that pings a watchdog proves that *this* thread is alive: a GPU call that hangs stops
+    the calls. The defaults do nothing; a watcher's exception is logged and never fails a job.
+    """
+
+    def started(self, photos: int | None) -> None:
+        """A run begins with ``photos`` tasks (None when the tasks are a stream of unknown length)."""
+
+    def phase_started(self, phase: str, photos: int) -> None:
+        """A batch phase starts on ``photos`` photos."""
+
+    def phase_done(self, phase: str, photos: int, seconds: float) -> None:
+        """A batch phase finished on ``photos`` photos in ``seconds``."""
+
+    def photo_done(self, result: PhotoResult) -> None:
+        """A photo is finished (delivered and reported, or failed)."""
+
+    def waiting(self, on: str) -> None:
+        """The main thread is blocked on I/O (``download`` or ``upload``); called every ~0.5 s."""
+
+
+# Process-wide: the daemon registers its watchers once at start (see ``watching``).
+WATCHERS: list[PipelineWatcher] = []
+
+
+@contextmanager
+def watching(*watchers: PipelineWatcher) -> Iterator[None]:
+    """Every pipeline run inside this block reports to ``watchers``."""
+    WATCHERS.extend(watchers)
+    try:
+        yield
+    finally:
+        for watcher in watchers:
+            WATCHERS.remove(watcher)
+
+
+def _tell(method: str, *args: Any) -> None:
+    for watcher in list(WATCHERS):
+        try:
+            getattr(watcher, method)(*args)
+        except Exception as exc:
+            log.warning("pipeline_watcher_failed", watcher=type(watcher).__name__, error=repr(exc))
+
+
+def _wait(fut: Future[_T], on: str) -> _T:
+    """``fut.result()``, telling the watchers while this (the main) thread waits on ``on``."""
+    while True:
+        try:
+            return fut.result(timeout=_WAIT_SLICE_S)
+        except TimeoutError:
+            if fut.done():  # the task itself raised a TimeoutError (a socket timeout): that is its result
+                raise
+            _tell("waiting", on)
+
+
 @dataclass
 class _Decoded:
     task: PhotoTask
@@ -103,8 +169,12 @@ class Pipeline:
         io_threads: int = 4,
         prefetch: int = 8,
         max_pixels: int = 250_000_000,
+        on_phase: Callable[[str, int], None] | None = None,
+        phases: Sequence[tuple[str, PhaseFn]] = BATCH_PHASES,
     ) -> None:
         self.ctx = ctx
+        self.phases = tuple(phases)
+        self.on_phase = on_phase
         self.deliver = deliver
         self.batch_size = max(1, batch_size)
         self.io_threads = max(1, io_threads)
@@ -128,19 +198,21 @@ class Pipeline:
         """
         stats = PipelineStats()
         start = time.perf_counter()
+        _tell("started", len(tasks) if isinstance(tasks, Sized) else None)
         pending_out: deque[Future[PhotoResult]] = deque()
         max_out = 2 * self.batch_size + self.io_threads
 
         def drain(keep: int) -> None:
             """Report finished photos in order; block while more than ``keep`` are in flight."""
             while pending_out and (len(pending_out) > keep or pending_out[0].done()):
-                result = pending_out.popleft().result()
+                result = _wait(pending_out.popleft(), "upload")
                 stats.add(result.timings)
                 if result.ok:
                     stats.done += 1
                 else:
                     stats.failed += 1
                 on_result(result)
+                _tell("photo_done", result)
 
         with (
             ThreadPoolExecutor(self.io_threads, thread_name_prefix="fetch") as fetch_pool,
@@ -176,7 +248,7 @@ class Pipeline:
     # -- stages -------------------------------------------------------------------------------
     def _decoded(
         self, tasks: Iterator[PhotoTask], pool: ThreadPoolExecutor, should_stop: Callable[[], bool]
-    ) -> Iterator[_Decoded]:
+    ) -> Generator[_Decoded, None, None]:
         """Fetch and decode ``prefetch`` photos ahead, yielding them in task order."""
         window: deque[Future[_Decoded]] = deque()
         self._exhausted = False
@@ -184,12 +256,12 @@ class Pipeline:
             for task in tasks:
                 window.append(pool.submit(self._fetch_decode, task))
                 if len(window) >= self.prefetch:
-                    yield window.popleft().result()
+                    yield _wait(window.popleft(), "download")
                 if should_stop():
                     return
             self._exhausted = True
             while window:
-                yield window.popleft().result()
+                yield _wait(window.popleft(), "download")
         finally:
             for fut in window:
                 fut.cancel()
@@ -203,9 +275,7 @@ class Pipeline:
             timings["download"] = time.perf_counter() - t0
             phase = "decode"
             t0 = time.perf_counter()
-            frame = decoder.decode(
-                data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels
-            )
+            frame = decoder.decode(data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels)
             timings["decode"] = time.perf_counter() - t0
             frame.timings.update(timings)
             return _Decoded(task, frame, None, None, timings)
@@ -221,19 +291,22 @@ class Pipeline:
     ) -> list[_Decoded] | None:
         """Run the batch phases; returns the items that survived, or None when asked to stop."""
         alive = items
-        for name, fn in _BATCH_PHASES:
+        for name, fn in self.phases:
             if not alive:
                 break
             if should_stop():
                 return None
             self.current_phase = name
+            _tell("phase_started", name, len(alive))
             alive = self._phase_over_batch(name, fn, alive, pending_out)
+        if alive:
+            self._unexpected_in_a_row = 0  # a photo came through every phase: the fault is not everywhere
         return alive
 
     def _phase_over_batch(
         self,
         name: str,
-        fn: Callable[[list[Frame], PhaseContext], None],
+        fn: PhaseFn,
         items: list[_Decoded],
         pending_out: deque[Future[PhotoResult]],
     ) -> list[_Decoded]:
@@ -253,17 +326,18 @@ class Pipeline:
                 if self._phase_over_batch(name, fn, [item], pending_out):
                     survivors.append(item)
             return survivors
-        per_photo = (time.perf_counter() - t0) / max(1, len(frames))
+        elapsed = time.perf_counter() - t0
+        per_photo = elapsed / max(1, len(frames))
         for item in items:
             item.timings[name] = per_photo
             if item.frame is not None:
                 item.frame.timings[name] = per_photo
-        self._unexpected_in_a_row = 0
+        if self.on_phase is not None:
+            self.on_phase(name, len(frames))
+        _tell("phase_done", name, len(frames), elapsed)
         return items
 
-    def _fail_item(
-        self, item: _Decoded, phase: str, exc: Exception, pending_out: deque[Future[PhotoResult]]
-    ) -> None:
+    def _fail_item(self, item: _Decoded, phase: str, exc: Exception, pending_out: deque[Future[PhotoResult]]) -> None:
         failure = classify(exc)
         if _is_unexpected(exc):
             self._unexpected_in_a_row += 1

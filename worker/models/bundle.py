@@ -31,8 +31,20 @@ class FaceDetector(Protocol):
 class FaceRestorer(Protocol):
     name: str
 
-    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float) -> npt.NDArray[np.uint8]:
-        """``faces``: N×512×512×3 RGB uint8 crops aligned to the FFHQ template; returns the same shape."""
+    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0) -> npt.NDArray[np.uint8]:
+        """``faces``: N×512×512×3 RGB uint8 crops aligned to the FFHQ template; returns the same shape.
+
+        ``fidelity`` is CodeFormer's w (0 = strongest restoration, 1 = most faithful);
+        ``strength`` is the profile's skin smoothing (0–1). Each restorer uses the one it has.
+        """
+        ...
+
+
+class FaceParser(Protocol):
+    name: str
+
+    def face_mask(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """N×512×512 in [0, 1]: where the aligned crops show face (skin, eyes, brows, nose, lips, ears)."""
         ...
 
 
@@ -49,6 +61,7 @@ class ModelBundle:
     device: str = "cpu"
     face_detector: FaceDetector | None = None
     face_restorer: FaceRestorer | None = None
+    face_parser: FaceParser | None = None  # CodeFormer paste-back masks; None = feathered oval
     inpainter: Inpainter | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -57,6 +70,7 @@ class ModelBundle:
             "device": self.device,
             "face_detector": getattr(self.face_detector, "name", None),
             "face_restorer": getattr(self.face_restorer, "name", None),
+            "face_parser": getattr(self.face_parser, "name", None),
             "inpainter": getattr(self.inpainter, "name", None),
         }
 
@@ -79,4 +93,42 @@ def resolve_device(choice: str) -> str:
 def load(settings: Settings) -> ModelBundle:
     """Load every model the settings ask for, once. Missing weights degrade, they do not fail."""
     bundle = ModelBundle(device=resolve_device(settings.device))
+    from worker.models import face_restorer, faces  # face detector (phase 0) and restorer (phase 2) slots
+
+    bundle.face_detector, note = faces.load_detector(settings.models_dir, bundle.device)
+    bundle.notes.append(note)
+    bundle.face_restorer, bundle.face_parser, note = face_restorer.load_restorer(settings, bundle.device)
+    bundle.notes.append(note)
+    bundle.inpainter, note = _load_inpainter(settings, bundle.device)
+    bundle.notes.append(note)
     return bundle
+
+
+def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
+    """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else OpenCV — and why."""
+    from worker.errors import ConfigError, ModelFileError
+    from worker.models import registry
+    from worker.models.lama import load_lama
+    from worker.models.opencv_inpaint import OpenCVInpainter
+
+    fallback = OpenCVInpainter("telea")
+    if settings.inpainter == "opencv":
+        return fallback, "inpainter: OpenCV Telea (WORKER_INPAINTER=opencv)"
+    if not registry.is_present("big-lama", settings.models_dir):
+        if settings.inpainter == "lama":
+            raise ConfigError(
+                "WORKER_INPAINTER=lama but big-lama.pt is not in WORKER_MODELS_DIR; "
+                "run `apelier-worker models fetch big-lama`"
+            )
+        return fallback, "inpainter: OpenCV Telea — LaMa weights absent (apelier-worker models fetch big-lama)"
+    if settings.inpainter == "auto" and device != "cuda":
+        return fallback, (
+            "inpainter: OpenCV Telea — big-lama.pt found but no GPU (LaMa takes ~20 s per crop on a CPU; "
+            "WORKER_INPAINTER=lama forces it)"
+        )
+    try:
+        return load_lama(registry.verify("big-lama", settings.models_dir), device), "inpainter: LaMa (big-lama)"
+    except ModelFileError as exc:
+        if settings.inpainter == "lama":
+            raise
+        return fallback, f"inpainter: OpenCV Telea — LaMa unusable ({exc.message})"

@@ -1,13 +1,431 @@
-"""Phase 4 — composition: level a tilted horizon and crop to an aspect, keeping faces in frame."""
+"""Phase 4 — composition: level a tilted horizon and crop to an aspect, keeping every face.
+
+**Straighten** (``EditSettings.horizon_correction``). Line segments (LSD, von Gioi et al.,
+IPOL 2012) are found on a 1024 px grey copy. Thin double-edged lines — power lines, cables,
+wires, which run at any angle — are dropped. The rest vote in two families:
+
+* near-vertical lines (building edges, door frames, poles). Tilting the camera up or down makes
+  them converge, more the further they are from the centre, so their angle is fitted as
+  ``roll + k·x`` (robust, weighted by length) and the roll is the intercept at the centre;
+* near-horizontal lines (the horizon, a shoreline, a table edge): the length-weighted mode.
+
+The photo is rotated only when the evidence is strong (enough line length agreeing, families
+agreeing when both are present) and the tilt is between :data:`MIN_ROTATION_DEG` and
+:data:`MAX_ROTATION_DEG`; otherwise it is left alone and the report says why. The rotation is
+about the centre, and the result is cropped to the largest axis-aligned rectangle with no empty
+corners, in one resample (bilinear; OpenCV on the CPU, torch ``grid_sample`` on the GPU).
+
+**Crop** (``EditSettings.crop_aspect``, e.g. ``"4:5"``). The aspect applies in the photo's own
+orientation (4:5 on a landscape photo is 5:4). The largest window of that aspect is placed on
+the subject — the faces, else the salient region — and moved only so far as needed to keep
+every face inside with a margin. If the faces cannot all fit — or no face detector is loaded,
+so faces cannot be known — the photo is not cropped: a crop never cuts through a face.
+
+Report (``report["composition"]``): ``rotation_deg`` (counter-clockwise, degrees, as applied),
+``crop_box`` ``[x0, y0, x1, y1]`` in pixels of the input after rotating it about its centre on
+its own canvas (``None``: no crop), ``size`` (the output's width and height), and the evidence
+behind each decision. ``frame.faces`` are moved into the output's coordinates.
+"""
 
 from __future__ import annotations
 
-from worker.frame import Frame
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from worker.frame import Face, Frame
 from worker.phases import PhaseContext
+from worker.phases.analysis import salient_box
+from worker.resize import shrink
 
 NAME = "composition"
+MIN_ROTATION_DEG = 0.3  # below this a tilt is invisible; leave the photo alone
+MAX_ROTATION_DEG = 8.0  # beyond this the tilt is likely intended (a Dutch angle)
+_SEARCH_DEG = 10.0  # lines within this of horizontal/vertical vote
+# Confidence: agreeing vertical line length (in frame heights), the longest agreeing horizontal
+# line and all agreeing horizontal length (in frame widths).
+V_MIN_SUPPORT = 1.0
+H_MIN_LONGEST = 0.3
+H_MIN_SUPPORT = 0.5
+_WORK_EDGE = 1024
+Pixels = npt.NDArray[Any]
+Box = tuple[float, float, float, float]
 
 
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
     for frame in frames:
-        frame.report[NAME] = {"rotation_deg": 0.0, "crop_box": None}
+        report: dict[str, Any] = {"rotation_deg": 0.0, "crop_box": None}
+        h, w = frame.image.shape[:2]
+        angle = 0.0
+        if ctx.edit.horizon_correction:
+            tilt = estimate_tilt(frame.image)
+            report["straighten"] = tilt
+            angle = float(tilt["rotation_deg"])
+        else:
+            report["straighten"] = {"rotation_deg": 0.0, "reason": "horizon_correction is off"}
+        box: Box | None = None
+        if angle:
+            box = inscribed_box(w, h, angle)
+        ratio = ctx.edit.crop_ratio
+        if ratio and ctx.models.face_detector is None and not frame.faces:
+            # Without a detector no face is known, so any crop could cut one: leave the frame.
+            report["crop"] = {"applied": False, "reason": "no face detector loaded; a crop could cut a face"}
+        elif ratio:
+            rotated_faces = [_rotate_face(f, angle, w, h) for f in frame.faces] if angle else list(frame.faces)
+            region = box or (0.0, 0.0, float(w), float(h))
+            crop, why = aspect_crop(frame.image, region, ratio, rotated_faces, angle)
+            report["crop"] = why
+            if crop is not None:
+                box = crop
+        if box is not None:
+            frame.image = rotate_crop(frame.image, angle, box, ctx.models.device)
+            frame.faces = [_crop_face(_rotate_face(f, angle, w, h), box) for f in frame.faces]
+            report["crop_box"] = [round(v) for v in box]
+        report["rotation_deg"] = round(angle, 2)
+        report["size"] = [frame.width, frame.height]
+        frame.report[NAME] = report
+
+
+# --- straighten ---
+def estimate_tilt(image: Pixels) -> dict[str, Any]:
+    """The rotation (degrees, counter-clockwise) that levels ``image``, with the evidence.
+
+    ``rotation_deg`` is 0 unless the estimate is confident and within the allowed range;
+    ``estimate_deg`` is the raw estimate (None when there was nothing to measure).
+    """
+    grey = cv2.cvtColor(shrink(image, _WORK_EDGE), cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    out: dict[str, Any] = {"rotation_deg": 0.0, "estimate_deg": None, "confident": False}
+    if min(h, w) < 64:
+        out["reason"] = "too small to measure"
+        return out
+    segments = _segments(grey)
+    if segments.shape[0] == 0:
+        out["reason"] = "no straight lines"
+        return out
+    vertical = _vertical_estimate(segments, w, h)
+    horizontal = _horizontal_estimate(segments, w, h)
+    out["vertical"], out["horizontal"] = vertical, horizontal
+    estimate, reason = _decide(vertical, horizontal)
+    if estimate is None:
+        out["reason"] = reason
+        return out
+    out["estimate_deg"] = round(estimate, 2)
+    out["confident"] = True
+    if abs(estimate) < MIN_ROTATION_DEG:
+        out["reason"] = f"already level (within {MIN_ROTATION_DEG}°)"
+    elif abs(estimate) > MAX_ROTATION_DEG:
+        out["reason"] = f"tilt over {MAX_ROTATION_DEG}° looks intended; left alone"
+    else:
+        out["rotation_deg"] = round(estimate, 2)
+        out["reason"] = f"levelled by the {reason}"
+    return out
+
+
+def _segments(grey: Pixels) -> npt.NDArray[np.float64]:
+    """LSD segments as rows (x0, y0, x1, y1, length, angle°), thin double-edged lines removed."""
+    lsd = cv2.createLineSegmentDetector(cv2.LSD_REFINE_STD)
+    found: Any = lsd.detect(grey)[0]  # None when there is no segment at all
+    if found is None:
+        return np.zeros((0, 6))
+    lines = np.asarray(found, dtype=np.float64).reshape(-1, 4)
+    dx, dy = lines[:, 2] - lines[:, 0], lines[:, 3] - lines[:, 1]
+    length = np.hypot(dx, dy)
+    angle = np.degrees(np.arctan2(dy, dx))  # LSD orients each segment by its gradient's polarity
+    keep = length >= 0.03 * max(grey.shape)
+    seg = np.column_stack([lines, length, angle])[keep]
+    if seg.shape[0] == 0:
+        return seg
+    return seg[~_thin_lines(seg)]
+
+
+def _thin_lines(seg: npt.NDArray[np.float64], max_gap: float = 6.0) -> npt.NDArray[np.bool_]:
+    """Segments with a close, parallel partner of opposite polarity: both edges of a wire."""
+    n = seg.shape[0]
+    thin = np.zeros(n, dtype=bool)
+    order = np.argsort(-seg[:, 4])[:400]  # the longest ones matter; bound the pairwise work
+    s = seg[order]
+    theta = np.radians(s[:, 5])
+    ux, uy = np.cos(theta), np.sin(theta)
+    mx, my = (s[:, 0] + s[:, 2]) / 2, (s[:, 1] + s[:, 3]) / 2
+    # Opposite polarity: directions about 180° apart.
+    opposite = (ux[:, None] * ux[None, :] + uy[:, None] * uy[None, :]) < -0.9996  # within ~1.6°
+    # Perpendicular distance between the two lines, and overlap along them.
+    perp = np.abs((mx[None, :] - mx[:, None]) * -uy[:, None] + (my[None, :] - my[:, None]) * ux[:, None])
+    along = np.abs((mx[None, :] - mx[:, None]) * ux[:, None] + (my[None, :] - my[:, None]) * uy[:, None])
+    overlap = along < (s[:, 4][:, None] + s[:, 4][None, :]) / 2
+    pairs = opposite & (perp <= max_gap) & overlap
+    np.fill_diagonal(pairs, False)
+    thin[order[pairs.any(axis=1)]] = True
+    return thin
+
+
+def _deviation(angle: npt.NDArray[np.float64], vertical: bool) -> npt.NDArray[np.float64]:
+    """Signed deviation (degrees) of undirected line angles from horizontal or vertical."""
+    a = (angle + 90.0) % 180.0 - 90.0  # (-90, 90]
+    if vertical:
+        return np.where(a > 0, a - 90.0, a + 90.0)
+    return a
+
+
+def _vertical_estimate(seg: npt.NDArray[np.float64], w: int, h: int) -> dict[str, Any]:
+    dev = _deviation(seg[:, 5], vertical=True)
+    sel = np.abs(dev) <= _SEARCH_DEG
+    if sel.sum() < 2:
+        return {"lines": int(sel.sum()), "support": 0.0}
+    d, length = dev[sel], seg[sel, 4]
+    x = ((seg[sel, 0] + seg[sel, 2]) / 2 - w / 2) / w  # -0.5 … 0.5
+    # Robust weighted fit d = roll + k·x (keystone), a few reweighting rounds.
+    weight = length.copy()
+    roll, slope = float(np.average(d, weights=weight)), 0.0
+    for _ in range(5):
+        A = np.column_stack([np.ones_like(x), x]) * np.sqrt(weight)[:, None]
+        sol, *_ = np.linalg.lstsq(A, d * np.sqrt(weight), rcond=None)
+        roll, slope = float(sol[0]), float(sol[1])
+        resid = d - (roll + slope * x)
+        weight = length * (np.abs(resid) <= 0.5)
+        if weight.sum() == 0:
+            break
+    resid = d - (roll + slope * x)
+    inliers = np.abs(resid) <= 0.5
+    support = float(length[inliers].sum() / h)
+    spread = float(np.sqrt(np.average(resid[inliers] ** 2, weights=length[inliers]))) if inliers.any() else 99.0
+    return {
+        "estimate": round(roll, 3),
+        "lines": int(inliers.sum()),
+        "support": round(support, 3),
+        "keystone": round(slope, 3),
+        "spread": round(spread, 3),
+        "fraction": round(float(length[inliers].sum() / length.sum()), 3),
+    }
+
+
+def _horizontal_estimate(seg: npt.NDArray[np.float64], w: int, h: int) -> dict[str, Any]:
+    dev = _deviation(seg[:, 5], vertical=False)
+    sel = np.abs(dev) <= _SEARCH_DEG
+    if not sel.any():
+        return {"lines": 0, "support": 0.0}
+    d, length = dev[sel], seg[sel, 4]
+    grid = np.arange(-_SEARCH_DEG, _SEARCH_DEG + 1e-9, 0.02)
+    weight = length**2  # long lines (a horizon) outvote many short ones
+    density = (weight[None, :] * np.exp(-0.5 * ((grid[:, None] - d[None, :]) / 0.15) ** 2)).sum(axis=1)
+    peak = float(grid[int(np.argmax(density))])
+    near = np.abs(d - peak) <= 0.4
+    estimate = float(np.average(d[near], weights=weight[near]))
+    return {
+        "estimate": round(estimate, 3),
+        "lines": int(near.sum()),
+        "support": round(float(length[near].sum() / w), 3),
+        "longest": round(float(length[near].max() / w), 3),
+        "fraction": round(float(weight[near].sum() / weight.sum()), 3),
+    }
+
+
+def _decide(vertical: dict[str, Any], horizontal: dict[str, Any]) -> tuple[float | None, str]:
+    """The estimate to trust, and which lines it came from; None and why not otherwise."""
+    v_ok = (
+        vertical.get("lines", 0) >= 4
+        and vertical.get("support", 0.0) >= V_MIN_SUPPORT
+        and vertical.get("fraction", 0.0) >= 0.35
+        and abs(vertical.get("keystone", 99.0)) <= 15.0
+    )
+    h_ok = (
+        horizontal.get("longest", 0.0) >= H_MIN_LONGEST
+        and horizontal.get("support", 0.0) >= H_MIN_SUPPORT
+        and horizontal.get("fraction", 0.0) >= 0.5
+    )
+    if v_ok and h_ok:
+        if abs(vertical["estimate"] - horizontal["estimate"]) <= 0.6:
+            total = vertical["support"] + horizontal["support"]
+            mixed = (
+                vertical["estimate"] * vertical["support"] + horizontal["estimate"] * horizontal["support"]
+            ) / total
+            return mixed, "verticals and the horizon"
+        return None, "vertical and horizontal lines disagree; left alone"
+    if v_ok:
+        return float(vertical["estimate"]), "verticals"
+    if h_ok:
+        # A receding railing or a staircase looks like a tilted horizon; a few consistent
+        # verticals that disagree are enough to distrust it.
+        weak_v = vertical.get("lines", 0) >= 3 and vertical.get("spread", 99.0) <= 0.5
+        if weak_v and vertical.get("support", 0.0) >= 0.3 and abs(vertical["estimate"] - horizontal["estimate"]) > 0.5:
+            return None, "the verticals disagree with the horizon; left alone"
+        return float(horizontal["estimate"]), "horizon"
+    return None, "not enough straight lines to be sure; left alone"
+
+
+def inscribed_box(width: int, height: int, angle_deg: float) -> Box:
+    """The largest axis-aligned rectangle inside ``width``×``height`` rotated by ``angle_deg``
+    about its centre, as (x0, y0, x1, y1) on the same canvas.
+
+    Either the rectangle touches all four rotated sides (width·cos − height·sin over cos 2a,
+    and the same for the height), or — for long thin frames at larger angles — only the two long
+    sides, at half the short side; whichever the geometry allows.
+    """
+    a = math.radians(abs(angle_deg))
+    if a == 0:
+        return (0.0, 0.0, float(width), float(height))
+    sin_a, cos_a = math.sin(a), math.cos(a)
+    long_side, short_side = max(width, height), min(width, height)
+    if short_side <= 2.0 * sin_a * cos_a * long_side or abs(sin_a - cos_a) < 1e-10:
+        half = 0.5 * short_side
+        w_r, h_r = (half / sin_a, half / cos_a) if width >= height else (half / cos_a, half / sin_a)
+    else:
+        cos_2a = cos_a * cos_a - sin_a * sin_a
+        w_r = (width * cos_a - height * sin_a) / cos_2a
+        h_r = (height * cos_a - width * sin_a) / cos_2a
+    # Whole pixels, strictly inside (one pixel of safety for the resampling footprint).
+    w_i, h_i = max(1, math.floor(w_r) - 2), max(1, math.floor(h_r) - 2)
+    x0, y0 = (width - w_i) / 2.0, (height - h_i) / 2.0
+    return (math.floor(x0), math.floor(y0), math.floor(x0) + w_i, math.floor(y0) + h_i)
+
+
+def _rotation_matrix(angle_deg: float, width: int, height: int) -> npt.NDArray[np.float64]:
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), angle_deg, 1.0)
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def rotate_crop(image: Pixels, angle_deg: float, box: Box, device: str = "cpu") -> Pixels:
+    """Rotate about the centre by ``angle_deg`` (counter-clockwise) and crop to ``box``, in one
+    bilinear pass: OpenCV on the CPU, torch's ``grid_sample`` on a CUDA device."""
+    x0, y0, x1, y1 = (round(v) for v in box)
+    h, w = image.shape[:2]
+    if not angle_deg:
+        return np.ascontiguousarray(image[y0:y1, x0:x1])
+    matrix = _rotation_matrix(angle_deg, w, h)
+    matrix[:, 2] -= (x0, y0)
+    if device != "cpu":
+        return _warp_torch(image, matrix, (x1 - x0, y1 - y0), device)
+    return cv2.warpAffine(image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _warp_torch(image: Pixels, matrix: npt.NDArray[np.float64], size: tuple[int, int], device: str) -> Pixels:
+    """``cv2.warpAffine`` (source → output ``matrix``, bilinear, replicated border) with torch."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = image.shape[:2]
+    ow, oh = size
+    inverse = cv2.invertAffineTransform(matrix)  # output pixel → source pixel
+    # grid_sample works in [-1, 1] coordinates (pixel centres, align_corners=False):
+    # x_norm = (2x + 1) / W - 1. Compose: output norm → output pixel → source pixel → source norm.
+    to_pixel = np.array([[ow / 2, 0, (ow - 1) / 2], [0, oh / 2, (oh - 1) / 2], [0, 0, 1]])
+    to_norm = np.array([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]])
+    theta = (to_norm @ np.vstack([inverse, [0, 0, 1]]) @ to_pixel)[:2]
+    with torch.no_grad():
+        src = torch.from_numpy(np.require(image, requirements=["C", "W"])).to(device).permute(2, 0, 1)[None].float()
+        affine = torch.tensor(theta, dtype=torch.float32, device=device)[None]
+        grid = F.affine_grid(affine, [1, 3, oh, ow], align_corners=False)
+        out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        result: Pixels = out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return result
+
+
+# --- aspect crop ---
+def aspect_crop(
+    image: Pixels, region: Box, ratio: float, faces: list[Face], angle: float
+) -> tuple[Box | None, dict[str, Any]]:
+    """The largest window of ``ratio`` (w/h, in the photo's orientation) inside ``region`` that keeps
+    every face with a margin, placed on the subject; None (and why) if the faces do not fit."""
+    rx0, ry0, rx1, ry1 = region
+    rw, rh = rx1 - rx0, ry1 - ry0
+    if (rw > rh and ratio < 1) or (rw < rh and ratio > 1):
+        ratio = 1.0 / ratio  # 4:5 on a landscape photo means 5:4 (a square photo takes it as given)
+    if abs(rw / rh - ratio) < 0.005:
+        return None, {"applied": False, "reason": "already at that aspect"}
+    if rw / rh > ratio:
+        ww, wh = rh * ratio, rh
+    else:
+        ww, wh = rw, rw / ratio
+    ww, wh = max(1.0, math.floor(ww)), max(1.0, math.floor(wh))
+    visible = [b for b in (_clip_box(f.box, region) for f in faces) if b is not None]
+    keep: Box | None = None
+    if visible:
+        keep = _union([_with_margin(b) for b in visible])
+        keep = _clip_box(keep, region) or keep
+        if keep[2] - keep[0] > ww + 0.5 or keep[3] - keep[1] > wh + 0.5:
+            return None, {
+                "applied": False,
+                "reason": f"the {len(visible)} faces do not fit a {_aspect(ratio)} crop",
+            }
+        fx0, fy0, fx1, fy1 = _union(visible)
+        cx, cy = (fx0 + fx1) / 2, fy0 + 0.4 * (fy1 - fy0)
+        target = (cx - ww / 2, cy - 0.4 * wh)  # faces a little above the middle
+        subject = "faces"
+    else:
+        grey = cv2.cvtColor(shrink(image, 512), cv2.COLOR_RGB2GRAY)
+        sx0, sy0, sx1, sy1 = salient_box(grey)
+        h, w = image.shape[:2]
+        if angle:  # the salient box was found on the unrotated image: move its centre
+            cx, cy = _rotate_point(((sx0 + sx1) / 2 * w, (sy0 + sy1) / 2 * h), angle, w, h)
+        else:
+            cx, cy = (sx0 + sx1) / 2 * w, (sy0 + sy1) / 2 * h
+        target = (cx - ww / 2, cy - wh / 2)
+        subject = "salient region"
+    x = min(max(target[0], rx0), rx1 - ww)
+    y = min(max(target[1], ry0), ry1 - wh)
+    if keep is not None:  # slide just enough to keep every face (with margin) inside
+        x = min(max(x, keep[2] - ww), keep[0])
+        y = min(max(y, keep[3] - wh), keep[1])
+        x = min(max(x, rx0), rx1 - ww)
+        y = min(max(y, ry0), ry1 - wh)
+    x, y = math.floor(x), math.floor(y)
+    return (x, y, x + ww, y + wh), {"applied": True, "aspect": _aspect(ratio), "placed_on": subject}
+
+
+def _aspect(ratio: float) -> str:
+    for a in range(1, 33):
+        b = a / ratio
+        if abs(b - round(b)) < 0.01 and round(b) > 0:
+            return f"{a}:{round(b)}"
+    return f"{ratio:.3f}"
+
+
+def _with_margin(box: Box) -> Box:
+    """A face box grown to what a crop must keep: hair above, chin and neck below, ears aside."""
+    x0, y0, x1, y1 = box
+    size = max(x1 - x0, y1 - y0)
+    return (x0 - 0.3 * size, y0 - 0.45 * size, x1 + 0.3 * size, y1 + 0.35 * size)
+
+
+def _union(boxes: list[Box]) -> Box:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _clip_box(box: Box, region: Box) -> Box | None:
+    x0, y0 = max(box[0], region[0]), max(box[1], region[1])
+    x1, y1 = min(box[2], region[2]), min(box[3], region[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+# --- faces through the transform ---
+def _rotate_point(p: tuple[float, float], angle: float, w: int, h: int) -> tuple[float, float]:
+    m = _rotation_matrix(angle, w, h)
+    return (
+        float(m[0, 0] * p[0] + m[0, 1] * p[1] + m[0, 2]),
+        float(m[1, 0] * p[0] + m[1, 1] * p[1] + m[1, 2]),
+    )
+
+
+def _rotate_face(face: Face, angle: float, w: int, h: int) -> Face:
+    if not angle:
+        return face
+    x0, y0, x1, y1 = face.box
+    corners = [_rotate_point(c, angle, w, h) for c in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    landmarks = tuple(_rotate_point(p, angle, w, h) for p in face.landmarks)
+    return Face((min(xs), min(ys), max(xs), max(ys)), landmarks, face.score)
+
+
+def _crop_face(face: Face, box: Box) -> Face:
+    dx, dy = box[0], box[1]
+    x0, y0, x1, y1 = face.box
+    return Face((x0 - dx, y0 - dy, x1 - dx, y1 - dy), tuple((x - dx, y - dy) for x, y in face.landmarks), face.score)

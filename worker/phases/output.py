@@ -1,90 +1,224 @@
-"""Phase 5 — output: encode the deliverables (full-resolution, web, thumbnail) as JPEG bytes.
+"""Phase 5 — output: encode the deliverables (full-resolution, web, thumbnail, watermarked) as JPEG.
 
-Pure: the bytes land in ``frame.outputs`` and the pipeline uploads them. Every
-file is sRGB with the profile embedded, so browsers and print labs agree on
-colour; the edited file keeps the camera's EXIF with the orientation reset
-(the pixels are already upright) and GPS removed unless the profile keeps it.
+Pure: the bytes land in ``frame.outputs`` (name → :class:`~worker.frame.Encoded`, each with its
+content type) and the pipeline uploads them.
+
+* ``edited`` — full resolution, ``EditSettings.jpeg_quality`` (4:4:4 chroma at 90 and above),
+  sRGB profile embedded, the camera's EXIF kept with the orientation reset to 1 (the pixels are
+  upright), the pixel size updated, colour space set to sRGB, the embedded EXIF thumbnail and the
+  maker notes dropped (a stale preview and an opaque blob), and **GPS removed** unless
+  ``EditSettings.keep_gps``.
+* ``web`` — ``web_long_edge`` (2048) px, progressive, sRGB; only artist and copyright from EXIF.
+* ``thumb`` — ``thumb_long_edge`` (400) px, progressive, sRGB, no EXIF.
+* ``watermarked`` — the web image with the photographer's logo (``ctx.watermark``, RGBA) at
+  ``watermark_position`` and ``watermark_opacity``, when ``EditSettings.watermark`` asks for it.
+
+Downscaling is high quality: area-filter halvings, then Lanczos-3 (``worker.resize.downscale``);
+the thumbnail is made from the web image. The full-resolution encode runs in a second thread
+while the smaller ones are made (libjpeg releases the GIL), so the three overlap on two cores.
 """
 
 from __future__ import annotations
 
-import io
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import cv2
+import numpy as np
+import numpy.typing as npt
 from PIL import Image as PILImage
 from PIL import ImageCms
 
-from worker.frame import Encoded, Frame, Image
+from worker.frame import Encoded, Frame
 from worker.phases import PhaseContext
 from worker.profile import EditSettings
+from worker.resize import downscale
 
 NAME = "output"
+CONTENT_TYPE = "image/jpeg"
+WEB_QUALITY = 85
+THUMB_QUALITY = 80
 _SRGB_ICC: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-_ORIENTATION, _GPS_IFD = 0x0112, 0x8825
+_MAX_EXIF = 65000  # a JPEG APP1 segment holds at most 65533 bytes
 
-VARIANTS: tuple[str, ...] = ("edited", "web", "thumb")
+# EXIF tags (EXIF 2.32).
+_ORIENTATION, _ARTIST, _COPYRIGHT = 0x0112, 0x013B, 0x8298
+_EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
+_MAKER_NOTE, _COLOR_SPACE, _PIXEL_X, _PIXEL_Y = 0x927C, 0xA001, 0xA002, 0xA003
+_USER_COMMENT = 0x9286
+
+VARIANTS: tuple[str, ...] = ("edited", "web", "thumb", "watermarked")
+Pixels = npt.NDArray[Any]
 
 
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
     for frame in frames:
-        frame.outputs = encode_all(frame, ctx.edit)
+        outputs, notes = encode_all(frame, ctx.edit, ctx.watermark)
+        frame.outputs = outputs
         # The pipeline adds where each file went ("edited": key or path, …) once delivered.
         frame.report[NAME] = {
             "sizes": {
                 name: {"width": enc.width, "height": enc.height, "bytes": len(enc.data)}
-                for name, enc in frame.outputs.items()
-            }
+                for name, enc in outputs.items()
+            },
+            "gps_kept": bool(ctx.edit.keep_gps and frame.exif.get("has_gps")),
+            **notes,
         }
 
 
-def encode_all(frame: Frame, edit: EditSettings) -> dict[str, Encoded]:
-    exif = output_exif(frame.exif_bytes, keep_gps=edit.keep_gps)
-    edited = encode_jpeg(frame.image, quality=edit.jpeg_quality, exif=exif)
-    web_img = resize_long_edge(frame.image, edit.web_long_edge)
-    web = encode_jpeg(web_img, quality=85, progressive=True)
-    thumb_img = resize_long_edge(web_img, edit.thumb_long_edge)
-    thumb = encode_jpeg(thumb_img, quality=80, progressive=True)
-    return {"edited": edited, "web": web, "thumb": thumb}
-
-
-def resize_long_edge(image: Image, long_edge: int) -> Image:
-    """Downscale so the longer side is ``long_edge`` (area-averaging: no aliasing); never upscale."""
+def encode_all(
+    frame: Frame, edit: EditSettings, watermark: Pixels | None = None
+) -> tuple[dict[str, Encoded], dict[str, Any]]:
+    """Every deliverable of ``frame``, and notes for the report."""
+    image = frame.image
     h, w = image.shape[:2]
-    if max(h, w) <= long_edge:
-        return image
-    scale = long_edge / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    exif = output_exif(frame.exif_bytes, keep_gps=edit.keep_gps, size=(w, h))
+    notes: dict[str, Any] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="encode-full") as pool:
+        edited = pool.submit(encode_jpeg, image, quality=edit.jpeg_quality, exif=exif)
+        web_img = downscale(image, edit.web_long_edge)
+        public_exif = public_exif_block(frame.exif_bytes)
+        web = encode_jpeg(web_img, quality=WEB_QUALITY, progressive=True, exif=public_exif)
+        thumb = encode_jpeg(downscale(web_img, edit.thumb_long_edge), quality=THUMB_QUALITY, progressive=True)
+        outputs = {"edited": edited.result(), "web": web, "thumb": thumb}
+    if edit.watermark:
+        if watermark is None:
+            notes["watermark"] = {
+                "applied": False,
+                "reason": "the job asked for a watermark but no logo was loaded",
+            }
+        else:
+            marked, placed = apply_watermark(web_img, watermark, edit.watermark_position, edit.watermark_opacity)
+            outputs["watermarked"] = encode_jpeg(marked, quality=WEB_QUALITY, progressive=True, exif=public_exif)
+            notes["watermark"] = {"applied": True, **placed}
+    return outputs, notes
 
 
-def encode_jpeg(
-    image: Image, *, quality: int, progressive: bool = False, exif: bytes | None = None
-) -> Encoded:
-    pil = PILImage.fromarray(image, "RGB")
-    buf = io.BytesIO()
-    kwargs: dict[str, object] = {
-        "quality": quality,
-        "icc_profile": _SRGB_ICC,
-        "optimize": False,
-        "progressive": progressive,
-        "subsampling": "4:4:4" if quality >= 90 else "4:2:0",
-    }
-    if exif:
-        kwargs["exif"] = exif
-    pil.save(buf, "JPEG", **kwargs)
-    return Encoded(buf.getvalue(), "image/jpeg", pil.width, pil.height)
+def encode_jpeg(image: Pixels, *, quality: int, progressive: bool = False, exif: bytes | None = None) -> Encoded:
+    """JPEG bytes with the sRGB profile (and ``exif``) embedded.
+
+    libjpeg-turbo through OpenCV: it reads the numpy array in place (handing a 24 MP image to
+    Pillow costs a full copy first); the metadata segments are added here.
+    """
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY, int(quality),
+        cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive),
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444 if quality >= 90 else cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+    ]  # fmt: skip
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    segments = [_segment(0xE1, b"Exif\x00\x00" + exif)] if exif else []
+    segments.append(_segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + _SRGB_ICC))
+    return Encoded(_insert_segments(buf.tobytes(), segments), CONTENT_TYPE, pixels.shape[1], pixels.shape[0])
 
 
-def output_exif(exif_bytes: bytes | None, *, keep_gps: bool) -> bytes | None:
-    """The source EXIF with orientation reset to 1 and, unless ``keep_gps``, no GPS block."""
+def _segment(marker: int, payload: bytes) -> bytes:
+    if len(payload) + 2 > 0xFFFF:
+        raise ValueError("JPEG segment too long")
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _insert_segments(jpeg: bytes, segments: list[bytes]) -> bytes:
+    """Put APPn ``segments`` after SOI and the JFIF APP0 segment (where readers look for them)."""
+    pos = 2  # after SOI
+    if jpeg[2:4] == b"\xff\xe0":
+        pos = 4 + int.from_bytes(jpeg[4:6], "big")
+    return jpeg[:pos] + b"".join(segments) + jpeg[pos:]
+
+
+def _load_exif(exif_bytes: bytes | None) -> PILImage.Exif | None:
     if not exif_bytes:
         return None
     exif = PILImage.Exif()
     try:
         exif.load(exif_bytes)
-    except (OSError, ValueError, SyntaxError):
+        exif.get_ifd(_EXIF_IFD)  # parse the sub-IFDs now: a broken one drops the block, not the photo
+        exif.get_ifd(_GPS_IFD)
+    except Exception:  # an EXIF block Pillow cannot parse is dropped, never fatal
+        return None
+    return exif
+
+
+def output_exif(exif_bytes: bytes | None, *, keep_gps: bool, size: tuple[int, int] | None = None) -> bytes | None:
+    """The source EXIF for the edited file: orientation 1, sRGB, the new pixel size, no EXIF
+    thumbnail or maker note, and no GPS block unless ``keep_gps``."""
+    exif = _load_exif(exif_bytes)
+    if exif is None:
         return None
     exif[_ORIENTATION] = 1
-    if not keep_gps and _GPS_IFD in exif:
-        del exif[_GPS_IFD]
-    return exif.tobytes()
+    if not keep_gps:
+        exif.get_ifd(_GPS_IFD).clear()
+        if _GPS_IFD in exif:
+            del exif[_GPS_IFD]
+    sub = exif.get_ifd(_EXIF_IFD)
+    for tag in (_MAKER_NOTE, _INTEROP_IFD):  # interop may say "R03" (Adobe RGB): the output is sRGB
+        sub.pop(tag, None)
+    if sub:
+        sub[_COLOR_SPACE] = 1
+        if size is not None:
+            sub[_PIXEL_X], sub[_PIXEL_Y] = size
+    try:
+        data = exif.tobytes()
+        if len(data) > _MAX_EXIF:
+            sub.pop(_USER_COMMENT, None)
+            data = exif.tobytes()
+    except Exception:  # a value Pillow cannot write back: keep the photo, lose the block
+        return None
+    return data if len(data) <= _MAX_EXIF else None
+
+
+def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
+    """Only the photographer's credit (artist, copyright) for the web copies; nothing else."""
+    source = _load_exif(exif_bytes)
+    if source is None:
+        return None
+    exif = PILImage.Exif()
+    for tag in (_ARTIST, _COPYRIGHT):
+        if source.get(tag):
+            exif[tag] = source[tag]
+    return exif.tobytes() if len(exif) else None
+
+
+# --- watermark ---
+def apply_watermark(
+    image: Pixels, logo: Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
+) -> tuple[Pixels, dict[str, Any]]:
+    """``image`` with ``logo`` (H×W×4 RGBA, or RGB) blended in at ``position`` with ``opacity``.
+
+    The logo is scaled (never up) to ``width_fraction`` of the image width, and at most 15 % of
+    its height, with a margin of 3 % of the shorter side; alpha is premultiplied while
+    resampling so its edges do not fringe.
+    """
+    logo = np.asarray(logo)
+    if logo.ndim == 2:
+        logo = np.dstack([logo, logo, logo])
+    if logo.shape[2] == 3:
+        logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
+    h, w = image.shape[:2]
+    lh, lw = logo.shape[:2]
+    scale = min(width_fraction * w / lw, 0.15 * h / lh, 1.0)
+    tw, th = max(1, round(lw * scale)), max(1, round(lh * scale))
+    alpha = logo[..., 3:4].astype(np.float32) / 255.0
+    premultiplied = np.concatenate([logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
+    if (tw, th) != (lw, lh):
+        pil = PILImage.fromarray(np.clip(premultiplied + 0.5, 0, 255).astype(np.uint8), "RGBA")
+        small = np.asarray(pil.resize((tw, th), PILImage.Resampling.LANCZOS)).astype(np.float32)
+    else:
+        small = premultiplied
+    a = small[..., 3:4] / 255.0 * float(np.clip(opacity, 0.0, 1.0))
+    colour = np.where(small[..., 3:4] > 0, small[..., :3] / np.maximum(small[..., 3:4] / 255.0, 1e-6), 0.0)
+    margin = round(0.03 * min(h, w))
+    x = {"left": margin, "right": w - tw - margin, "center": (w - tw) // 2}
+    y = {"top": margin, "bottom": h - th - margin, "center": (h - th) // 2}
+    vertical, _, horizontal = position.partition("-")
+    x0 = max(0, x["center" if position == "center" else horizontal])
+    y0 = max(0, y["center" if position == "center" else vertical])
+    x1, y1 = min(w, x0 + tw), min(h, y0 + th)
+    out = image.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    blend = region * (1.0 - a[: y1 - y0, : x1 - x0]) + colour[: y1 - y0, : x1 - x0] * a[: y1 - y0, : x1 - x0]
+    out[y0:y1, x0:x1] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    return out, {"position": position, "opacity": round(float(opacity), 3), "box": [x0, y0, x1, y1]}

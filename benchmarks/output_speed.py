@@ -1,0 +1,43 @@
+"""Output of one 24 MP photo: full-resolution JPEG (q92, 4:4:4), web 2048 and thumb 400
+(target: ≤ 500 ms for the three on two cores), plus the parts.
+
+    python -m benchmarks.output_speed
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.analysis_photos import jpeg_bytes, machine, photo_24mp, timed
+from worker.decode import decode
+from worker.phases.output import encode_all, encode_jpeg
+from worker.profile import EditSettings
+from worker.resize import downscale
+
+
+def main() -> None:
+    data = jpeg_bytes(photo_24mp(), quality=92)
+    frame = decode(data, photo_id="b", filename="b.jpg", max_pixels=250_000_000)
+    edit = EditSettings()
+    outputs, _ = encode_all(frame, edit)
+    web = downscale(frame.image, 2048)
+    print(
+        json.dumps(
+            {
+                "benchmark": "output_24mp",
+                "size": [frame.width, frame.height],
+                "bytes": {k: len(v.data) for k, v in outputs.items()},
+                "three_encodes": timed(lambda: encode_all(frame, edit)),
+                "full_resolution_encode": timed(lambda: encode_jpeg(frame.image, quality=92)),
+                "downscale_to_2048": timed(lambda: downscale(frame.image, 2048)),
+                "web_encode": timed(lambda: encode_jpeg(web, quality=85, progressive=True)),
+                "target_ms": 500,
+                "machine": machine(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

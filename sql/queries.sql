@@ -1,0 +1,167 @@
+-- Named statements, loaded by name by worker/queue.py (the only Python that speaks SQL).
+-- Each block starts with "-- name: <name>"; parameters are psycopg's %(name)s.
+
+-- name: schema_version
+SELECT version FROM apelier.schema_version;
+
+-- name: set_schema_version
+INSERT INTO apelier.schema_version (singleton, version) VALUES (true, %(version)s)
+ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, applied_at = now()
+WHERE apelier.schema_version.version IS DISTINCT FROM excluded.version;
+
+-- name: schema_exists
+SELECT to_regclass('apelier.schema_version') IS NOT NULL AS present;
+
+-- name: migration_lock
+SELECT pg_advisory_xact_lock(hashtext('apelier-worker migrate'));
+
+-- name: listen
+LISTEN apelier_jobs;
+
+-- name: claim_job
+SELECT * FROM apelier.claim_job(%(worker)s, %(job_types)s);
+
+-- name: heartbeat
+SELECT apelier.heartbeat(%(job)s, %(worker)s) AS state;
+
+-- name: update_progress
+SELECT apelier.update_progress(%(job)s, %(worker)s, %(phase)s, %(processed)s, %(total)s,
+                               %(progress)s, %(phase_timings)s) AS state;
+
+-- name: finish_photo
+SELECT apelier.finish_photo(%(job)s, %(worker)s, %(photo)s, %(fields)s, %(bill)s) AS state;
+
+-- name: fail_photo
+SELECT apelier.fail_photo(%(job)s, %(worker)s, %(photo)s, %(error)s) AS state;
+
+-- name: merge_photo_suggestions
+SELECT apelier.merge_photo_suggestions(%(job)s, %(worker)s, %(suggestions)s) AS updated;
+
+-- name: complete_job
+SELECT apelier.complete_job(%(job)s, %(worker)s, %(processed)s, %(total)s, %(progress)s,
+                            %(phase_timings)s, %(summary)s) AS ok;
+
+-- name: fail_job
+SELECT apelier.fail_job(%(job)s, %(worker)s, %(error)s, %(retry_in_s)s) AS state;
+
+-- name: release_job
+SELECT apelier.release_job(%(job)s, %(worker)s) AS ok;
+
+-- name: ack_cancel
+SELECT apelier.ack_cancel(%(job)s, %(worker)s, %(processed)s, %(progress)s) AS ok;
+
+-- name: cancel_job
+SELECT apelier.cancel_job(%(job)s) AS status;
+
+-- name: requeue_stale
+SELECT * FROM apelier.requeue_stale(%(lease_s)s);
+
+-- name: worker_seen
+SELECT apelier.worker_seen(%(worker)s, %(hostname)s, %(pid)s, %(version)s, %(device)s, %(state)s,
+                           %(job)s, %(info)s);
+
+-- name: get_job
+SELECT * FROM public.processing_jobs WHERE id = %(job)s;
+
+-- name: get_gallery
+SELECT id, photographer_id, title FROM public.galleries WHERE id = %(gallery)s;
+
+-- name: gallery_photos
+-- Every photo of the gallery that is not culled, in the gallery's order.
+SELECT id, photographer_id, gallery_id, filename, original_key, status, edited_key, web_key, thumb_key,
+       ai_edits->>'job_id' AS edited_by_job, file_size
+FROM public.photos
+WHERE gallery_id = %(gallery)s AND NOT is_culled
+ORDER BY sort_order, created_at, id;
+
+-- name: gallery_filenames
+SELECT id, filename FROM public.photos WHERE gallery_id = %(gallery)s ORDER BY created_at, id;
+
+-- name: get_style_profile
+SELECT * FROM public.style_profiles WHERE id = %(profile)s;
+
+-- name: update_style_training
+-- The training fields the app reads; status mirrors training_status for the app's older code.
+UPDATE public.style_profiles
+SET training_status = %(training_status)s,
+    status = %(training_status)s,
+    training_method = coalesce(%(training_method)s, training_method),
+    model_key = coalesce(%(model_key)s, model_key),
+    model_weights_key = coalesce(%(model_key)s, model_weights_key),
+    model_filename = coalesce(%(model_filename)s, model_filename),
+    training_time_s = coalesce(%(training_time_s)s, training_time_s),
+    pairs_used = coalesce(%(pairs_used)s, pairs_used),
+    training_error = %(training_error)s,
+    training_started_at = CASE WHEN %(training_status)s = 'training' THEN now() ELSE training_started_at END,
+    training_completed_at = CASE WHEN %(training_status)s IN ('ready', 'error') THEN now()
+                                 ELSE training_completed_at END,
+    updated_at = now()
+WHERE id = %(profile)s;
+
+-- name: insert_job
+-- The row the app inserts (columns it sets); the queue columns take their defaults unless given.
+INSERT INTO public.processing_jobs (gallery_id, photographer_id, style_profile_id, total_images,
+                                    processed_images, status, current_phase, job_type, payload,
+                                    priority, settings_override)
+VALUES (%(gallery)s, %(photographer)s, %(style)s, %(total)s, 0, 'queued', 'queued', %(job_type)s,
+        %(payload)s, %(priority)s, %(settings_override)s)
+RETURNING id;
+
+-- name: count_gallery_photos
+SELECT count(*) AS n FROM public.photos WHERE gallery_id = %(gallery)s AND NOT is_culled;
+
+-- name: queue_pending
+-- Jobs a daemon in --drain mode still waits for: queued (also in backoff) or being processed.
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'processing') AS processing
+FROM public.processing_jobs
+WHERE status IN ('queued', 'processing') AND job_type = ANY (%(job_types)s);
+
+-- name: queue_depth
+SELECT status, job_type, count(*) AS jobs, min(created_at) AS oldest
+FROM public.processing_jobs GROUP BY status, job_type ORDER BY status, job_type;
+
+-- name: jobs_in_flight
+SELECT id, job_type, gallery_id, locked_by, current_phase, processed_images, total_images, attempts,
+       started_at, heartbeat_at, now() - started_at AS age
+FROM public.processing_jobs WHERE status = 'processing' ORDER BY started_at;
+
+-- name: recent_failures
+SELECT id, job_type, gallery_id, attempts, completed_at, error_log
+FROM public.processing_jobs WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST LIMIT %(limit)s;
+
+-- name: workers_recent
+SELECT id, hostname, pid, version, device, state, job_id, started_at, last_seen_at,
+       now() - last_seen_at AS silent_for
+FROM apelier.workers WHERE last_seen_at > now() - make_interval(secs => %(within_s)s)
+ORDER BY last_seen_at DESC;
+
+-- name: upsert_photographer
+-- The app creates photographers at sign-up; the demo and tests create theirs here.
+INSERT INTO public.photographers (id, name, email) VALUES (%(id)s, %(name)s, %(email)s)
+ON CONFLICT (id) DO UPDATE SET name = excluded.name
+RETURNING id;
+
+-- name: insert_gallery
+INSERT INTO public.galleries (photographer_id, title) VALUES (%(photographer)s, %(title)s) RETURNING id;
+
+-- name: insert_photo
+-- The row the app inserts after an upload.
+INSERT INTO public.photos (gallery_id, photographer_id, original_key, filename, file_size, mime_type,
+                           sort_order, status)
+VALUES (%(gallery)s, %(photographer)s, %(key)s, %(filename)s, %(size)s, %(mime)s, %(sort_order)s, 'uploaded')
+RETURNING id;
+
+-- name: gallery_photo_rows
+SELECT id, filename, original_key, edited_key, web_key, thumb_key, status, width, height, quality_score,
+       scene_type, needs_review, ai_edits->'error'->>'reason' AS error
+FROM public.photos WHERE gallery_id = %(gallery)s ORDER BY sort_order, created_at, id;
+
+-- name: photographer_billing
+SELECT images_edited_count FROM public.photographers WHERE id = %(photographer)s;
+
+-- name: gallery_analysis
+-- What gallery-level culling needs of every analysed photo: the analysis report and the EXIF summary.
+SELECT id, ai_edits->'analysis' AS analysis, exif_data
+FROM public.photos
+WHERE gallery_id = %(gallery)s AND NOT is_culled AND ai_edits ? 'analysis';

@@ -1,0 +1,322 @@
+"""The systemd notify protocol, the watchdog rules, and the pipeline's pings from its main thread only."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker import notify
+from worker.frame import Frame
+from worker.notify import Notifier, read_liveness
+from worker.phases import PhaseContext
+from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, PipelineWatcher, watching
+from worker.service import StatusReporter, io_budget_s
+
+from .conftest import jpeg_bytes
+from .test_daemon_process import wait_for
+from .test_notify_daemon import FakeSystemd
+
+
+class Receiver:
+    """A datagram socket like systemd's: a filesystem path, or an abstract name (``@…``)."""
+
+    def __init__(self, abstract: bool) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = f"apelier-test-{os.getpid()}-{id(self)}"
+            self.sock.bind(b"\0" + name.encode())
+            self.address = "@" + name
+        else:
+            self._dir = tempfile.mkdtemp(prefix="sdn")  # short: AF_UNIX paths are limited to 107 bytes
+            self.address = os.path.join(self._dir, "notify")
+            self.sock.bind(self.address)
+        self.sock.setblocking(False)
+
+    def datagrams(self) -> list[str]:
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(4096).decode())
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+        if not self.address.startswith("@"):
+            os.unlink(self.address)
+            os.rmdir(self._dir)
+
+
+@pytest.fixture(params=[False, True], ids=["path", "abstract"])
+def receiver(request) -> Iterator[Receiver]:
+    r = Receiver(abstract=request.param)
+    yield r
+    r.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_ready_status_watchdog_and_stopping_arrive_as_systemd_expects(receiver: Receiver) -> None:
+    clock = Clock()
+    n = Notifier(receiver.address, watchdog_s=8.0, clock=clock)
+    assert n.enabled and n.ping_every_s == 1.0
+    n.ready("idle")
+    n.status("job 1: analysis")
+    n.status("job 1: analysis")  # unchanged: not sent again
+    n.status("two\nlines   and\ttabs")
+    n.alive()  # within a second of the last ping: not sent
+    clock.now += 1.5
+    n.alive()
+    n.stopping("stopping (SIGTERM)")
+    assert receiver.datagrams() == [
+        "READY=1\nSTATUS=idle",
+        "WATCHDOG=1",
+        "STATUS=job 1: analysis",
+        "STATUS=two lines and tabs",
+        "WATCHDOG=1",
+        "STOPPING=1\nSTATUS=stopping (SIGTERM)",
+    ]
+    n.status("x" * 500)
+    (long_status,) = receiver.datagrams()
+    assert len(long_status) == len("STATUS=") + 200
+    n.close()
+
+
+def test_without_notify_socket_everything_is_a_no_op(tmp_path: Path) -> None:
+    n = Notifier.from_env({})
+    assert not n.enabled and n.watchdog_s is None
+    n.ready("idle")
+    n.alive()
+    n.waiting()
+    n.stopping()
+    assert not n.send("READY=1")
+
+
+def test_from_env_reads_the_watchdog_and_hides_the_socket_from_children(receiver: Receiver) -> None:
+    env = {"NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
+    n = Notifier.from_env(env, unset=True)
+    assert n.enabled and n.watchdog_s == 30.0 and n.ping_every_s == 1.0
+    assert env == {}
+    # A watchdog meant for another process (WATCHDOG_PID) is not ours to feed.
+    other = Notifier.from_env({"NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"})
+    assert other.watchdog_s is None
+    other.alive()
+    assert receiver.datagrams() == []
+    n.close()
+    other.close()
+
+
+def test_a_vanished_socket_never_raises(tmp_path: Path) -> None:
+    n = Notifier(str(tmp_path / "gone"), watchdog_s=1.0)
+    assert not n.send("READY=1")
+    n.ready("idle")
+    n.alive()
+    n.close()
+
+
+def test_only_the_working_thread_can_feed_the_watchdog(receiver: Receiver) -> None:
+    clock = Clock()
+    n = Notifier(receiver.address, watchdog_s=2.0, clock=clock)
+    notify.install(n)
+    try:
+        clock.now += 10
+
+        def from_a_side_thread() -> None:
+            n.alive()
+            n.waiting()
+            notify.alive()
+
+        side = threading.Thread(target=from_a_side_thread)
+        side.start()
+        side.join()
+        assert receiver.datagrams() == []
+        notify.alive()
+        assert receiver.datagrams() == ["WATCHDOG=1"]
+    finally:
+        notify.install(None)
+        n.close()
+
+
+def test_waiting_on_io_pings_only_within_the_budget_since_the_last_progress(receiver: Receiver) -> None:
+    clock = Clock()
+    n = Notifier(receiver.address, watchdog_s=4.0, io_budget_s=60.0, clock=clock)
+    n.alive()
+    pings = 0
+    for _ in range(100):  # 100 s blocked on an upload, asking every second
+        clock.now += 1.0
+        n.waiting()
+        pings += receiver.datagrams().count("WATCHDOG=1")
+    assert 55 <= pings <= 61  # then it stops, so the watchdog ends a hang of the I/O threads
+    n.alive()  # progress again: pings resume
+    assert receiver.datagrams() == ["WATCHDOG=1"]
+    n.close()
+
+
+def test_the_liveness_file_carries_a_deadline(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "alive.json"
+    n = Notifier(None, liveness_file=path)
+    assert not n.enabled  # no systemd; the file alone
+    n.ready("idle, waiting for jobs")
+    record = read_liveness(path)
+    assert record is not None and record["pid"] == os.getpid() and record["status"] == "idle, waiting for jobs"
+    assert record["deadline"] - time.time() == pytest.approx(notify.DEFAULT_WINDOW_S, abs=5)
+    assert read_liveness(tmp_path / "missing.json") is None
+
+
+def test_the_io_budget_covers_every_storage_retry() -> None:
+    from worker.config import Settings
+
+    settings = Settings(storage_timeout_s=60, storage_retries=5)
+    assert io_budget_s(settings) > 6 * 60 + 5 * 30  # one file, every attempt timing out, max backoff
+
+
+def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_hangs(astronaut) -> None:
+    """A slow phase on the main thread stops the pings even though uploads go on beside it."""
+    manager = FakeSystemd()
+    n = Notifier(manager.address, watchdog_s=0.2)  # a ping at most every 50 ms
+    marker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    data = jpeg_bytes(astronaut[::4, ::4])
+
+    def mark(text: str) -> None:
+        """Queued in order with the notifier's datagrams: reading late cannot blur the window."""
+        marker.sendto(text.encode(), b"\0" + manager.name.encode())
+
+    def slow_download() -> bytes:
+        time.sleep(2.0)
+        return data
+
+    def composition(frames: list[Frame], ctx: PhaseContext) -> None:
+        if any(f.photo_id == "p3" for f in frames):  # this batch "hangs" in a GPU call for 1.5 s
+            mark("HANG-START")
+            time.sleep(1.5)
+            mark("HANG-END")
+
+    def deliver(frame: Frame) -> dict:
+        time.sleep(0.3)  # uploads of earlier photos run while the phase hangs ...
+        notify.alive()  # ... and an upload thread trying to feed the watchdog is ignored
+        return {}
+
+    tasks = [PhotoTask(f"p{i}", f"p{i}.jpg", slow_download if i == 5 else (lambda: data)) for i in range(8)]
+    phases = [(name, composition if name == "composition" else fn) for name, fn in BATCH_PHASES]
+    pipeline = Pipeline(PhaseContext(), deliver, batch_size=1, io_threads=4, prefetch=1, phases=phases)
+    notify.install(n)
+    try:
+        with watching(StatusReporter(n)):
+            stats = pipeline.run(tasks, lambda r: None)
+        wait_for(lambda: manager.lines()[-1:] == ["STATUS=composition, 8 of 8 photos"], timeout=5)
+    finally:
+        notify.install(None)
+        manager.close()
+        marker.close()
+        n.close()
+    assert stats.done == 8
+    lines = manager.lines()
+    start, end = lines.index("HANG-START"), lines.index("HANG-END")
+    assert "WATCHDOG=1" not in lines[start:end], "pings arrived while the main thread was stuck in a phase"
+    assert lines.count("WATCHDOG=1") >= 5
+    # systemctl status shows what it was doing when it went silent.
+    before_hang = [line for line in lines[:start] if line.startswith("STATUS=")]
+    assert before_hang[-1].startswith("STATUS=composition, ") and before_hang[-1].endswith(" of 8 photos")
+    # The main thread waited on p5's download, and kept pinging meanwhile (from the main thread).
+    waiting = manager.index(lambda line: line.endswith("(waiting on download)"))
+    resumed = manager.index(lambda line: line.startswith("STATUS=") and "waiting" not in line, waiting)
+    assert 0 < waiting < resumed and "WATCHDOG=1" in lines[waiting:resumed]
+
+
+@pytest.mark.timeout(30)
+def test_a_download_that_raises_timeouterror_is_its_result_not_a_reason_to_keep_waiting(astronaut) -> None:
+    """``Future.result(timeout)`` raises TimeoutError both when time is up and when the task raised one."""
+    data = jpeg_bytes(astronaut[::4, ::4])
+
+    def times_out() -> bytes:
+        time.sleep(0.7)  # long enough for the main thread to be waiting on it
+        raise TimeoutError("read timed out")
+
+    tasks = [PhotoTask("p0", "p0.jpg", lambda: data), PhotoTask("p1", "p1.jpg", times_out)]
+    pipeline = Pipeline(PhaseContext(), lambda frame: {}, batch_size=1, io_threads=2, prefetch=1)
+    waits: list[str] = []
+
+    class Recorder(PipelineWatcher):
+        def waiting(self, on: str) -> None:
+            waits.append(on)
+
+    with watching(Recorder()), pytest.raises(TimeoutError, match="read timed out"):
+        pipeline.run(tasks, lambda r: None)
+    assert waits == ["download"]  # it waited once while the download ran, then saw its error
+
+
+def test_stalled_means_no_sign_of_life_from_the_working_thread_for_a_window() -> None:
+    clock = Clock()
+    n = Notifier(None, watchdog_s=10.0, io_budget_s=30.0, clock=clock)
+    assert not notify.stalled()  # nothing installed: never stalled
+    notify.install(n)
+    try:
+        clock.now += 9
+        assert not n.stalled()
+        clock.now += 2
+        assert n.stalled() and notify.stalled()
+        n.alive()
+        assert not n.stalled()
+        for _ in range(25):  # waiting on I/O counts as alive, within the I/O budget
+            clock.now += 1
+            n.waiting()
+        assert not n.stalled()
+        for _ in range(20):  # past the budget, waiting no longer counts
+            clock.now += 1
+            n.waiting()
+        assert n.stalled()
+    finally:
+        notify.install(None)
+
+
+def test_a_hung_main_thread_stops_renewing_its_lease_so_another_worker_takes_the_job(
+    queue, db_url, storage, settings, real_photos
+) -> None:
+    """No watchdog restarts a worker in a container: its heartbeat thread must not keep a hung job."""
+    from worker.queue import Queue
+
+    from .conftest import make_gallery
+    from .test_daemon import make_daemon
+
+    gallery = make_gallery(queue, storage, real_photos[:1])
+    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    hang = threading.Event()
+    outcome: list[int] = []
+
+    def hung_gpu_call(job, q, runtime, control) -> None:
+        hang.wait(30)  # the main thread never comes back (until the test lets go)
+
+    def main_thread() -> None:
+        notify.install(Notifier(None, watchdog_s=1.0))  # created on, and owned by, this thread
+        try:
+            daemon = make_daemon(db_url, storage, settings, drain=True, runners={"gallery": hung_gpu_call})
+            outcome.append(daemon.run())
+        finally:
+            notify.install(None)
+
+    worker = threading.Thread(target=main_thread)
+    worker.start()
+    other = Queue(db_url, "other-worker")
+    try:
+        wait_for(lambda: (queue.get_job(job_id) or {}).get("status") == "processing", timeout=30)
+        # Silent for the window (1 s), then the lease (2 s) lapses: any worker requeues the job.
+        wait_for(lambda: any(str(r["job_id"]) == job_id for r in other.requeue_stale(settings.lease_s)), timeout=30)
+        assert (queue.get_job(job_id) or {})["status"] == "queued"
+    finally:
+        hang.set()
+        worker.join(timeout=30)
+        other.close()
+    assert outcome == [0]

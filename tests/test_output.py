@@ -1,0 +1,208 @@
+"""Phase 5: deliverables that look right everywhere and never leak a client's location."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from tests import photo_files as pf
+from tests.test_decode import psnr
+from worker.decode import decode
+from worker.frame import Frame, SourceInfo
+from worker.phases import PhaseContext, output
+from worker.profile import EditSettings
+from worker.resize import downscale
+
+GPS = {1: "N", 2: (52.0, 22.0, 12.5), 3: "E", 4: (4.0, 53.0, 0.9)}
+
+
+def camera_exif(gps: bool = True) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x0110] = "Canon EOS R5"
+    exif[0x0112] = 6
+    exif[0x013B] = "Jane Doe Photography"
+    exif[0x8298] = "(c) Jane Doe"
+    exif[0x8769] = {
+        0x829D: 2.8,
+        0x9003: "2024:06:01 14:03:22",
+        0x927C: b"\x00maker note bytes" * 10,
+        0xA001: 0xFFFF,
+        0xA005: {0x0001: "R03"},
+    }
+    if gps:
+        exif[0x8825] = GPS
+    return exif.tobytes()
+
+
+def frame_from(image: np.ndarray, exif_bytes: bytes | None = None, name: str = "IMG_0001.jpg") -> Frame:
+    """Through the real decoder, as the pipeline does it."""
+    data = pf.jpeg(image, quality=95, exif=exif_bytes) if exif_bytes else pf.jpeg(image, quality=95)
+    return decode(data, photo_id="p1", filename=name, max_pixels=10**9)
+
+
+@pytest.fixture(scope="module")
+def big_photo() -> np.ndarray:
+    """3000×2000 from a real photo (Lanczos up from china.jpg's 640×427)."""
+    return cv2.resize(pf.wheel_photo("china"), (3000, 2000), interpolation=cv2.INTER_LANCZOS4)
+
+
+def exif_of(data: bytes) -> Image.Exif:
+    return Image.open(io.BytesIO(data)).getexif()
+
+
+def test_three_deliverables_with_sizes_and_types(big_photo: np.ndarray) -> None:
+    frame = frame_from(big_photo, camera_exif())
+    output.run([frame], PhaseContext())
+    outs = frame.outputs
+    assert set(outs) == {"edited", "web", "thumb"}
+    assert all(o.content_type == "image/jpeg" for o in outs.values())
+    # The decoder turned the sideways (orientation 6) pixels upright: 2000×3000.
+    assert (outs["edited"].width, outs["edited"].height) == (2000, 3000)
+    assert (outs["web"].width, outs["web"].height) == (1365, 2048)
+    assert (outs["thumb"].width, outs["thumb"].height) == (267, 400)
+    for name, enc in outs.items():
+        img = Image.open(io.BytesIO(enc.data))
+        assert img.format == "JPEG" and img.size == (enc.width, enc.height), name
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+        assert "sRGB" in ImageCms.getProfileDescription(profile), name
+    assert Image.open(io.BytesIO(outs["web"].data)).info.get("progressive")
+    assert Image.open(io.BytesIO(outs["thumb"].data)).info.get("progressive")
+    assert frame.report["output"]["sizes"]["edited"]["bytes"] == len(outs["edited"].data)
+
+
+def test_edited_file_keeps_exif_with_orientation_reset_and_no_gps(big_photo: np.ndarray) -> None:
+    frame = frame_from(big_photo, camera_exif())
+    assert frame.exif["has_gps"]
+    output.run([frame], PhaseContext())
+    data = frame.outputs["edited"].data
+    exif = exif_of(data)
+    assert exif[0x010F] == "Canon" and exif[0x0110] == "Canon EOS R5"
+    assert exif[0x0112] == 1  # pixels are upright; a viewer must not turn them again
+    sub = exif.get_ifd(0x8769)
+    assert sub[0x829D] == 2.8 and sub[0xA001] == 1  # colour space: sRGB now
+    assert (sub[0xA002], sub[0xA003]) == (2000, 3000)
+    assert 0x927C not in sub and not exif.get_ifd(0xA005)  # no maker note, no "R03" Adobe RGB index
+    assert 0x8825 not in exif and not exif.get_ifd(0x8825)
+    assert b"maker note" not in data
+    # Re-decoded, the edited file is upright and says so.
+    again = decode(data, photo_id="x", filename="x.jpg", max_pixels=10**9)
+    assert again.image.shape == (3000, 2000, 3) and again.exif["has_gps"] is False
+    assert frame.report["output"]["gps_kept"] is False
+
+
+def test_gps_kept_only_when_the_profile_says_so(big_photo: np.ndarray) -> None:
+    frame = frame_from(big_photo, camera_exif())
+    output.run([frame], PhaseContext(edit=EditSettings(keep_gps=True)))
+    gps = exif_of(frame.outputs["edited"].data).get_ifd(0x8825)
+    assert gps[1] == "N" and gps[2] == (52.0, 22.0, 12.5)
+    assert frame.report["output"]["gps_kept"] is True
+    # The public copies never carry it, nor the camera details.
+    for name in ("web", "thumb"):
+        exif = exif_of(frame.outputs[name].data)
+        assert 0x8825 not in exif and 0x010F not in exif and 0x8769 not in exif, name
+
+
+def test_web_copy_keeps_only_the_credit(big_photo: np.ndarray) -> None:
+    frame = frame_from(big_photo, camera_exif())
+    output.run([frame], PhaseContext())
+    web = exif_of(frame.outputs["web"].data)
+    assert web[0x013B] == "Jane Doe Photography" and web[0x8298] == "(c) Jane Doe"
+    assert set(web) == {0x013B, 0x8298}
+
+
+def test_edited_file_is_high_quality(big_photo: np.ndarray) -> None:
+    frame = frame_from(big_photo)
+    before = frame.image.copy()
+    output.run([frame], PhaseContext())
+    decoded = np.asarray(Image.open(io.BytesIO(frame.outputs["edited"].data)).convert("RGB"))
+    assert psnr(decoded, before) > 40
+
+
+def test_downscale_is_high_quality_and_never_upscales(big_photo: np.ndarray) -> None:
+    reference = np.asarray(Image.fromarray(big_photo).resize((2048, 1365), Image.Resampling.LANCZOS))
+    ours = downscale(big_photo, 2048)
+    assert ours.shape == reference.shape and psnr(ours, reference) > 38
+    small = pf.wheel_photo("coffee")
+    assert downscale(small, 2048) is small
+
+
+def test_web_copy_of_a_small_photo_is_not_upscaled() -> None:
+    frame = frame_from(pf.wheel_photo("coffee"))
+    output.run([frame], PhaseContext())
+    assert (frame.outputs["web"].width, frame.outputs["web"].height) == (600, 400)
+
+
+def test_odd_sizes() -> None:
+    for image in (np.full((1, 1, 3), 200, np.uint8), np.full((300, 20000, 3), 90, np.uint8)):
+        frame = Frame("p", "x.jpg", image, SourceInfo("JPEG", image.shape[1], image.shape[0]))
+        output.run([frame], PhaseContext())
+        assert frame.outputs["edited"].width == image.shape[1]
+        assert max(frame.outputs["thumb"].width, frame.outputs["thumb"].height) <= 400
+
+
+def test_oversized_or_broken_exif_never_fails_the_photo(big_photo: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x8769] = {0x9286: b"ASCII\x00\x00\x00" + b"x" * 70000}  # a 70 KB user comment
+    frame = frame_from(big_photo[:200, :300])
+    frame.exif_bytes = exif.tobytes()
+    output.run([frame], PhaseContext())
+    assert exif_of(frame.outputs["edited"].data)[0x010F] == "Canon"
+    frame.exif_bytes = b"II*\x00garbage"
+    output.run([frame], PhaseContext())
+    assert "edited" in frame.outputs
+
+
+# --- watermark ---
+@pytest.fixture(scope="module")
+def logo() -> np.ndarray:
+    from skimage import data
+
+    return np.asarray(data.logo())  # scikit-image's own logo: RGBA with real transparency
+
+
+def test_watermarked_copy(big_photo: np.ndarray, logo: np.ndarray) -> None:
+    frame = frame_from(big_photo)
+    edit = EditSettings(watermark=True, watermark_position="bottom-right", watermark_opacity=0.6)
+    output.run([frame], PhaseContext(edit=edit, watermark=logo))
+    assert "watermarked" in frame.outputs and frame.outputs["watermarked"].content_type == "image/jpeg"
+    note = frame.report["output"]["watermark"]
+    x0, y0, x1, y1 = note["box"]
+    web = np.asarray(Image.open(io.BytesIO(frame.outputs["web"].data)).convert("RGB")).astype(int)
+    marked = np.asarray(Image.open(io.BytesIO(frame.outputs["watermarked"].data)).convert("RGB")).astype(int)
+    assert web.shape == marked.shape
+    h, w = web.shape[:2]
+    assert x1 > w * 0.7 and y1 > h * 0.8  # bottom right
+    inside = np.abs(web[y0:y1, x0:x1] - marked[y0:y1, x0:x1]).mean()
+    outside = np.abs(web[: y0 - 10] - marked[: y0 - 10]).mean()
+    assert inside > 5 and outside < 1.5
+
+
+def test_watermark_placement_and_opacity(logo: np.ndarray) -> None:
+    image = pf.wheel_photo("coffee")
+    for position in ("top-left", "top-right", "bottom-left", "bottom-right", "center"):
+        out, placed = output.apply_watermark(image, logo, position, 0.5)
+        x0, y0, x1, y1 = placed["box"]
+        assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
+        assert (x1 - x0) <= 0.2 * image.shape[1] + 1
+        if position == "top-left":
+            assert x0 < 30 and y0 < 30
+        if position == "center":
+            assert abs((x0 + x1) / 2 - image.shape[1] / 2) < 2
+    invisible, _ = output.apply_watermark(image, logo, "center", 0.0)
+    assert np.array_equal(invisible, image)
+    # Transparent parts of the logo leave the photo untouched.
+    out, placed = output.apply_watermark(image, logo, "center", 1.0)
+    assert np.array_equal(out[: placed["box"][1]], image[: placed["box"][1]])
+
+
+def test_watermark_asked_but_no_logo(big_photo: np.ndarray) -> None:
+    frame = frame_from(big_photo[:400, :600])
+    output.run([frame], PhaseContext(edit=EditSettings(watermark=True)))
+    assert "watermarked" not in frame.outputs
+    assert frame.report["output"]["watermark"]["applied"] is False
