@@ -87,13 +87,9 @@ def summary(scores: list[tuple[float, float]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS)
-    parser.add_argument(
-        "--seeds", type=int, default=1, help="train lut3d with this many seeds (mean reported)"
-    )
+    parser.add_argument("--seeds", type=int, default=1, help="train lut3d with this many seeds (mean reported)")
     parser.add_argument("--config", default="{}", help="JSON overrides of TrainConfig (experiments)")
     args = parser.parse_args()
 

@@ -84,12 +84,8 @@ def photo_24mp() -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--threads", type=int, default=2, help="CPU threads for applying (Pillow bands, torch)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for applying (Pillow bands, torch)")
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

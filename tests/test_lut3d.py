@@ -65,7 +65,8 @@ def test_fresh_model_is_the_identity_and_small(astronaut: np.ndarray) -> None:
         lut = model(lut3d.thumbnail(astronaut).unsqueeze(0))[0]
         # The encoder starts with tiny random outputs: close to, not exactly, the identity.
         assert torch.allclose(lut, lut3d.identity_lut(33), atol=0.01)
-        assert torch.allclose(model.fuse(torch.zeros(1, 6))[0], lut3d.identity_lut(33), atol=1e-5)
+        zeros = torch.zeros(1, model.n_gains + model.config.bases)
+        assert torch.allclose(model.fuse(zeros)[0], lut3d.identity_lut(33), atol=1e-5)
 
 
 @pytest.mark.parametrize("grid", [9, 17])

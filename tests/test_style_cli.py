@@ -41,9 +41,7 @@ def pairs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def model_file(pairs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("model") / "look.pt"
-    code = cli.main(
-        ["style", "train", str(pairs_dir), "--out", str(out), "--epochs", "12", "--device", "cpu"]
-    )
+    code = cli.main(["style", "train", str(pairs_dir), "--out", str(out), "--epochs", "12", "--device", "cpu"])
     assert code == 0
     return out
 

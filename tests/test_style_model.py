@@ -24,11 +24,11 @@ def lut_style() -> style_model.LutStyle:
     torch.manual_seed(3)
     model = lut3d.build()
     with torch.no_grad():
-        model.global_lut.copy_(lut3d.identity_lut(33) ** 0.8)
+        model.global_lut.copy_(lut3d.identity_lut(model.config.global_grid) ** 0.8)
         model.bases.normal_(0.0, 0.02)
         for p in model.encoder.parameters() if model.encoder is not None else []:
             p.add_(0.05 * torch.randn_like(p))
-        model.mean_weights.copy_(torch.tensor([0.2, 0.0, -0.1, 0.3, -0.2, 0.1]))
+        model.mean_weights.copy_(0.2 * torch.randn(model.mean_weights.shape))
     model.eval()
     return style_model.LutStyle(model, {"heldout_psnr": 23.4, "pairs_used": 7})
 
@@ -90,9 +90,7 @@ def _torch_bytes(obj: object) -> bytes:
         pytest.param(_torch_bytes({"conv.weight": torch.zeros(3)}), id="foreign-torch-file"),
         pytest.param(_torch_bytes(torch.zeros(3)), id="bare-tensor"),
         pytest.param(_torch_bytes({"format": "apelier-style", "version": 99}), id="newer-version"),
-        pytest.param(
-            _torch_bytes({"format": "apelier-style", "version": 1, "method": "magic"}), id="unknown-method"
-        ),
+        pytest.param(_torch_bytes({"format": "apelier-style", "version": 1, "method": "magic"}), id="unknown-method"),
     ],
 )
 def test_bad_files_raise_model_file_error(data: bytes) -> None:
@@ -118,10 +116,11 @@ def test_truncated_file_is_an_error(lut_style: style_model.LutStyle) -> None:
 def test_wrong_shapes_and_non_finite_weights_are_errors(lut_style: style_model.LutStyle) -> None:
     archive = {"format": "apelier-style", "version": 1, **lut_style.to_archive()}
     archive["state"] = dict(archive["state"])
-    archive["state"]["bases"] = torch.zeros(2, 3, 33, 33, 33)
+    bases = archive["state"]["bases"]
+    archive["state"]["bases"] = torch.zeros(bases.shape[0] + 1, *bases.shape[1:])
     with pytest.raises(ModelFileError, match="wrong shape"):
         style_model.load(_torch_bytes(archive))
-    archive["state"]["bases"] = torch.full((3, 3, 33, 33, 33), float("nan"))
+    archive["state"]["bases"] = torch.full(bases.shape, float("nan"))
     with pytest.raises(ModelFileError, match="not finite"):
         style_model.load(_torch_bytes(archive))
     del archive["state"]["bases"]

@@ -18,11 +18,11 @@ from worker.errors import JobCanceled, JobInputError
 from worker.models import lut3d
 from worker.style_metrics import psnr
 from worker.style_model import LutStyle
-from worker.style_train import TrainConfig, TrainProgress, align_pair, split_holdout, train
+from worker.style_train import TrainConfig, TrainProgress, align_pair, clearly_worse, split_holdout, train
 
 U8 = npt.NDArray[np.uint8]
 
-FAST = TrainConfig(steps=120, long_edge=256, pixels_per_image=4096, eval_every=40)
+FAST = TrainConfig(steps=120, long_edge=256, pixels_per_image=4096, eval_every=40, refit=False)
 
 
 def _photos() -> list[U8]:
@@ -122,7 +122,8 @@ def test_exposure_dependent_look_needs_and_gets_the_adaptive_part(photos: list[U
     cfg = replace(FAST, steps=300, long_edge=192)
     adaptive = train(pairs, device="cpu", config=cfg)
     assert adaptive.metadata["adaptive"] is True
-    fixed = train(pairs, device="cpu", config=replace(cfg, model=lut3d.LUT3DConfig(bases=0, exposure=False)))
+    global_only = lut3d.LUT3DConfig(bases=0, exposure=False)
+    fixed = train(pairs, device="cpu", config=replace(cfg, steps=120, model=global_only))
     for ev in (-0.5, 0.0, 0.5):
         x = expose(chelsea, ev)
         target = exposure_look(x)
@@ -155,6 +156,18 @@ def test_progress_reports_and_stop(photos: list[U8]) -> None:
         train(pairs, device="cpu", config=cfg, should_stop=stop)
 
 
+def test_refit_trains_the_chosen_variant_on_all_pairs(photos: list[U8], chelsea: U8) -> None:
+    pairs = [(p, global_look(p)) for p in photos]
+    seen: list[TrainProgress] = []
+    style = train(pairs, device="cpu", config=replace(FAST, refit=True), on_progress=seen.append)
+    meta = style.metadata
+    assert meta["refit"] is True
+    assert meta["heldout_pairs"] == 1  # the split's metrics are kept
+    assert meta["steps"] > FAST.steps
+    assert seen[-1].step == seen[-1].total_steps and seen[-1].epoch == seen[-1].total_epochs
+    assert psnr(style.apply(chelsea, "cpu"), global_look(chelsea)) >= 35.0
+
+
 def test_epochs_override_and_tiny_sets(photos: list[U8]) -> None:
     pairs = [(p, global_look(p)) for p in photos[:2]]
     style = train(pairs, epochs=4, device="cpu", config=replace(FAST, eval_every=1000))
@@ -179,6 +192,15 @@ def test_align_pair_resizes_an_after_of_the_same_aspect(photos: list[U8]) -> Non
     after = np.ascontiguousarray(before[::2, ::2])
     b, a = align_pair(before, after)
     assert a.shape == b.shape
+
+
+def test_adaptive_part_is_dropped_only_when_clearly_worse() -> None:
+    assert not clearly_worse(np.array([]), 2.0, 1.0)
+    assert not clearly_worse(np.array([-0.5]), 2.0, 1.0)
+    assert clearly_worse(np.array([-1.5]), 2.0, 1.0)
+    assert not clearly_worse(np.array([-3.0, 2.0]), 2.0, 1.0)  # two photos disagree: noise
+    assert clearly_worse(np.array([-1.0, -1.2, -0.9, -1.1]), 2.0, 1.0)
+    assert not clearly_worse(np.array([0.5, -0.2, 0.1]), 2.0, 1.0)
 
 
 def test_split_holdout() -> None:

@@ -122,9 +122,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
         after_dir = args.pairs_dir / "after"
         if not after_dir.is_dir():
-            raise WorkerError(
-                f"{after_dir} does not exist; the histogram method reads reference photos from after/"
-            )
+            raise WorkerError(f"{after_dir} does not exist; the histogram method reads reference photos from after/")
         refs = [read_image(p) for p in sorted(after_dir.iterdir()) if p.suffix.lower() in _SUFFIXES]
         if not refs:
             raise WorkerError(f"no reference photos in {after_dir}")
@@ -136,8 +134,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     _, pairs = _load_pairs(args.pairs_dir)
     if len(pairs) < MIN_PAIRS:
         raise WorkerError(
-            f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; "
-            f"at least {MIN_PAIRS} are needed"
+            f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; at least {MIN_PAIRS} are needed"
         )
     bar = tqdm(total=1, unit="step", disable=args.no_progress, desc="training")
 
@@ -201,9 +198,7 @@ def evaluate(
     rows = []
     for before, after in pairs:
         out = style.apply(before, device)
-        rows.append(
-            (psnr(out, after), delta_e2000(out, after), psnr(before, after), delta_e2000(before, after))
-        )
+        rows.append((psnr(out, after), delta_e2000(out, after), psnr(before, after), delta_e2000(before, after)))
     arr = np.asarray(rows)
     return {
         "pairs": len(pairs),

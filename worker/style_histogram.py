@@ -48,9 +48,7 @@ def _measure(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt
     small = image
     if scale < 1.0:
         small = np.asarray(
-            cv2.resize(
-                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-            ),
+            cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA),
             dtype=np.uint8,
         )
     lab = srgb_to_lab(small.reshape(-1, 3))
@@ -73,9 +71,7 @@ class HistogramStyle:
     name: str = "histogram"
     method: str = "histogram"
 
-    def lut_for_stats(
-        self, quant: npt.NDArray[np.float64], stats: npt.NDArray[np.float64]
-    ) -> npt.NDArray[np.float32]:
+    def lut_for_stats(self, quant: npt.NDArray[np.float64], stats: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
         """The LUT (``3×D×D×D``) that moves a photo with these statistics toward the targets."""
         ident = lut3d.identity_lut(self.lut_size).numpy().astype(np.float64)  # [c, b, g, r]
         rgb = ident.transpose(1, 2, 3, 0).reshape(-1, 3)

@@ -70,15 +70,11 @@ def delta_e2000_lab(lab1: FloatArray, lab2: FloatArray) -> FloatArray:
     s_c = 1.0 + 0.045 * c_bar_p
     s_h = 1.0 + 0.015 * c_bar_p * t
     r_t = -np.sin(np.radians(2.0 * d_theta)) * r_c
-    result: FloatArray = np.sqrt(
-        (dL / s_l) ** 2 + (dC / s_c) ** 2 + (dH / s_h) ** 2 + r_t * (dC / s_c) * (dH / s_h)
-    )
+    result: FloatArray = np.sqrt((dL / s_l) ** 2 + (dC / s_c) ** 2 + (dH / s_h) ** 2 + r_t * (dC / s_c) * (dH / s_h))
     return result
 
 
-def delta_e2000(
-    output: npt.NDArray[np.uint8], target: npt.NDArray[np.uint8], max_pixels: int = 1 << 20
-) -> float:
+def delta_e2000(output: npt.NDArray[np.uint8], target: npt.NDArray[np.uint8], max_pixels: int = 1 << 20) -> float:
     """Mean CIEDE2000 between two uint8 sRGB images (on a regular subsample above ``max_pixels``)."""
     if output.shape != target.shape:
         raise ValueError(f"images differ in size: {output.shape} vs {target.shape}")

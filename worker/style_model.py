@@ -172,7 +172,5 @@ def save_file(style: Style, path: Path) -> None:
 
 def load_file(path: Path) -> Style:
     if not path.is_file():
-        raise ModelFileError(
-            f"style model {path} does not exist; train one with `apelier-worker style train`"
-        )
+        raise ModelFileError(f"style model {path} does not exist; train one with `apelier-worker style train`")
     return load(path.read_bytes(), source=f"style model {path}")

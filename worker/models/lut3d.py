@@ -132,9 +132,7 @@ class Encoder(nn.Module):
             c_in = c_out
         self.body = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Sequential(
-            nn.Linear(c_in + N_STATS, HIDDEN), nn.LeakyReLU(0.2), nn.Linear(HIDDEN, bases)
-        )
+        self.head = nn.Sequential(nn.Linear(c_in + N_STATS, HIDDEN), nn.LeakyReLU(0.2), nn.Linear(HIDDEN, bases))
         last = self.head[-1]
         assert isinstance(last, nn.Linear)
         nn.init.normal_(last.weight, std=0.01)
@@ -218,9 +216,7 @@ class AdaptiveLUT3D(nn.Module):
         if not self.n_gains:
             return looks
         d = self.config.lut_size
-        grid = (
-            identity_lut(d, device=w.device).permute(1, 2, 3, 0).reshape(1, -1, 3).expand(w.shape[0], -1, -1)
-        )
+        grid = identity_lut(d, device=w.device).permute(1, 2, 3, 0).reshape(1, -1, 3).expand(w.shape[0], -1, -1)
         baked = apply_lut(looks, self.pre(grid, w))
         return baked.reshape(-1, d, d, d, 3).permute(0, 4, 1, 2, 3).contiguous()
 
