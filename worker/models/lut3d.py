@@ -8,28 +8,37 @@ the project's.
 
 Architecture
 ------------
-* A **global LUT** ``G`` (3×33×33×33, RGB → RGB), initialised to the identity:
-  the look for an average photo. Its weight is fixed at 1, so the look never
-  depends on a classifier that eight pairs cannot train.
-* ``K`` **adaptive residual bases** ``B_k`` (3×33×33×33 each, initialised to
-  zero) and a small **encoder** that sees a 256×256 thumbnail of the whole photo
-  and predicts their weights ``w_k``: a five-layer strided CNN (no
-  normalisation layers, so exposure and white balance stay visible to it),
-  global average pooling, plus eleven global statistics of the thumbnail
-  (per-channel mean and spread, five luminance quantiles), dropout, one linear
-  layer.
+* A **global LUT** ``G`` (RGB → RGB), initialised to the identity: the look for
+  an average photo. Its weight is fixed at 1, so the look never depends on a
+  classifier that eight pairs cannot train. It lives on a coarse 9³ grid,
+  trilinearly upsampled to the applied 33³ (coarse generalises better from few
+  pairs; measured in ``docs/style.md``).
+* A small **encoder** sees a 256×256 thumbnail of the whole photo: a 4×4
+  average pool, four strided 3×3 convolutions (16–128 channels, LeakyReLU, no
+  normalisation layers so exposure and white balance stay visible), global
+  average pooling and dropout, joined by 15 global statistics (per-channel mean,
+  spread and metered linear mean, five luminance quantiles, metered luminance),
+  then a 32-unit hidden layer. It predicts, per photo,
+
+  - three **input gains** (exposure and white balance, ±3 stops, applied in
+    linear light before the look), and
+  - weights ``w_k`` of ``K = 6`` **residual basis LUTs** ``B_k`` (9³ grids,
+    initialised to zero).
+
 * The photo's LUT is ``G + Σ_k w_k·B_k``, made monotonic along each channel's
-  own axis (a running maximum, so a brighter input never gives a darker output)
-  and applied to every full-resolution pixel with trilinear interpolation:
-  ``grid_sample`` on a 5-D tensor (GPU, or any device for training) or
-  Pillow's ``Color3DLUT`` (C, CPU).
+  own axis (a running maximum, so a brighter input never gives a darker output),
+  composed with the input gains and baked into one 33³ cube, applied to every
+  full-resolution pixel with trilinear interpolation: ``grid_sample`` on a 5-D
+  tensor (GPU, or any device for training) or Pillow's ``Color3DLUT`` (C, CPU).
 
-Zeng et al. predict the weights of every basis (three of them) from the CNN;
-with 50–100 pairs instead of 4,500 that overfits (a prototype scored below a
-naive global LUT). Here the CNN only adds a residual to a shared LUT, and the
-training (``worker/style_train.py``) regularises it toward zero.
+Zeng et al. predict the weights of every basis (three 33³ LUTs) from the CNN;
+with 5–100 pairs instead of 4,500 that overfits (a prototype scored below a
+naive global LUT). Here the CNN only adapts the input exposure/white balance and
+a smooth residual on top of a shared LUT, and training
+(``worker/style_train.py``) falls back to the global LUT alone when held-out
+pairs show the adaptive part hurting.
 
-About 0.5 M parameters with the defaults (``K = 3``, width 16).
+118 k parameters with the defaults.
 
 Conventions: a LUT tensor is ``(3, D, D, D)`` indexed ``[channel, b, g, r]``
 (blue slowest, red fastest), values in [0, 1]. That is the layout
