@@ -46,8 +46,13 @@ def model_file(pairs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def test_train_prints_held_out_metrics(model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert model_file.is_file()
+def test_train_writes_a_loadable_model_with_metrics(model_file: Path) -> None:
+    from worker import style_model
+
+    style = style_model.load_file(model_file)
+    assert style.method == "lut3d"
+    assert style.metadata["pairs_used"] == 6
+    assert style.metadata["heldout_psnr"] > style.metadata["heldout_identity_psnr"]
 
 
 def test_train_output_is_json_with_psnr_and_delta_e(
