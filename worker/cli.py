@@ -4,7 +4,8 @@
 
     apelier-worker demo                 embedded database + local storage, a real gallery, end to end
     apelier-worker run [--drain]        the daemon: claim jobs, run them, heartbeat, exit on SIGTERM
-    apelier-worker process INPUT... --out DIR [--report FILE] [--device auto|cpu|cuda]
+    apelier-worker process INPUT... --out DIR [--report FILE] [--device auto|cpu|cuda] [--style MODEL]
+    apelier-worker style train|apply|eval|export-cube …   (see worker/style_cli.py)
     apelier-worker enqueue --gallery ID [--style ID]
     apelier-worker models list [--verify] | fetch [NAME...]
     apelier-worker migrate | status | doctor
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker import logs, models_cli
+from worker import logs, models_cli, style_cli
 from worker.config import Settings
 from worker.errors import WorkerError
 from worker.queue import JOB_TYPES
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write the JSON report here (default: OUT/report.json)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override WORKER_DEVICE")
     p.add_argument("--settings", type=Path, help="JSON file of edit settings (as in style_profiles.settings)")
+    p.add_argument("--style", type=Path, help="style model file to apply in phase 1 (from `style train`)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_process)
 
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
 
     models_cli.add_parser(sub)
+    style_cli.add_parser(sub)
     return parser
 
 
@@ -188,8 +191,15 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     edit = EditSettings()
     if args.settings:
         edit = EditSettings.resolve(json.loads(args.settings.read_text()))
+    style = None
+    if args.style:
+        from worker import style_model
+
+        style = style_model.load_file(args.style)
     models = bundle.load(settings)
-    entries = process_files(files, args.out, settings, models, edit=edit, progress=not args.no_progress)
+    entries = process_files(
+        files, args.out, settings, models, edit=edit, style_model=style, progress=not args.no_progress
+    )
     report = args.report or args.out / "report.json"
     write_report(entries, report)
     failed = [e for e in entries if e["error"]]

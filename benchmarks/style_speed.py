@@ -1,0 +1,144 @@
+"""Style speed: apply a look to a 24 MP photo, and train on 50 pairs; printed as JSON.
+
+    python -m benchmarks.style_speed [--threads 2] [--skip-train]
+
+* **apply** — one 6000×4000 photo (a real FiveK photo upscaled), the default
+  CPU path (thumbnail → encoder → fused LUT → Pillow ``Color3DLUT`` in row
+  bands on ``--threads`` threads), with its parts timed, and torch
+  ``grid_sample`` on the CPU for comparison; the median of a few runs.
+* **train** — 50 before/after pairs (the 20 real FiveK Expert-C pairs in
+  ``../shared/data/pairs``, flipped and cropped to 50), the default recipe,
+  wall and CPU seconds.
+* **GPU** — the same on CUDA when there is one; otherwise reported as not measured.
+
+The load average is printed too: on a shared machine, wall time includes waiting
+for the CPU, and CPU seconds are the steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from worker.models import lut3d
+from worker.style_model import LutStyle
+from worker.style_train import train
+
+PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pairs"
+
+
+def timed(fn: Callable[[], Any], repeat: int = 3, sync: bool = False) -> dict[str, float]:
+    walls, cpus = [], []
+    fn()  # warm-up
+    for _ in range(repeat):
+        if sync:
+            torch.cuda.synchronize()
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return {"wall_s": round(statistics.median(walls), 4), "cpu_s": round(statistics.median(cpus), 4)}
+
+
+def real_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    pairs = []
+    for name in ("fivek_deeplpf", "fivek_curl"):
+        root = PAIRS / name
+        for p in sorted((root / "before").iterdir()):
+            with Image.open(p) as b, Image.open(root / "after" / p.name) as a:
+                pairs.append((np.array(b.convert("RGB")), np.array(a.convert("RGB"))))
+    return pairs
+
+
+def fifty_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    base = real_pairs()
+    out = list(base)
+    rng = np.random.default_rng(0)
+    while len(out) < 50:
+        b, a = base[len(out) % len(base)]
+        h, w = b.shape[:2]
+        top, left = int(rng.integers(0, h // 5)), int(rng.integers(0, w // 5))
+        crop = (slice(top, top + h * 4 // 5), slice(left, left + w * 4 // 5))
+        b2, a2 = b[crop][:, ::-1], a[crop][:, ::-1]
+        out.append((np.ascontiguousarray(b2), np.ascontiguousarray(a2)))
+    return out
+
+
+def photo_24mp() -> np.ndarray:
+    with Image.open(
+        PAIRS / "fivek_deeplpf" / "before" / sorted(os.listdir(PAIRS / "fivek_deeplpf" / "before"))[0]
+    ) as im:
+        return np.asarray(im.convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for applying (Pillow bands, torch)")
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report: dict[str, Any] = {
+        "benchmark": "style_speed",
+        "machine": f"{os.cpu_count()}-core CPU" + (", CUDA" if torch.cuda.is_available() else ", no GPU"),
+        "threads": args.threads,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+
+    pairs = fifty_pairs()
+    if args.skip_train:
+        style = LutStyle(lut3d.build().eval(), {})
+    else:
+        w, c = time.perf_counter(), time.process_time()
+        style = train(pairs, device="cpu")
+        report["train_50_pairs_cpu"] = {
+            "wall_s": round(time.perf_counter() - w, 1),
+            "cpu_s": round(time.process_time() - c, 1),
+            "steps": style.metadata["steps"],
+            "epochs": style.metadata["epochs"],
+            "adaptive": style.metadata["adaptive"],
+            "heldout_psnr": style.metadata.get("heldout_psnr"),
+            "target_s": 180,
+        }
+
+    image = photo_24mp()
+    lut = style.lut_for(image, "cpu")
+    report["apply_24mp_cpu"] = {
+        "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 1),
+        "total": timed(lambda: style.apply(image, "cpu")),
+        "predict_lut": timed(lambda: style.lut_for(image, "cpu")),
+        "pillow_lookup": timed(lambda: lut3d.apply_lut_image_pillow(lut, image, threads=args.threads)),
+        "torch_grid_sample_lookup": timed(lambda: lut3d.apply_lut_image_torch(lut, image, "cpu"), repeat=1),
+        "target_s": 1.5,
+    }
+
+    if torch.cuda.is_available():
+        gpu_image = image
+        report["apply_24mp_gpu"] = {
+            "total": timed(lambda: style.apply(gpu_image, "cuda"), sync=True),
+            "lookup_only": timed(lambda: lut3d.apply_lut_image_torch(lut, gpu_image, "cuda"), sync=True),
+            "target_s": 0.010,
+            "device": torch.cuda.get_device_name(),
+        }
+        w = time.perf_counter()
+        train(pairs, device="cuda")
+        report["train_50_pairs_gpu"] = {"wall_s": round(time.perf_counter() - w, 1), "target_s": 30}
+    else:
+        report["gpu"] = "not measured: no CUDA device on this machine"
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
