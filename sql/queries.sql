@@ -96,7 +96,8 @@ SET training_status = %(training_status)s,
     training_completed_at = CASE WHEN %(training_status)s IN ('ready', 'error') THEN now()
                                  ELSE training_completed_at END,
     updated_at = now()
-WHERE id = %(profile)s;
+WHERE id = %(profile)s
+RETURNING id;
 
 -- name: insert_job
 -- The row the app inserts (columns it sets); the queue columns take their defaults unless given.

@@ -32,6 +32,7 @@ from worker.errors import JobInputError, RetryStrategy, classify
 from worker.gallery_job import run_gallery_job
 from worker.jobs import JobControl, Runtime
 from worker.queue import JOB_TYPES, SCHEMA_VERSION, Job, Listener, Queue
+from worker.style_job import run_style_job
 
 log = logs.get("daemon")
 
@@ -47,11 +48,7 @@ JobRunner = Callable[[Job, Queue, Runtime, JobControl], Any]
 
 
 def default_runners() -> dict[str, JobRunner]:
-    return {"gallery": run_gallery_job, "restyle": run_gallery_job, "train_style": _train_style_unavailable}
-
-
-def _train_style_unavailable(job: Job, queue: Queue, runtime: Runtime, control: JobControl) -> None:
-    raise JobInputError("this worker cannot train styles yet")
+    return {"gallery": run_gallery_job, "restyle": run_gallery_job, "train_style": run_style_job}
 
 
 class Daemon:

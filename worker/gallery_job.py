@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from worker import __version__, culling, logs
-from worker.errors import JobInputError
+from worker import __version__, culling, logs, style_cache
+from worker.errors import JobInputError, ModelFileError
 from worker.frame import Frame
 from worker.jobs import JobControl, Runtime
 from worker.local import effective_batch_size
@@ -112,10 +112,15 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
 
     profile = queue.style_profile(job.style_profile_id) if job.style_profile_id else None
     edit = EditSettings.resolve(profile.get("settings") if profile else None, job.settings_override)
-    style_model, style_note = load_style_model(job, profile, runtime)
+    style = load_style_model(job, profile, runtime)
     watermark = load_watermark(job, edit, runtime)
     ctx = PhaseContext(
-        edit=edit, models=runtime.models, style_model=style_model, style_note=style_note, watermark=watermark
+        edit=edit,
+        models=runtime.models,
+        style_model=style.model,
+        style_note=style.note,
+        style_expected=style.expected,
+        watermark=watermark,
     )
 
     tracker = ProgressTracker(
@@ -280,15 +285,38 @@ def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
     }
 
 
-def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime) -> tuple[Any, str]:
-    """The job's style model, or None and the reason phase 1 passes through."""
+@dataclass(frozen=True)
+class StyleChoice:
+    model: Any  # the loaded style, or None: phase 1 passes through
+    note: str  # why it passes through
+    expected: bool = False  # a trained style was asked for but could not be used: photos go to review
+
+
+def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime) -> StyleChoice:
+    """The job's style model, or None and the reason phase 1 passes through.
+
+    Models are read from storage (tenant-checked) once and kept: in memory for this worker's life
+    and on disk under ``WORKER_DATA_DIR/styles``, keyed by the file's content hash.
+    """
     if not job.style_profile_id:
-        return None, "no style profile on this job"
+        return StyleChoice(None, "no style profile on this job")
     if profile is None:
-        return None, f"style profile {job.style_profile_id} not found"
+        return StyleChoice(None, f"style profile {job.style_profile_id} not found", expected=True)
     if str(profile["photographer_id"]) != job.photographer_id:
         raise JobInputError(f"style profile {job.style_profile_id} belongs to another photographer; refused")
-    return None, f"style profile {job.style_profile_id} has no trained model"
+    key = profile.get("model_key") or profile.get("model_weights_key")
+    status = profile.get("training_status") or profile.get("status")
+    if not key or status != "ready":
+        return StyleChoice(
+            None, f"style profile {job.style_profile_id} has no trained model yet (training_status={status})"
+        )
+    key = check_tenant_key(str(key), job.photographer_id, what="style model")
+    try:
+        version = str(profile.get("training_completed_at") or profile.get("updated_at") or "")
+        return StyleChoice(style_cache.get(runtime, key, version), "")
+    except ModelFileError as exc:
+        log.warning("style_model_unusable", key=key, reason=exc.message)
+        return StyleChoice(None, f"style model unusable: {exc.message}", expected=True)
 
 
 def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:

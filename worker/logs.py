@@ -31,10 +31,15 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(_LEVELS.get(level, logging.INFO), logging.WARNING), stream=sys.stderr)
+
+
+def _stderr_logger(*args: Any) -> structlog.PrintLogger:
+    """Whatever ``sys.stderr`` is at the time of the event (tests and tools swap it)."""
+    return structlog.PrintLogger(file=sys.stderr)
 
 
 def get(name: str | None = None) -> Any:

@@ -26,5 +26,7 @@ class PhaseContext:
     # The job's style model (phase 1), loaded per job from the style profile; None = pass-through.
     style_model: Any = None
     style_note: str = "no style profile on this job"
+    # True when the job asked for a trained style that could not be used: photos go to review.
+    style_expected: bool = False
     # The photographer's watermark image (RGBA), when the job asks for one.
     watermark: Any = None

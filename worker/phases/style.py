@@ -28,6 +28,8 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
     for frame in frames:
         if model is None:
             frame.report[NAME] = {"applied": False, "reason": ctx.style_note}
+            if ctx.style_expected:
+                frame.report[NAME]["needs_review"] = ctx.style_note
             continue
         frame.image = model.apply(frame.image, ctx.models.device)
         frame.report[NAME] = {"applied": True, "method": model.name}
