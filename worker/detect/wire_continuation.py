@@ -13,11 +13,15 @@ evidence of the same line:
    the chunk found.
 2. *Evidence*, per point of that course, on a profile of the value channel across it: the
    darkest sample within ``search_px`` of the predicted position must be darker than **both**
-   sides (just beyond the wire's own half width) by at least a fraction of the wire's dip over
-   the sky, and by several times the roughness of those sides (foliage, gravel, the texture of
-   a rock hide a wire: nothing there is taken); the dip must be about as narrow as the wire
-   (a trunk, a pole or a shadow is wider), and its core not much brighter than the wire's
-   core over the sky (a wire has one colour).
+   sides (beyond the wire's own half width; per side the brightest of four groups of samples,
+   so a second wire alongside or a strip of sky before a tree line does not hide it) by
+   ``min_dip``, by a fraction of the wire's dip over the sky scaled to the new background, and
+   by several times the roughness of those sides (foliage, gravel, the texture of a rock hide a
+   wire: nothing there is taken); the dip must be about as narrow as the wire (a trunk, a pole
+   or a shadow is wider); and its core must have the wire's grey level over the sky, mixed with
+   the new background only as much as a wire that thin leaves uncovered (a wire has one
+   colour). In front of something darker than itself a grey wire is a *bright* line: the same
+   tests on the inverted profile, the same grey level.
 3. *Reach*: starting from the stretches the detector accepted over the sky, the continuation
    takes evidence and bridges stretches without it of at most ``max_gap`` of the long edge
    (a lattice strut, a leaf in front), but after a gap only a run of at least ``min_run_px``
@@ -196,9 +200,9 @@ def _evidence(
 ) -> tuple[_Evidence, _Evidence]:
     """Per point, the line as a dark dip and as a bright ridge (a grey wire in front of dark foliage)."""
     n = len(points)
-    side = math.ceil(max(0.5, width / 2.0)) + 2
+    edge = math.ceil(max(0.5, width / 2.0))  # the wire's half width
     s = p.search_px
-    reach = s + side + 9
+    reach = s + edge + 11  # the core within ±s, and 12 samples beyond the edge on each side
     offs = np.arange(-reach, reach + 1, dtype=np.float64)
     normals = np.stack([-tangents[:, 1], tangents[:, 0]], axis=1)
     mx = (points[:, 0:1] + offs[None, :] * normals[:, 0:1]).astype(np.float32)
@@ -206,35 +210,36 @@ def _evidence(
     prof = np.asarray(
         cv2.remap(vf, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), dtype=np.float64
     ).reshape(n, -1)
-    dark = _measure(prof, reach, s, side)
-    b = _measure(-prof, reach, s, side)
+    dark = _measure(prof, reach, s, edge)
+    b = _measure(-prof, reach, s, edge)
     bright = _Evidence(b.offset, -b.core, b.dip, -b.side, -b.background, b.noise, b.width)
     return dark, bright
 
 
 def _brighter_group(samples: FloatArray) -> FloatArray:
-    """Of 6 samples per row (near to far), the 3 near or the 3 far ones, whichever are brighter."""
+    """Per row of samples (near to far, a multiple of 3), the 3 consecutive ones that are brightest on average."""
     groups = samples.reshape(len(samples), -1, 3)
     best = np.argmax(groups.mean(axis=2), axis=1)
     return np.asarray(groups[np.arange(len(samples)), best])
 
 
-def _measure(prof: FloatArray, c: int, s: int, side: int) -> _Evidence:
+def _measure(prof: FloatArray, c: int, s: int, edge: int) -> _Evidence:
     """The darkest sample within ``s`` of the centre ``c`` of each profile, and what is around it."""
     n = len(prof)
     rows = np.arange(n)
     j = np.argmin(prof[:, c - s : c + s + 1], axis=1) + (c - s)
     core = prof[rows, j]
-    # Each side: 3 samples just beyond the wire, or the 3 beyond those when they are brighter (the
-    # nearer ones may fall on a second wire running alongside).
-    left = _brighter_group(prof[rows[:, None], j[:, None] - side - np.arange(9)[None, :]])
-    right = _brighter_group(prof[rows[:, None], j[:, None] + side + np.arange(9)[None, :]])
+    # Each side: of 4 groups of 3 samples from the wire's edge outwards, the brightest (the nearest
+    # may hold the wire's soft edge, or a strip of sky before a tree line; the next ones a second
+    # wire running alongside).
+    left = _brighter_group(prof[rows[:, None], j[:, None] - edge - np.arange(12)[None, :]])
+    right = _brighter_group(prof[rows[:, None], j[:, None] + edge + np.arange(12)[None, :]])
     lm, rm = left.mean(axis=1), right.mean(axis=1)
     level = np.minimum(lm, rm)
     dip = level - core
     noise = np.maximum(left.std(axis=1), right.std(axis=1))
     # Width at half depth, on the contiguous run around the core.
-    k = side + 1
+    k = edge + 3
     idx = np.clip(j[:, None] + np.arange(-k, k + 1)[None, :], 0, prof.shape[1] - 1)
     below = prof[rows[:, None], idx] <= (core + dip / 2.0)[:, None]
     lrun = np.where(below[:, k::-1].all(axis=1), k + 1, np.argmin(below[:, k::-1], axis=1))

@@ -774,8 +774,8 @@ def _full_res_mask(
             # black-hat just outside the band, where JPEG blocks and grain show).
             inside = band.astype(bool)
             outside = cv2.dilate(band, ring_kernel).astype(bool) & ~inside & ~neighbours.astype(bool)
-            noise = float(np.percentile(bh[outside], 75)) if outside.any() else 0.0
-            peak = float(np.percentile(bh[inside], 98))
+            noise = _percentile_u8(bh[outside], 75)
+            peak = _percentile_u8(bh[inside], 98)
             local = max(threshold, 0.1 * peak, 1.5 * noise)
             m = ((bh >= local) & inside).astype(np.uint8)
             # Close pinholes along the wire, within the band.
@@ -838,12 +838,24 @@ def _continued_mask(
         return inside
     ring = np.ones((4 * half + 3, 4 * half + 3), np.uint8)
     outside = cv2.dilate(band, ring).astype(bool) & ~inside & ~(sky_band | neighbours).astype(bool)
-    noise = float(np.percentile(resp[outside], 75)) if outside.any() else 0.0
-    peak = float(np.percentile(resp[inside], 90))
+    noise = _percentile_u8(resp[outside], 75)
+    peak = _percentile_u8(resp[inside], 90)
     local = max(threshold, 0.3 * peak, 1.5 * noise)
     m = ((resp >= local) & inside).astype(np.uint8)
     m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
     return np.asarray(m, dtype=bool)
+
+
+def _percentile_u8(values: npt.NDArray[np.uint8], q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) for uint8 values, from a histogram (0 if empty)."""
+    if values.size == 0:
+        return 0.0
+    cum = np.cumsum(np.bincount(values, minlength=256))
+    pos = q / 100.0 * (values.size - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    v_lo = float(np.searchsorted(cum, lo, side="right"))
+    v_hi = float(np.searchsorted(cum, hi, side="right"))
+    return v_lo + (v_hi - v_lo) * (pos - lo)
 
 
 def _runs(flags: BoolArray) -> list[slice]:
