@@ -20,10 +20,16 @@ Method (all classical, no learned weights; ≤ 300 ms for a 24 MP photo on two c
    (the twigs of a bare tree, a lattice tower) reject it, while crests that run alongside for
    a while (other conductors of a bundle, a crossing wire) do not. The thresholds depend on
    the profile's ``cleanup_level`` (:data:`LEVELS`).
-6. Draw the mask at **full resolution**, tile by tile along the fitted curve: the pixels in a
+6. *Continue* each accepted wire beyond the sky (:mod:`worker.detect.wire_continuation`): along
+   its own curve, in front of trees, towers, roofs or rock, only where the same thin line — as
+   narrow, as dark or as grey as over the sky — is seen, bridging short gaps and stopping where
+   it is lost. Where the line is not seen, the wire is left in.
+7. Draw the mask at **full resolution**, tile by tile along the fitted curve: the pixels in a
    narrow band around the curve that are darker than the closed (wire-free) background, only
-   along the stretches where the wire is seen, uncluttered and has sky on both sides. Where it
-   passes in front of something else it is left in.
+   along the stretches where the wire is seen, uncluttered and has sky on both sides (other
+   accepted wires running alongside are kept out of the background's noise estimate); beyond
+   the sky, along the continued stretches, in a band as wide as the wire that follows the
+   line's core, refined at full resolution, with a threshold set by the texture beside it.
 
 The output is one :class:`~worker.detect.region.Region` per wire (kind ``power_line``).
 """
