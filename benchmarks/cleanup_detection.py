@@ -1,6 +1,7 @@
 """Phase 3 detection quality: synthetic wires on real sky photos, and real photos with and without.
 
     python -m benchmarks.cleanup_detection [--level conservative|moderate|aggressive|all] [--seeds 4]
+                                           [--synthetic-only]
 
 Prints one JSON object:
 
@@ -8,9 +9,12 @@ Prints one JSON object:
   ``--seeds`` random wire drawings, and each photo clean): wire **recall** (fraction of wire
   pixels the masks cover) and **precision** (fraction of masked pixels that are wire), pooled
   over all pixels, also per photo; recall restricted to wire pixels over *open sky* (the clean
-  photo is smooth there: grey-level std < 4 in a 9×9 window — defined without the detector);
-  the fraction of edited pixels (mask + feather ring) that are wire; and the **false-positive
-  photos** among the clean ones.
+  photo is smooth there: grey-level std < 4 in a 9×9 window — defined without the detector) and
+  over the rest (*non-sky*: trees, towers, roofs, rock in front of which the wire passes); what
+  the continuation of accepted wires beyond the sky adds (the mask minus the mask of the same
+  level without it) and the precision of those pixels, over all and over non-sky; the fraction
+  of edited pixels (mask + feather ring) that are wire; and the **false-positive photos** among
+  the clean ones.
 * ``real``: ``../shared/data/powerlines`` (wires found per photo), ``../shared/data/exit_signs``
   (signs found per frame, as stored — sideways — and turned upright), and detection counts on
   photos that have neither: the face photos, every FiveK pair (before and Expert-C after and the
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +39,20 @@ from benchmarks.cleanup_data import SHARED_DATA, WIRE_COVERAGE, Sample, build
 from worker.detect.exit_signs import detect_exit_signs, sign_regions
 from worker.detect.region import Region
 from worker.detect.sky import find_sky
-from worker.detect.wires import detect_wires, wire_regions
+from worker.detect.wires import LEVELS as WIRE_LEVELS
+from worker.detect.wires import WireParams, detect_wires, wire_regions
 from worker.detect.working import WorkingImage
 from worker.inpaint import CropParams, edit_mask
 
 LEVELS = ("conservative", "moderate", "aggressive")
 
 
-def wire_mask(image: np.ndarray, level: str) -> tuple[np.ndarray, np.ndarray, list[Region]]:
+def wire_mask(
+    image: np.ndarray, level: str, params: WireParams | None = None
+) -> tuple[np.ndarray, np.ndarray, list[Region]]:
     """(detector mask, edited mask incl. feather ring, regions) for ``image``."""
     work = WorkingImage(image)
-    regions = wire_regions(work, detect_wires(work, level, find_sky(work)))
+    regions = wire_regions(work, detect_wires(work, level, find_sky(work), params=params))
     h, w = image.shape[:2]
     mask = np.zeros((h, w), bool)
     edited = np.zeros((h, w), bool)
@@ -70,6 +78,10 @@ def open_sky(clean: np.ndarray) -> np.ndarray:
 def synthetic(samples: list[Sample], level: str) -> dict[str, Any]:
     tp = fp = fn = 0
     sky_tp = sky_n = 0
+    rough_tp = rough_n = 0
+    # What the continuation beyond the sky adds: the mask minus the mask without it.
+    without = replace(WIRE_LEVELS[level], continuation=None)
+    added_tp = added_n = added_rough_tp = added_rough_n = 0
     edited_wire = edited_all = 0
     per_photo: dict[str, list[int]] = {}
     fp_photos: list[str] = []
@@ -82,9 +94,17 @@ def synthetic(samples: list[Sample], level: str) -> dict[str, Any]:
         mask, edited, regions = wire_mask(s.wired, level)
         tp_i, fp_i, fn_i = int((mask & truth).sum()), int((mask & ~truth).sum()), int((truth & ~mask).sum())
         tp, fp, fn = tp + tp_i, fp + fp_i, fn + fn_i
-        smooth = truth & open_sky(s.clean)
+        sky = open_sky(s.clean)
+        smooth = truth & sky
         sky_tp += int((mask & smooth).sum())
         sky_n += int(smooth.sum())
+        rough_tp += int((mask & truth & ~sky).sum())
+        rough_n += int((truth & ~sky).sum())
+        added = mask & ~wire_mask(s.wired, level, without)[0]
+        added_tp += int((added & truth).sum())
+        added_n += int(added.sum())
+        added_rough_tp += int((added & truth & ~sky).sum())
+        added_rough_n += int((added & ~sky).sum())
         edited_wire += int((edited & (s.coverage > 0)).sum())
         edited_all += int(edited.sum())
         acc = per_photo.setdefault(photo, [0, 0, 0])
@@ -105,7 +125,14 @@ def synthetic(samples: list[Sample], level: str) -> dict[str, Any]:
         "recall": round(tp / max(1, tp + fn), 4),
         "precision": round(tp / max(1, tp + fp), 4),
         "recall_over_open_sky": round(sky_tp / max(1, sky_n), 4),
+        "recall_over_non_sky": round(rough_tp / max(1, rough_n), 4),
         "open_sky_share_of_wire_pixels": round(sky_n / max(1, tp + fn), 4),
+        "continuation": {
+            "added_px": added_n,
+            "precision": round(added_tp / max(1, added_n), 4),
+            "added_px_over_non_sky": added_rough_n,
+            "precision_over_non_sky": round(added_rough_tp / max(1, added_rough_n), 4),
+        },
         "edited_pixels_touched_by_a_wire": round(edited_wire / max(1, edited_all), 4),
         "clean_photos": len(clean_seen),
         "false_positive_photos": len(fp_photos),
@@ -189,13 +216,14 @@ def main() -> None:
     parser.add_argument("--level", default="conservative", choices=(*LEVELS, "all"))
     parser.add_argument("--seeds", type=int, default=4, help="wire drawings per sky photo")
     parser.add_argument("--shared", type=Path, default=SHARED_DATA)
+    parser.add_argument("--synthetic-only", action="store_true", help="skip the real photos")
     args = parser.parse_args()
     samples = build(args.seeds, shared=args.shared)
     levels = LEVELS if args.level == "all" else (args.level,)
     result: dict[str, Any] = {"machine": "2-core CPU, no GPU", "wire_coverage_threshold": WIRE_COVERAGE}
     for level in levels:
         result[level] = {"synthetic": synthetic(samples, level)}
-        if args.shared.is_dir():
+        if args.shared.is_dir() and not args.synthetic_only:
             result[level]["real"] = real(args.shared, level)
     print(json.dumps(result, indent=1, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 

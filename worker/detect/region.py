@@ -52,10 +52,10 @@ def crop_to_mask(
     details: dict[str, Any] | None = None,
 ) -> Region | None:
     """A :class:`Region` from ``mask`` placed at ``offset`` (x, y), trimmed to its nonzero pixels."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))  # faster than nonzero
+    if rows.size == 0:
         return None
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     ox, oy = offset
     return Region(
         kind,

@@ -20,10 +20,16 @@ Method (all classical, no learned weights; ≤ 300 ms for a 24 MP photo on two c
    (the twigs of a bare tree, a lattice tower) reject it, while crests that run alongside for
    a while (other conductors of a bundle, a crossing wire) do not. The thresholds depend on
    the profile's ``cleanup_level`` (:data:`LEVELS`).
-6. Draw the mask at **full resolution**, tile by tile along the fitted curve: the pixels in a
+6. *Continue* each accepted wire beyond the sky (:mod:`worker.detect.wire_continuation`): along
+   its own curve, in front of trees, towers, roofs or rock, only where the same thin line — as
+   narrow, as dark or as grey as over the sky — is seen, bridging short gaps and stopping where
+   it is lost. Where the line is not seen, the wire is left in.
+7. Draw the mask at **full resolution**, tile by tile along the fitted curve: the pixels in a
    narrow band around the curve that are darker than the closed (wire-free) background, only
-   along the stretches where the wire is seen, uncluttered and has sky on both sides. Where it
-   passes in front of something else it is left in.
+   along the stretches where the wire is seen, uncluttered and has sky on both sides (other
+   accepted wires running alongside are kept out of the background's noise estimate); beyond
+   the sky, along the continued stretches, in a band as wide as the wire that follows the
+   line's core, refined at full resolution, with a threshold set by the texture beside it.
 
 The output is one :class:`~worker.detect.region.Region` per wire (kind ``power_line``).
 """
@@ -41,6 +47,7 @@ import numpy.typing as npt
 
 from worker.detect.region import Region, crop_to_mask
 from worker.detect.sky import Sky, find_sky
+from worker.detect.wire_continuation import ContinueParams, continue_wire, refine_course
 from worker.detect.working import WorkingImage, value_channel
 
 FloatArray = npt.NDArray[np.float64]
@@ -68,6 +75,8 @@ class WireParams:
     clutter_px: int = 8
     grey_sky_min_span: float = 0.55  # a sky that is not blue (overcast, or a ceiling) needs longer wires
     min_score: float = 0.5
+    # An accepted wire is followed beyond the sky while the same line is seen (None: never).
+    continuation: ContinueParams | None = field(default_factory=ContinueParams)
 
 
 LEVELS: dict[str, WireParams] = {
@@ -113,6 +122,9 @@ class Wire:
     clutter: float
     score: float = 0.0
     rejected: list[str] = field(default_factory=list)
+    # per curve point: added by the continuation beyond the sky (empty: not continued)
+    continued: BoolArray = field(default_factory=lambda: np.zeros(0, bool))
+    continued_bright: BoolArray = field(default_factory=lambda: np.zeros(0, bool))  # …as a bright line
 
     def measurements(self, scale: float) -> dict[str, Any]:
         return {
@@ -123,6 +135,7 @@ class Wire:
             "over_sky": round(self.over_sky, 3),
             "sky_both_sides": round(self.sky_both_sides, 3),
             "angle_deg": round(self.angle_deg, 1),
+            "continued_px": round(float(np.count_nonzero(self.continued)) / scale, 1),
         }
 
 
@@ -131,10 +144,15 @@ class Wire:
 
 
 def detect_wires(
-    work: WorkingImage, level: str = "conservative", sky: Sky | None = None, *, keep_rejected: bool = False
+    work: WorkingImage,
+    level: str = "conservative",
+    sky: Sky | None = None,
+    *,
+    keep_rejected: bool = False,
+    params: WireParams | None = None,
 ) -> list[Wire]:
-    """Wires in ``work`` that pass every test of ``level``; with ``keep_rejected``, the others too."""
-    p = LEVELS[level]
+    """Wires in ``work`` that pass every test of ``level`` (or ``params``); with ``keep_rejected``, the others too."""
+    p = params or LEVELS[level]
     sky = sky or find_sky(work)
     if not sky.found:
         return []
@@ -172,8 +190,19 @@ def detect_wires(
         if wire is not None:
             candidates.append((points, wire))
     candidates = _merge_occluded(candidates, maps, p)
-    out = [wire for _, wire in candidates if keep_rejected or not wire.rejected]
-    return _dedupe(out)
+    out = _dedupe([wire for _, wire in candidates if keep_rejected or not wire.rejected])
+    if p.continuation is not None:
+        for wire in out:
+            if not wire.rejected:
+                _continue(work, wire, p.continuation)
+    return out
+
+
+def _continue(work: WorkingImage, wire: Wire, cp: ContinueParams) -> None:
+    """Extend an accepted ``wire`` beyond the sky where the same line is seen (see :mod:`.wire_continuation`)."""
+    course = continue_wire(work.value, wire.curve, wire.clean, wire.width, cp)
+    wire.curve, wire.clean = course.points, course.clean
+    wire.continued, wire.continued_bright = course.continued, course.bright
 
 
 @dataclass(frozen=True)
@@ -189,11 +218,20 @@ class _Maps:
 def wire_regions(work: WorkingImage, wires: list[Wire], *, tile_px: int = 384) -> list[Region]:
     """One full-resolution :class:`Region` per wire: the dark pixels in a narrow band around its curve."""
     regions: list[Region] = []
-    for wire in wires:
-        region = _full_res_mask(work, wire, tile_px)
+    courses = [_taken_course(work, wire) for wire in wires]
+    for i, wire in enumerate(wires):
+        region = _full_res_mask(work, wire, tile_px, [c for j, c in enumerate(courses) if j != i and c[0]])
         if region is not None:
             regions.append(region)
     return regions
+
+
+def _taken_course(work: WorkingImage, wire: Wire) -> tuple[list[FloatArray], int]:
+    """The full-resolution stretches of ``wire`` that are masked, and a line thickness that covers it."""
+    taken = wire.clean | (wire.continued if wire.continued.size == len(wire.curve) else False)
+    curve = work.to_full(wire.curve)
+    thickness = 2 * math.ceil(max(1.0, wire.width / work.scale) / 2.0 + 1.0) + 1
+    return [curve[run] for run in _runs(np.asarray(taken, dtype=bool)) if run.stop - run.start >= 2], thickness
 
 
 # --------------------------------------------------------------------------------------------
@@ -683,7 +721,10 @@ def _curve_distance(a: FloatArray, b: FloatArray) -> FloatArray:
 # full-resolution mask
 
 
-def _full_res_mask(work: WorkingImage, wire: Wire, tile_px: int) -> Region | None:
+def _full_res_mask(
+    work: WorkingImage, wire: Wire, tile_px: int, others: list[tuple[list[FloatArray], int]]
+) -> Region | None:
+    """``wire``'s mask at full resolution; ``others`` (the other wires) are kept out of the noise estimates."""
     image = work.full
     H, W = image.shape[:2]
     s = work.scale
@@ -697,9 +738,12 @@ def _full_res_mask(work: WorkingImage, wire: Wire, tile_px: int) -> Region | Non
     y0 = max(0, math.floor(curve[:, 1].min()) - pad)
     y1 = min(H, math.ceil(curve[:, 1].max()) + pad + 1)
     mask = np.zeros((y1 - y0, x1 - x0), bool)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k_full, k_full))
+    kernel = np.asarray(cv2.getStructuringElement(cv2.MORPH_RECT, (k_full, k_full)), dtype=np.uint8)
     ring_kernel = np.ones((2 * half_band + 1, 2 * half_band + 1), np.uint8)
     threshold = max(3.0, 0.12 * wire.contrast)
+    continued = wire.continued if wire.continued.size == len(wire.curve) else np.zeros(0, bool)
+    cbright = wire.continued_bright if wire.continued_bright.size == len(wire.curve) else np.zeros_like(continued)
+    search_full = 1.0 / s + 1.0  # the course beyond the sky is known to ±1 working px
     # Walk the curve in pieces of ~tile_px full-resolution px.
     lengths = np.r_[0.0, np.cumsum(np.hypot(*np.diff(curve, axis=0).T))]
     n_tiles = max(1, math.ceil(lengths[-1] / tile_px))
@@ -715,27 +759,109 @@ def _full_res_mask(work: WorkingImage, wire: Wire, tile_px: int) -> Region | Non
         ty1 = min(H, math.ceil(piece[:, 1].max()) + pad + 1)
         crop = image[ty0:ty1, tx0:tx1]
         value = value_channel(crop)
-        bh = cv2.morphologyEx(value, cv2.MORPH_BLACKHAT, kernel)
+        bh = np.asarray(cv2.morphologyEx(value, cv2.MORPH_BLACKHAT, kernel), dtype=np.uint8)
+        # Other wires running alongside are not the background's noise.
+        neighbours = np.zeros(value.shape, np.uint8)
+        for runs, thick in others:
+            for run_pts in runs:
+                local = run_pts - [tx0, ty0]
+                near = (local[:, 0] > -pad) & (local[:, 0] < tx1 - tx0 + pad)
+                near &= (local[:, 1] > -pad) & (local[:, 1] < ty1 - ty0 + pad)
+                if near.sum() >= 2:
+                    pts = np.round(local[near]).astype(np.int32).reshape(-1, 1, 2)
+                    cv2.polylines(neighbours, [pts], False, 1, thickness=thick)
         band = np.zeros(value.shape, np.uint8)
         for run in _runs(wire.clean[max(0, i0 - 1) : i1]):
             local = np.round(piece[run] - [tx0, ty0]).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(band, [local], False, 1, thickness=2 * half_band + 1)
-        if not band.any():
-            continue
-        # The band only covers stretches with sky on both sides (``wire.clean``), so no sky test here.
-        # Threshold: a fraction of the wire's own darkness here, and above the sky's noise (its
-        # black-hat just outside the band, where JPEG blocks and grain show).
-        inside = band.astype(bool)
-        outside = cv2.dilate(band, ring_kernel).astype(bool) & ~inside
-        noise = float(np.percentile(bh[outside], 75)) if outside.any() else 0.0
-        peak = float(np.percentile(bh[inside], 98))
-        local = max(threshold, 0.1 * peak, 1.5 * noise)
-        m = ((bh >= local) & inside).astype(np.uint8)
-        # Close pinholes along the wire, within the band.
-        m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
-        mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m.astype(bool)
+        if band.any():
+            # The band only covers stretches with sky on both sides (``wire.clean``), so no sky test here.
+            # Threshold: a fraction of the wire's own darkness here, and above the sky's noise (its
+            # black-hat just outside the band, where JPEG blocks and grain show).
+            inside = band.astype(bool)
+            outside = cv2.dilate(band, ring_kernel).astype(bool) & ~inside & ~neighbours.astype(bool)
+            noise = _percentile_u8(bh[outside], 75)
+            peak = _percentile_u8(bh[inside], 98)
+            local = max(threshold, 0.1 * peak, 1.5 * noise)
+            m = ((bh >= local) & inside).astype(np.uint8)
+            # Close pinholes along the wire, within the band.
+            m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
+            mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m.astype(bool)
+        if continued.size:
+            seg = slice(max(0, i0 - 1), i1)
+            for bright in (False, True):
+                flags = continued[seg] & (cbright[seg] if bright else ~cbright[seg])
+                if flags.any():
+                    m = _continued_mask(
+                        value,
+                        bh,
+                        piece - [tx0, ty0],
+                        flags,
+                        sky_band=band,
+                        neighbours=neighbours,
+                        bright=bright,
+                        width=width_full,
+                        search=search_full,
+                        threshold=threshold,
+                        kernel=kernel,
+                    )
+                    mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m
     details = wire.measurements(s)
     return crop_to_mask("power_line", mask, (x0, y0), wire.score, details)
+
+
+def _continued_mask(
+    value: npt.NDArray[np.uint8],
+    blackhat: npt.NDArray[np.uint8],
+    piece: FloatArray,
+    flags: BoolArray,
+    *,
+    sky_band: npt.NDArray[np.uint8],
+    neighbours: npt.NDArray[np.uint8],
+    bright: bool,
+    width: float,
+    search: float,
+    threshold: float,
+    kernel: npt.NDArray[np.uint8],
+) -> BoolArray:
+    """The mask of one tile's continued stretches (``flags`` along ``piece``, tile coordinates).
+
+    Beyond the sky the background is textured, so the band is narrow and follows the line's own
+    core (refined here, at full resolution), and the threshold is set by the texture beside it
+    (the black-hat in a ring around the band) as well as by the line's darkness here. A grey wire
+    in front of something darker is a bright line: the same on the inverted image.
+    """
+    signal = (255 - value) if bright else value
+    resp = cv2.morphologyEx(signal, cv2.MORPH_BLACKHAT, kernel) if bright else blackhat
+    half = math.ceil(width / 2.0)
+    band = np.zeros(value.shape, np.uint8)
+    for run in _runs(flags):
+        centre = refine_course(signal, piece[run], width, search)
+        cv2.polylines(band, [np.round(centre).astype(np.int32).reshape(-1, 1, 2)], False, 1, thickness=2 * half + 1)
+    band &= 1 - sky_band
+    inside = band.astype(bool)
+    if not inside.any():
+        return inside
+    ring = np.ones((4 * half + 3, 4 * half + 3), np.uint8)
+    outside = cv2.dilate(band, ring).astype(bool) & ~inside & ~(sky_band | neighbours).astype(bool)
+    noise = _percentile_u8(resp[outside], 75)
+    peak = _percentile_u8(resp[inside], 90)
+    local = max(threshold, 0.3 * peak, 1.5 * noise)
+    m = ((resp >= local) & inside).astype(np.uint8)
+    m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
+    return np.asarray(m, dtype=bool)
+
+
+def _percentile_u8(values: npt.NDArray[np.uint8], q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) for uint8 values, from a histogram (0 if empty)."""
+    if values.size == 0:
+        return 0.0
+    cum = np.cumsum(np.bincount(values, minlength=256))
+    pos = q / 100.0 * (values.size - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    v_lo = float(np.searchsorted(cum, lo, side="right"))
+    v_hi = float(np.searchsorted(cum, hi, side="right"))
+    return v_lo + (v_hi - v_lo) * (pos - lo)
 
 
 def _runs(flags: BoolArray) -> list[slice]:
