@@ -153,6 +153,10 @@ INSERT INTO public.photos (gallery_id, photographer_id, original_key, filename, 
 VALUES (%(gallery)s, %(photographer)s, %(key)s, %(filename)s, %(size)s, %(mime)s, %(sort_order)s, 'uploaded')
 RETURNING id;
 
+-- name: insert_style_profile
+INSERT INTO public.style_profiles (photographer_id, name, settings) VALUES (%(photographer)s, %(name)s, %(settings)s)
+RETURNING id;
+
 -- name: gallery_photo_rows
 SELECT id, filename, original_key, edited_key, web_key, thumb_key, status, width, height, quality_score,
        scene_type, needs_review, ai_edits->'error'->>'reason' AS error

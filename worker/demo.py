@@ -96,6 +96,36 @@ def seed_gallery(
     return photographer, gallery
 
 
+def demo_look(image: np.ndarray) -> np.ndarray:
+    """The demo photographer's look: warm highlights, lifted blacks, a touch less saturation."""
+    x = image.astype(np.float32) / 255.0
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * 0.85  # a little less saturation
+    x = 0.06 + 0.94 * x  # lifted blacks (a soft, filmic toe)
+    x = x ** np.array([0.92, 1.0, 1.12], np.float32)  # warm: red up, blue down, most in the mid-tones
+    return np.asarray(np.clip(x * 255.0 + 0.5, 0, 255), dtype=np.uint8)
+
+
+def seed_style(
+    queue: Queue, storage: Storage, photographer: str, photos: list[DemoPhoto]
+) -> tuple[str, list[dict[str, str]]]:
+    """A style profile and before/after pairs, as the app creates them when a photographer uploads edits."""
+    profile = queue.insert_style_profile(photographer, "Demo look (warm film)")
+    pairs = []
+    for i, photo in enumerate(photos):
+        with Image.open(io.BytesIO(photo.data)) as img:
+            before = np.asarray(img.convert("RGB"))
+        after = _jpeg(photo.filename, demo_look(before)).data
+        keys = {
+            "original_key": f"{photographer}/style-pairs/{profile}/before/{i:02d}-{photo.filename}",
+            "edited_key": f"{photographer}/style-pairs/{profile}/after/{i:02d}-{photo.filename}",
+        }
+        storage.put(keys["original_key"], photo.data, photo.mime)
+        storage.put(keys["edited_key"], after, "image/jpeg")
+        pairs.append(keys)
+    return profile, pairs
+
+
 def run_demo(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
     url = embedded.database_url(settings)
     queue = Queue(url, "demo")
@@ -105,15 +135,24 @@ def run_demo(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
     if not photos:
         raise SystemExit("no demo photos found: install the demo extra (pip install 'apelier-worker[demo]')")
     photographer, gallery = seed_gallery(queue, storage, photos)
-    job_id = queue.enqueue(photographer_id=photographer, gallery_id=gallery)
-    print(f"gallery {gallery}: {len(photos)} photos queued as job {job_id}")
+    profile, pairs = seed_style(queue, storage, photographer, photos[:6])
+    train_job = queue.enqueue(
+        photographer_id=photographer,
+        style_profile_id=profile,
+        job_type="train_style",
+        payload={"pairs": pairs, "epochs": 40},
+    )
+    job_id = queue.enqueue(photographer_id=photographer, gallery_id=gallery, style_profile_id=profile, priority=110)
+    print(f"style profile {profile}: {len(pairs)} before/after pairs queued for training as job {train_job}")
+    print(f"gallery {gallery}: {len(photos)} photos queued as job {job_id}, to be edited in that style")
 
     runtime = Runtime(settings=settings, storage=storage, models=bundle.load(settings))
     for note in runtime.models.notes:
         print(f"note: {note}")
     daemon = Daemon(runtime, url, drain=True)
     stop_watch = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(url, job_id, len(photos), stop_watch, progress), daemon=True)
+    watched = [(train_job, "training the style", "epoch"), (job_id, "", "photo")]
+    watcher = threading.Thread(target=_watch, args=(url, watched, stop_watch, progress), daemon=True)
     watcher.start()
     try:
         daemon.install_signal_handlers()
@@ -122,36 +161,54 @@ def run_demo(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
         stop_watch.set()
         watcher.join(timeout=5)
 
+    style = queue.style_profile(profile) or {}
     job = queue.get_job(job_id) or {}
     rows = queue.gallery_photo_rows(gallery)
     sheet = write_contact_sheet(storage, rows, settings.data_dir / "demo" / f"contact_sheet_{gallery[:8]}.png")
     queue.close()
+    _print_style(style)
     _print_summary(job, rows, storage, sheet)
-    return {"job": job, "photos": rows, "contact_sheet": str(sheet) if sheet else None}
+    return {"job": job, "style": style, "photos": rows, "contact_sheet": str(sheet) if sheet else None}
 
 
-def _watch(url: str, job_id: str, total: int, stop: threading.Event, progress: bool) -> None:
-    """Follow the job row as the app's live view does, and draw it as a progress bar."""
+def _watch(url: str, jobs: list[tuple[str, str, str]], stop: threading.Event, progress: bool) -> None:
+    """Follow each job row in turn as the app's live view does, and draw it as a progress bar."""
     queue = Queue(url, "demo-watch")
-    bar = tqdm(total=total, unit="photo", desc="queued", disable=not progress)
     try:
-        while not stop.wait(0.2):
-            job = queue.get_job(job_id)
-            if not job:
-                continue
-            bar.total = max(1, int(job["total_images"] or total))
-            bar.n = int(job["processed_images"] or 0)
-            bar.set_description(str(job["current_phase"] or job["status"]))
-            bar.refresh()
-            if job["status"] in ("completed", "failed", "canceled"):
-                break
+        for job_id, label, unit in jobs:
+            bar = tqdm(total=1, unit=unit, desc=label or "queued", disable=not progress)
+            try:
+                while True:
+                    stopped = stop.wait(0.2)
+                    job = queue.get_job(job_id)
+                    if job:
+                        bar.total = max(1, int(job["total_images"] or 1))
+                        bar.n = int(job["processed_images"] or 0)
+                        bar.set_description(label or str(job["current_phase"] or job["status"]))
+                        bar.refresh()
+                    if stopped or not job or job["status"] in ("completed", "failed", "canceled"):
+                        break
+            finally:
+                bar.close()
     finally:
-        bar.close()
         queue.close()
 
 
-def write_contact_sheet(storage: Storage, rows: list[dict[str, Any]], path: Path, cell: int = 280) -> Path | None:
-    """Before (the upload) beside after (the web JPEG), one row per photo."""
+def _print_style(style: dict[str, Any]) -> None:
+    if not style:
+        return
+    print(
+        f"\nstyle {style.get('name')!r}: {style.get('training_status')}"
+        + (
+            f", learned from {style.get('pairs_used')} pairs in {style.get('training_time_s')} s"
+            if style.get("training_status") == "ready"
+            else f" ({style.get('training_error')})"
+        )
+    )
+
+
+def write_contact_sheet(storage: Storage, rows: list[dict[str, Any]], path: Path, width: int = 300) -> Path | None:
+    """Before (the upload) beside after (the web JPEG), one row per photo, each row as tall as it needs."""
     pairs = []
     for row in rows:
         if not row.get("web_key"):
@@ -161,18 +218,21 @@ def write_contact_sheet(storage: Storage, rows: list[dict[str, Any]], path: Path
             after = Image.open(io.BytesIO(storage.get(row["web_key"]))).convert("RGB")
         except Exception:  # noqa: S112 - a sheet with one photo fewer is fine
             continue
+        for img in (before, after):
+            img.thumbnail((width, width * 2))
         pairs.append((row["filename"], before, after))
     if not pairs:
         return None
-    label_h = 18
-    sheet = Image.new("RGB", (2 * cell + 30, len(pairs) * (cell + label_h + 10) + 10), (24, 24, 24))
+    label_h, pad = 18, 10
+    heights = [max(b.height, a.height) for _, b, a in pairs]
+    sheet = Image.new("RGB", (2 * width + 3 * pad, sum(heights) + len(pairs) * (label_h + pad) + pad), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    for i, (name, before, after) in enumerate(pairs):
-        y = 10 + i * (cell + label_h + 10)
-        draw.text((10, y), f"{name}: before | after", fill=(230, 230, 230))
-        for j, img in enumerate((before, after)):
-            img.thumbnail((cell, cell))
-            sheet.paste(img, (10 + j * (cell + 10), y + label_h))
+    y = pad
+    for (name, before, after), height in zip(pairs, heights, strict=True):
+        draw.text((pad, y), f"{name}: before | after", fill=(230, 230, 230))
+        sheet.paste(before, (pad, y + label_h))
+        sheet.paste(after, (2 * pad + width, y + label_h))
+        y += label_h + height + pad
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path

@@ -371,6 +371,11 @@ class Queue:
         assert row is not None
         return str(row["id"])
 
+    def insert_style_profile(self, photographer_id: str, name: str, settings: dict[str, Any] | None = None) -> str:
+        row = self._one("insert_style_profile", photographer=photographer_id, name=name, settings=Jsonb(settings or {}))
+        assert row is not None
+        return str(row["id"])
+
     def gallery_photo_rows(self, gallery_id: str) -> list[dict[str, Any]]:
         return self._all("gallery_photo_rows", gallery=gallery_id)
 

@@ -89,10 +89,11 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         training_error=None,
     )
     progress.extra.update(stage="done", metrics=_public_metrics(style.metadata), model_key=key)
+    bar_total = progress.bar_total or used
     queue.complete(
         job.id,
-        processed=used,
-        total=used,
+        processed=bar_total,
+        total=bar_total,
         progress=progress.as_json(),
         phase_timings={"training": {"total_s": elapsed}},
         summary=None,
@@ -199,6 +200,7 @@ class _Progress:
         self.interval_s = interval_s
         self.control = control
         self.extra: dict[str, Any] = {"stage": "starting"}
+        self.bar_total = 0  # processed_images/total_images carry epochs while training: a smooth bar
         self._last = float("-inf")
 
     def as_json(self) -> dict[str, Any]:
@@ -212,6 +214,7 @@ class _Progress:
         training = self.extra.get("training") or {}
         done = int(training.get("epoch") or 0)
         total = int(training.get("total_epochs") or 0)
+        self.bar_total = total
         state = self.queue.update_progress(
             self.job.id,
             phase="training" if self.extra.get("stage") == "training" else str(self.extra.get("stage")),
