@@ -34,7 +34,8 @@ from worker.models import lut3d
 from worker.style_model import LutStyle
 from worker.style_train import train
 
-PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pairs"
+# ../shared/data beside the checkout; APELIER_SHARED_DATA where it was copied elsewhere (a GPU machine).
+PAIRS = Path(os.environ.get("APELIER_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") / "pairs"
 
 
 def timed(fn: Callable[[], Any], repeat: int = 3, sync: bool = False) -> dict[str, float]:
