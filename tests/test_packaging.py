@@ -40,3 +40,23 @@ def test_every_environment_variable_the_settings_read_is_documented_in_the_readm
     assert "DATABASE_URL" in names and "WORKER_DEVICE" in names
     readme = (ROOT / "README.md").read_text()
     assert sorted(n for n in names if f"`{n}`" not in readme) == []
+
+
+def test_every_module_is_on_the_code_map() -> None:
+    """docs/architecture.md names every module (directly, or as `dir/*.py`, or beside its folder's files)."""
+    code_map = (ROOT / "docs" / "architecture.md").read_text()
+    missing = []
+    for path in sorted((ROOT / "worker").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if path.name in {"__init__.py", "__main__.py"}:
+            continue
+        folder_glob = f"`{path.parent.relative_to(ROOT).as_posix()}/*.py`"
+        if (
+            f"`{rel}`" in code_map
+            or folder_glob in code_map
+            or f"{path.name}`" in code_map
+            or f"{path.name}," in code_map
+        ):
+            continue
+        missing.append(rel)
+    assert missing == []
