@@ -52,12 +52,26 @@ def database() -> Iterator[str]:
         yield url
 
 
-def photo_24mp(seed: int = 0) -> bytes:
-    """A 6000×4000 JPEG made by upscaling a real photograph (scikit-learn's china.jpg), shifted per seed."""
-    import sklearn.datasets
+def photo_24mp(seed: int = 0, source: str = "china") -> bytes:
+    """A ~24 MP JPEG (6000 px long edge) made by upscaling a real photograph, shifted per seed.
 
-    base = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "china.jpg").convert("RGB")
-    big = base.resize((6000, 4000), Image.Resampling.BICUBIC)
+    ``source``: ``china`` (a landscape, scikit-learn), ``astronaut`` or ``coffee`` (scikit-image),
+    ``grace_hopper`` (a portrait, matplotlib).
+    """
+    if source == "china":
+        import sklearn.datasets
+
+        base = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "china.jpg").convert("RGB")
+    elif source == "grace_hopper":
+        import matplotlib.cbook
+
+        base = Image.open(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))).convert("RGB")
+    else:
+        from skimage import data
+
+        base = Image.fromarray(np.asarray(getattr(data, source)())).convert("RGB")
+    scale = 6000 / max(base.size)
+    big = base.resize((round(base.width * scale), round(base.height * scale)), Image.Resampling.BICUBIC)
     arr = np.roll(np.asarray(big), seed * 37, axis=1)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "JPEG", quality=92)
