@@ -383,3 +383,29 @@ def test_gallery_level_culling_groups_near_duplicates_without_touching_the_photo
     assert culling["coffee.jpg"]["group"] is None
     assert any(c["highlight"] for c in culling.values())
     assert all(r["star_rating"] == 4 and r["is_sneak_peek"] and not r["is_culled"] for r in rows.values())
+
+
+def test_deleting_a_running_jobs_row_stops_its_worker(queue, db_url, storage, settings, real_photos) -> None:
+    """The app deletes processing_jobs rows (its send_to_gallery action): the worker must let go."""
+    files = [(f"p{i:02d}.jpg", real_photos[i % len(real_photos)][1]) for i in range(24)]
+    gallery = make_gallery(queue, storage, files)
+    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    daemon = make_daemon(db_url, SpyStorage(storage, get_delay_s=0.15), settings)
+    finished = threading.Event()
+    daemon.on_event = lambda name, fields: finished.set() if name == "job_finished" else None
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (queue.get_job(job_id) or {}).get("processed_images", 0) < 2:
+            time.sleep(0.02)
+        queue.conn.execute("DELETE FROM processing_jobs WHERE id = %s", (job_id,))
+        assert finished.wait(60)
+        edited = queue.conn.execute(
+            "SELECT count(*) AS n FROM photos WHERE gallery_id = %s AND status = 'edited'", (gallery.gallery_id,)
+        ).fetchone()
+        assert edited is not None and 2 <= edited["n"] < len(files)
+        assert daemon.stats.jobs_failed == 0
+    finally:
+        daemon.shutdown.set()
+        thread.join(timeout=30)
