@@ -319,17 +319,45 @@ def test_torch_paste_matches_opencv(monkeypatch, footprint):
     assert diff.max() <= 1 and diff.mean() < 1e-3
 
 
+def _exact_paste(monkeypatch: pytest.MonkeyPatch, target: np.ndarray, delta, alignment) -> None:
+    """The exact bilinear warp-and-add (the CUDA path's code), run on the CPU."""
+    real = face_paste.paste_torch
+    with monkeypatch.context() as m:
+        m.setattr(face_paste, "paste_torch", lambda t, s, i, b, device: real(t, s, i, b, "cpu"))
+        face_paste.paste(target, delta, alignment, "cuda")
+
+
+def test_big_face_shortcut_matches_the_exact_warp_on_a_smooth_correction(monkeypatch):
+    """Faces over 2× the crop: OpenCV warps at 1/m and enlarges ×m. With no texture at the crop's own
+    pixel scale that is the exact warp to one level (finer texture comes out slightly softer)."""
+    photo = np.random.default_rng(0).integers(0, 256, (2000, 2400, 3), dtype=np.uint8)
+    alignment = _rotated_alignment(1300, -8.0, (1200, 1000))
+    noise = np.random.default_rng(1).normal(0, 20, (512, 512, 3)).astype(np.float32)
+    delta = cv2.GaussianBlur(noise, (0, 0), 5) * 5 * face_paste.ellipse_mask()[..., None]
+    assert np.abs(delta).max() > 10
+    a, b = photo.copy(), photo.copy()
+    face_paste.paste(a, delta, alignment, "cpu")
+    _exact_paste(monkeypatch, b, delta, alignment)
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 0.05  # rounding to whole levels at the two scales
+    assert (a != photo).any()
+
+
 @pytest.mark.gpu
-def test_gpu_paste_matches_opencv():
+@pytest.mark.parametrize("footprint", [400, 1800])
+def test_gpu_paste_matches_the_exact_warp(monkeypatch, footprint):
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     photo = np.random.default_rng(0).integers(0, 256, (4000, 6000, 3), dtype=np.uint8)
-    alignment = _rotated_alignment(1800, -8.0, (3000, 2000))
+    alignment = _rotated_alignment(footprint, -8.0, (3000, 2000))
     delta = np.random.default_rng(1).normal(0, 20, (512, 512, 3)).astype(np.float32)
     delta *= face_paste.ellipse_mask()[..., None]
-    a, b = photo.copy(), photo.copy()
-    face_paste.paste(a, delta, alignment, "cpu")
-    face_paste.paste(b, delta, alignment, "cuda")
-    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    gpu, exact, opencv = photo.copy(), photo.copy(), photo.copy()
+    face_paste.paste(gpu, delta, alignment, "cuda")
+    _exact_paste(monkeypatch, exact, delta, alignment)
+    assert np.abs(gpu.astype(int) - exact.astype(int)).max() <= 1
+    if footprint < 2 * 512:  # below 2× the crop the OpenCV path is the exact warp as well
+        face_paste.paste(opencv, delta, alignment, "cpu")
+        assert np.abs(gpu.astype(int) - opencv.astype(int)).max() <= 1
