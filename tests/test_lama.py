@@ -36,8 +36,9 @@ class WrongShape(torch.nn.Module):
 
 
 def save_scripted(module: torch.nn.Module, path: Path) -> Path:
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.14; big-lama.pt is TorchScript
+    with warnings.catch_warnings():  # TorchScript is deprecated (torch 2.11: DeprecationWarning, 2.14: FutureWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(module).save(str(path))
     return path
 
@@ -153,3 +154,20 @@ def test_tiny_lama_on_the_gpu(tiny_lama: Path) -> None:
     out = model.inpaint(crop, mask)
     assert out.shape == crop.shape
     assert (out == 200).all()
+
+
+def test_calls_run_without_the_jit_optimising_executor() -> None:
+    """It recompiles for seconds at every new crop size (docs/benchmarks.md); the worker turns it off per call."""
+    seen: list[bool] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            seen.append(torch._C._get_graph_executor_optimize())
+            return image
+
+    crop = np.full((16, 24, 3), 7, np.uint8)
+    out = LamaInpainter(Probe()).inpaint(crop, np.zeros((16, 24), np.uint8))
+    np.testing.assert_array_equal(out, crop)
+    LamaInpainter(Probe(), jit_optimize=True).inpaint(crop, np.zeros((16, 24), np.uint8))
+    assert seen == [False, True]
+    assert torch._C._get_graph_executor_optimize()  # the process-wide setting is left as it was

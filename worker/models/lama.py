@@ -37,15 +37,23 @@ FILENAME = "big-lama.pt"
 
 
 class LamaInpainter:
-    """Implements :class:`worker.models.bundle.Inpainter` with a TorchScript (or any torch) module."""
+    """Implements :class:`worker.models.bundle.Inpainter` with a TorchScript (or any torch) module.
+
+    Calls run with TorchScript's optimising executor **off** (``jit_optimize=False``). With it
+    on, the first calls at each new crop size profile and recompile the graph — measured on an
+    H200 with the big-lama architecture: 0.9 s, then 5.3–5.7 s, before settling at 25–33 ms
+    per crop — and cleanup crops come in many sizes, so a worker would stall for seconds again
+    and again. Off, a 1024² crop takes 42 ms from its first call (docs/benchmarks.md).
+    """
 
     name = "lama"
 
-    def __init__(self, module: Any, device: str = "cpu") -> None:
+    def __init__(self, module: Any, device: str = "cpu", jit_optimize: bool = False) -> None:
         import torch
 
         self.module = module
         self.device = torch.device(device)
+        self.jit_optimize = jit_optimize
         if self.device.type == "cuda":
             # LaMa's FFT convolutions want fp32; TF32 matmuls keep them fast on Ampere and later.
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -61,7 +69,8 @@ class LamaInpainter:
             img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
             img = img.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
             m = torch.from_numpy((mask > 0).astype(np.float32)).to(self.device)[None, None]
-            out = self.module(img, m)
+            with torch.jit.optimized_execution(self.jit_optimize):
+                out = self.module(img, m)
             if isinstance(out, (tuple, list)):
                 out = out[0]
             if tuple(out.shape) != (1, 3, h, w):
@@ -81,8 +90,9 @@ def load_lama(path: Path, device: str = "cpu") -> LamaInpainter:
         raise ModelFileError(f"LaMa weights not found at {path}; put {FILENAME} in WORKER_MODELS_DIR")
     try:
         with warnings.catch_warnings():
-            # torch ≥ 2.10 marks TorchScript deprecated; big-lama.pt exists only in that format.
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+            # torch ≥ 2.10 marks TorchScript deprecated (a DeprecationWarning in 2.11, a FutureWarning
+            # in 2.14); big-lama.pt exists only in that format.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated")
             module = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for foreign files
         raise ModelFileError(
