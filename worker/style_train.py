@@ -179,41 +179,119 @@ def _jitter(x: Tensor, gains: Tensor) -> Tensor:
     return lut3d.input_gain(x, gains)
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """The random choices for one sample of a batch: crop, flip, pixels, input jitter."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    whole: bool  # the crop is the whole photo (its thumbnail is already made)
+    flip: bool
+    rows: npt.NDArray[np.int64]
+    cols: npt.NDArray[np.int64]
+    gains: npt.NDArray[np.float64] | None
+
+
+def _draw(shape: tuple[int, ...], cfg: TrainConfig, rng: np.random.Generator) -> _Draw:
+    h, w = shape[:2]
+    ch = max(8, round(h * rng.uniform(cfg.crop_min, 1.0)))
+    cw = max(8, round(w * rng.uniform(cfg.crop_min, 1.0)))
+    top = int(rng.integers(0, h - ch + 1))
+    left = int(rng.integers(0, w - cw + 1))
+    flip = bool(rng.random() < 0.5)
+    rows = rng.integers(top, top + ch, cfg.pixels_per_image)
+    cols = rng.integers(left, left + cw, cfg.pixels_per_image)
+    gains = None
+    if cfg.jitter_prob > 0 and rng.random() < cfg.jitter_prob:
+        gains = np.exp2(rng.normal(0.0, cfg.jitter_ev)) * np.exp(rng.normal(0.0, cfg.jitter_wb, 3))
+    return _Draw(top, left, ch, cw, ch == h and cw == w, flip, rows, cols, gains)
+
+
 def _batch(
     samples: list[_Sample], idx: Sequence[int], cfg: TrainConfig, rng: np.random.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch on the CPU: thumbnails of random crops (OpenCV area filter) and random pixels of them."""
     import cv2
 
     thumbs, xs, ys = [], [], []
-    p = cfg.pixels_per_image
     for i in idx:
         s = samples[i]
-        h, w = s.before.shape[:2]
-        ch = max(8, round(h * rng.uniform(cfg.crop_min, 1.0)))
-        cw = max(8, round(w * rng.uniform(cfg.crop_min, 1.0)))
-        top = int(rng.integers(0, h - ch + 1))
-        left = int(rng.integers(0, w - cw + 1))
-        crop = s.before[top : top + ch, left : left + cw]
-        if ch == h and cw == w:
+        d = _draw(s.before.shape, cfg, rng)
+        if d.whole:
             thumb = s.thumb
         else:
+            crop = s.before[d.top : d.top + d.height, d.left : d.left + d.width]
             small = cv2.resize(np.ascontiguousarray(crop), (lut3d.THUMB, lut3d.THUMB), interpolation=cv2.INTER_AREA)
             thumb = torch.from_numpy(small).permute(2, 0, 1).float().div_(255.0)
-        if rng.random() < 0.5:
-            thumb = thumb.flip(2)
-        rows = rng.integers(top, top + ch, p)
-        cols = rng.integers(left, left + cw, p)
-        x = torch.from_numpy(s.before[rows, cols]).float().div_(255.0)
-        y = torch.from_numpy(s.after[rows, cols]).float().div_(255.0)
-        if cfg.jitter_prob > 0 and rng.random() < cfg.jitter_prob:
-            gains = np.exp2(rng.normal(0.0, cfg.jitter_ev)) * np.exp(rng.normal(0.0, cfg.jitter_wb, 3))
-            g = torch.tensor(gains, dtype=torch.float32)
-            x = _jitter(x, g)
-            thumb = _jitter(thumb, g.view(3, 1, 1))
+        x = torch.from_numpy(s.before[d.rows, d.cols]).float().div_(255.0)
+        y = torch.from_numpy(s.after[d.rows, d.cols]).float().div_(255.0)
+        thumb, x = _augment(d, thumb, x)
         thumbs.append(thumb)
         xs.append(x)
         ys.append(y)
     return torch.stack(thumbs), torch.stack(xs), torch.stack(ys)
+
+
+def _augment(d: _Draw, thumb: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The draw's flip (of the thumbnail) and input-only exposure/white-balance jitter."""
+    if d.flip:
+        thumb = thumb.flip(2)
+    if d.gains is not None:
+        g = torch.tensor(d.gains, dtype=torch.float32).to(x.device, non_blocking=True)
+        x = _jitter(x, g)
+        thumb = _jitter(thumb, g.view(3, 1, 1))
+    return thumb, x
+
+
+@dataclass(frozen=True)
+class _OnDevice:
+    """A sample's photos and thumbnail kept on the GPU, so a batch is cut there."""
+
+    before: Tensor  # H×W×3 uint8
+    after: Tensor
+    thumb: Tensor  # 3×256×256 float
+
+
+def _batch_on_device(
+    samples: list[_Sample], resident: list[_OnDevice], idx: Sequence[int], cfg: TrainConfig, rng: np.random.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_batch` on the GPU: the same random draws; crops are resized there.
+
+    On a GPU the optimiser step takes a few milliseconds and cutting the batch on the CPU
+    would be most of the training time.
+    """
+    draws = [_draw(samples[i].before.shape, cfg, rng) for i in idx]
+    dev = resident[idx[0]].before.device
+    rows = torch.from_numpy(np.stack([d.rows for d in draws])).to(dev, non_blocking=True)
+    cols = torch.from_numpy(np.stack([d.cols for d in draws])).to(dev, non_blocking=True)
+    thumbs, xs, ys = [], [], []
+    for k, (i, d) in enumerate(zip(idx, draws, strict=True)):
+        r = resident[i]
+        if d.whole:
+            thumb = r.thumb
+        else:
+            crop = r.before[d.top : d.top + d.height, d.left : d.left + d.width]
+            planes = crop.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            if min(d.height, d.width) >= lut3d.THUMB:  # shrinking: area averaging, as OpenCV's INTER_AREA
+                thumb = F.interpolate(planes, size=(lut3d.THUMB, lut3d.THUMB), mode="area")[0]
+            else:  # enlarging (INTER_AREA is bilinear then)
+                thumb = F.interpolate(planes, size=(lut3d.THUMB, lut3d.THUMB), mode="bilinear", antialias=True)[0]
+        x = r.before[rows[k], cols[k]].float().div_(255.0)
+        y = r.after[rows[k], cols[k]].float().div_(255.0)
+        thumb, x = _augment(d, thumb, x)
+        thumbs.append(thumb)
+        xs.append(x)
+        ys.append(y)
+    return torch.stack(thumbs), torch.stack(xs), torch.stack(ys)
+
+
+def _to_device(samples: Sequence[_Sample], dev: torch.device) -> list[_OnDevice]:
+    return [
+        _OnDevice(torch.from_numpy(s.before).to(dev), torch.from_numpy(s.after).to(dev), s.thumb.to(dev))
+        for s in samples
+    ]
 
 
 def _predict(model: lut3d.AdaptiveLUT3D, s: _Sample, device: torch.device) -> npt.NDArray[np.uint8]:
@@ -297,6 +375,13 @@ class _Run:
     on_progress: Callable[[TrainProgress], None] | None
     should_stop: Callable[[], bool] | None
     counter: _Counter
+    resident: list[_OnDevice] | None = None  # the samples on the GPU, when training there
+
+    def next_batch(self, idx: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+        if self.resident is not None:
+            return _batch_on_device(self.samples, self.resident, idx, self.cfg, self.rng)
+        thumbs, xs, ys = _batch(self.samples, idx, self.cfg, self.rng)
+        return thumbs.to(self.dev), xs.to(self.dev), ys.to(self.dev)
 
     @property
     def batch(self) -> int:
@@ -347,7 +432,7 @@ def _stage(
                 raise JobCanceled("style training was stopped before it finished")
             model.train()
             idx = order[start : start + batch].tolist()
-            thumbs, xs, ys = (t.to(run.dev) for t in _batch(run.samples, idx, cfg, run.rng))
+            thumbs, xs, ys = run.next_batch(idx)
             w = model.weights(thumbs, adaptive=adaptive)  # stage 1: the (zero) mean weights
             raw = model.raw(w)
             luts = lut3d.make_monotonic(raw) if cfg.model.monotonic else raw
@@ -442,6 +527,7 @@ def train(
         on_progress=on_progress,
         should_stop=should_stop,
         counter=counter,
+        resident=_to_device(samples, dev) if dev.type == "cuda" else None,
     )
     total_epochs = cfg.epochs if cfg.epochs is not None else max(2, math.ceil(cfg.steps / split.steps_per_epoch))
     adaptive_epochs = 0 if model_has_no_encoder(cfg.model) else max(1, round(total_epochs * cfg.adaptive_share))
