@@ -7,9 +7,10 @@
 # The GPU image has Python 3.12 with torch, numpy, pillow, OpenCV, scikit-image/learn, matplotlib,
 # httpx, tqdm, prometheus-client and pytest, but not the database, logging and storage libraries, so
 # `fetch` downloads those as wheels (never torch). `../shared/data` does not travel to the device:
-# `fetch` copies the FiveK pairs the style benchmark needs into .shared-data/ (git-ignored, ~20 MB;
+# `fetch` copies the FiveK pairs the style benchmark needs into .shared-data/ (git-ignored, ~10 MB;
 # research/test use only, never committed). Then, with the device tool:
-#   run(command="benchmarks/gpu_check.sh run", carry=[".whl", ".shared-data"], timeout_s=540)
+#   run(command="benchmarks/gpu_check.sh run", carry=[".whl", ".shared-data"], timeout_s=480)
+# At most 8 files come back: one JSON per step, the steps' stderr in one log, the device in summary.txt.
 # and write the figures (and the device's name) into docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,8 @@ fetch)
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform any -d .whl facenet-pytorch==2.6.0
   rm -rf .shared-data && mkdir -p .shared-data
-  cp -r ../shared/data/pairs .shared-data/pairs
+  mkdir -p .shared-data/pairs
+  cp -r ../shared/data/pairs/fivek_deeplpf ../shared/data/pairs/fivek_curl .shared-data/pairs/
   grep -qx '/.shared-data/' .git/info/exclude 2>/dev/null || echo '/.shared-data/' >> .git/info/exclude
   ls .whl
   ;;
@@ -38,17 +40,28 @@ run)
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1 WORKER_DEVICE=cuda
   export APELIER_SHARED_DATA="$PWD/.shared-data"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
+  {
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+    echo "cpu cores: $(nproc)"
+  } | tee "$out/summary.txt"
   status=0
-  step() {  # step NAME COMMAND...: run it, keep its output, never stop the other steps
-    local name=$1; shift
-    echo "== $name"
-    if ! timeout 240 "$@" >"$out/$name.json" 2>"$out/$name.log"; then status=1; echo "   failed (see $name.log)"; fi
+  step() {  # step NAME SECONDS COMMAND...: run it, keep its output, never stop the other steps
+    local name=$1 limit=$2 t0=$SECONDS; shift 2
+    echo "== $name" | tee -a "$out/stderr.log"
+    if timeout "$limit" "$@" >"$out/$name.json" 2>>"$out/stderr.log"; then
+      echo "$name: ok in $((SECONDS - t0)) s" | tee -a "$out/summary.txt"
+    else
+      status=1; echo "$name: FAILED after $((SECONDS - t0)) s (see stderr.log)" | tee -a "$out/summary.txt"
+    fi
   }
-  step gpu_tests python3 -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests
-  step retouch_speed python3 -m benchmarks.retouch_speed --device cuda
-  step style_speed python3 -m benchmarks.style_speed
-  step pipeline_throughput python3 -m benchmarks.pipeline_throughput --photos 32
+  step retouch_speed 90 python3 -m benchmarks.retouch_speed --device cuda --batches 1,8,16
+  step lama_speed 120 python3 -m benchmarks.lama_speed --device cuda --iters 10 --modes worker,jit-optimized,eager,eager-fp16
+  step style_speed 150 python3 -m benchmarks.style_speed --skip-cpu --threads 8
+  step gpu_tests 90 python3 -m pytest -q -rs -m gpu -p no:cacheprovider -o addopts="" tests
+  step pipeline_all_models 150 python3 -m benchmarks.pipeline_throughput --photos 32 --with-style --stand-in-models
+  step pipeline_as_found 90 python3 -m benchmarks.pipeline_throughput --photos 32
+  tail -n 40 "$out"/*.json
   exit $status
   ;;
 *)

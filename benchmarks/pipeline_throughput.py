@@ -7,6 +7,12 @@ The gallery cycles through a landscape, two portraits and a still life (real pho
 wheels, upscaled to a 6000 px long edge), so face detection and retouch do real work. With
 ``--with-style`` a style is first trained (quickly: 40 epochs) from six before/after pairs of the
 demo's look, and the gallery is edited in it, so every phase runs.
+
+With ``--stand-in-models`` the face restorer, its parsing mask and the inpainter are CodeFormer,
+ParseNet and big-lama with their real architectures and random weights (``benchmarks.lama_speed``
+builds the LaMa one): the photos come out wrong, but the time is what the licensed weights cost
+— how a GPU box runs when its operator has fetched the models. Faces are still found by MTCNN,
+whose weights ship in its wheel.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import time
 from pathlib import Path
 
 from benchmarks.common import database, emit, photo_24mp
+from benchmarks.lama_speed import stand_in_file
 from worker import demo, logs
 from worker.config import Settings
 from worker.daemon import Daemon
 from worker.jobs import Runtime
-from worker.models import bundle
+from worker.models import bundle, codeformer, parsenet
+from worker.models.lama import load_lama
 from worker.queue import Queue
 from worker.storage import LocalStorage
 
@@ -30,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=12)
     parser.add_argument("--with-style", action="store_true", help="train a style first and apply it")
+    parser.add_argument("--stand-in-models", action="store_true", help="CodeFormer, ParseNet, LaMa, random weights")
     args = parser.parse_args()
     logs.configure("warning")
     with database() as url, tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +52,15 @@ def main() -> None:
             storage.put(key, photo_24mp(i, sources[i % len(sources)]), "image/jpeg")
             queue.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
         settings = Settings(data_dir=Path(tmp), worker_id="bench")
-        runtime = Runtime(settings, storage, bundle.load(settings))
+        models = bundle.load(settings)
+        if args.stand_in_models:
+            batch = 8 if models.device == "cuda" else 1
+            models.face_restorer = codeformer.CodeFormerRestorer(
+                codeformer.codeformer(device=models.device), models.device, batch
+            )
+            models.face_parser = parsenet.FaceParser(parsenet.parsenet(device=models.device), models.device, batch)
+            models.inpainter = load_lama(stand_in_file(Path(tmp), models.device), models.device)
+        runtime = Runtime(settings, storage, models)
         style_id = None
         if args.with_style:
             style_id, pairs = demo.seed_style(queue, storage, pid, demo.demo_photos()[:6])
@@ -71,6 +88,7 @@ def main() -> None:
             "megapixels": 24,
             "device": runtime.models.device,
             "models": runtime.models.describe(),
+            "model_weights": "stand-ins: real architectures, random weights" if args.stand_in_models else "as found",
             "status": job.get("status"),
             "style": "trained demo look" if args.with_style else None,
             "faces_found": int(faces["n"]) if faces else None,
