@@ -219,3 +219,13 @@ def test_models_fetch_command_reports_failures_in_one_line(monkeypatch, tmp_path
     assert "1 of 1 downloads failed" in captured.err
     assert cli(["models", "fetch", "nonsense"]) == 2
     assert "no model named 'nonsense'" in capsys.readouterr().err
+
+
+def test_ready_loads_strictly_and_names_the_file_on_a_mismatch():
+    import torch
+
+    model = registry.ready(torch.nn.Linear(3, 2), torch.nn.Linear(3, 2).state_dict(), "tiny.pth", "cpu")
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(ModelFileError, match=r"tiny\.pth does not match the Linear architecture") as exc:
+        registry.ready(torch.nn.Linear(3, 2), torch.nn.Linear(4, 2).state_dict(), "tiny.pth", "cpu")
+    assert "\n" not in exc.value.message

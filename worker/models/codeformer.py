@@ -285,16 +285,10 @@ def checkpoint_filter(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
 
 def codeformer(state_dict: Mapping[str, Tensor] | None = None, device: str = "cpu") -> CodeFormer:
     """Build CodeFormer in eval mode, loading ``state_dict`` strictly when given."""
-    model = CodeFormer()
-    if state_dict is not None:
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0][:200]
-            raise ModelFileError(
-                f"codeformer.pth does not match the CodeFormer architecture ({first}); fetch it again"
-            ) from None
-    return model.eval().requires_grad_(False).to(device)
+    from worker.models import registry
+
+    model: CodeFormer = registry.ready(CodeFormer(), state_dict, "codeformer.pth", device)
+    return model
 
 
 def load(path: Path, device: str = "cpu") -> CodeFormer:

@@ -109,16 +109,10 @@ class ParseNet(nn.Module):
 
 def parsenet(state_dict: Mapping[str, Tensor] | None = None, device: str = "cpu") -> ParseNet:
     """Build ParseNet in eval mode, loading ``state_dict`` strictly when given."""
-    model = ParseNet()
-    if state_dict is not None:
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0][:200]
-            raise ModelFileError(
-                f"ParseNet weights do not match the architecture ({first}); fetch them again"
-            ) from None
-    return model.eval().requires_grad_(False).to(device)
+    from worker.models import registry
+
+    model: ParseNet = registry.ready(ParseNet(), state_dict, "parsing_parsenet.pth", device)
+    return model
 
 
 def checkpoint_filter(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:

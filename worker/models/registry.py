@@ -235,6 +235,22 @@ def torch_load(path: Path) -> Any:
         ) from None
 
 
+def ready(model: Any, state_dict: Mapping[str, Any] | None, weights: str, device: str) -> Any:
+    """``model`` with ``state_dict`` loaded strictly (when given), in eval mode, frozen, on ``device``.
+
+    ``weights`` names the file in the error a mismatch raises (``"codeformer.pth"``, ...).
+    """
+    if state_dict is not None:
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise ModelFileError(
+                f"{weights} does not match the {type(model).__name__} architecture ({first}); fetch it again"
+            ) from None
+    return model.eval().requires_grad_(False).to(device)
+
+
 def load_checkpoint(name: str, models_dir: Path) -> Any:
     """Verify ``name``'s file, then load it weights-only."""
     return torch_load(verify(name, models_dir))

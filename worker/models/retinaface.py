@@ -169,15 +169,10 @@ def retinaface(state_dict: Mapping[str, Tensor] | None = None, device: str = "cp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's init warnings are irrelevant: weights follow
         model = RetinaFace()
-    if state_dict is not None:
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0][:200]
-            raise ModelFileError(
-                f"RetinaFace weights do not match the architecture ({first}); fetch them again"
-            ) from None
-    return model.eval().requires_grad_(False).to(device)
+    from worker.models import registry
+
+    ready: RetinaFace = registry.ready(model, state_dict, "detection_Resnet50_Final.pth", device)
+    return ready
 
 
 def load(path: Path, device: str = "cpu") -> RetinaFace:
