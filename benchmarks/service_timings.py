@@ -14,48 +14,16 @@ import argparse
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from benchmarks.common import database, emit, photo_24mp
+from tests.test_notify_daemon import FakeSystemd
 from worker.queue import Queue
 from worker.storage import LocalStorage
-
-
-class Manager:
-    """The service manager's end of the notify socket: (arrival time, line) for every line received."""
-
-    def __init__(self) -> None:
-        self.name = f"apelier-bench-{os.getpid()}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(b"\0" + self.name.encode())
-        self.sock.settimeout(0.2)
-        self.lines: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            now = time.monotonic()
-            self.lines.extend((now, line) for line in data.decode().split("\n"))
-
-    def first(self, text: str, after: float = 0.0) -> float | None:
-        return next((t for t, line in list(self.lines) if line.startswith(text) and t >= after), None)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 def wait_until(predicate, timeout: float) -> None:
@@ -74,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=16)
     args = parser.parse_args()
-    manager = Manager()
+    manager = FakeSystemd()
     with database() as url, tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         storage = LocalStorage(data_dir / "storage" / "photos")
@@ -91,7 +59,7 @@ def main() -> None:
             "WORKER_DATA_DIR": str(data_dir),
             "WORKER_ID": "bench-service",
             "WORKER_LOG_LEVEL": "warning",
-            "NOTIFY_SOCKET": "@" + manager.name,
+            "NOTIFY_SOCKET": manager.address,
             "WATCHDOG_USEC": "300000000",  # as the unit: WatchdogSec=300
         }
         env.pop("SUPABASE_URL", None)
@@ -113,7 +81,7 @@ def main() -> None:
             if proc.poll() is None:
                 proc.kill()
         stopping = manager.first("STOPPING=1", term)
-        pings = [t for t, line in manager.lines if line == "WATCHDOG=1"]
+        pings = [t for t, line in list(manager.messages) if line == "WATCHDOG=1"]
         job = queue.get_job(job_id) or {}
         queue.close()
     manager.close()

@@ -59,6 +59,11 @@ class FakeSystemd:
         with self._lock:
             return [line for _, line in self.messages]
 
+    def first(self, text: str, after: float = 0.0) -> float | None:
+        """When the first line starting with ``text`` arrived at or after ``after`` (monotonic), if it did."""
+        with self._lock:
+            return next((t for t, line in self.messages if line.startswith(text) and t >= after), None)
+
     def index(self, predicate, start: int = 0) -> int:
         for i, line in enumerate(self.lines()[start:], start):
             if predicate(line):
