@@ -20,7 +20,7 @@ import time
 import cv2
 import numpy as np
 
-from benchmarks.analysis_photos import jpeg_bytes, named_photos
+from benchmarks.analysis_photos import exposed, jpeg_bytes, named_photos
 from worker.culling import GalleryItem, summarize_gallery
 from worker.decode import decode
 from worker.phases import analysis
@@ -34,16 +34,6 @@ PATTERNS = (
 )
 
 
-def srgb_to_linear(a: np.ndarray) -> np.ndarray:
-    v = a / 255.0
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(lin: np.ndarray) -> np.ndarray:
-    v = np.clip(lin, 0, 1)
-    return np.round(np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055) * 255).astype(np.uint8)
-
-
 def variants(img: np.ndarray) -> dict[str, bytes]:
     h, w = img.shape[:2]
     out = {
@@ -52,8 +42,8 @@ def variants(img: np.ndarray) -> dict[str, bytes]:
         "crop6_bottom_right": img[: h - int(h * 0.06), : w - int(w * 0.06)],
         "crop5_centre": img[int(h * 0.05) : h - int(h * 0.05), int(w * 0.05) : w - int(w * 0.05)],
         "resize50": cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA),
-        "plus03ev": linear_to_srgb(srgb_to_linear(img) * 2**0.3),
-        "minus03ev": linear_to_srgb(srgb_to_linear(img) * 2**-0.3),
+        "plus03ev": exposed(img, 0.3),
+        "minus03ev": exposed(img, -0.3),
     }
     encoded = {k: jpeg_bytes(np.ascontiguousarray(v), 92) for k, v in out.items()}
     encoded["recompressed_q50"] = jpeg_bytes(img, 50)

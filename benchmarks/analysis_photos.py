@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from worker import colour
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 WHEEL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "china", "flower")
 
@@ -93,3 +95,9 @@ def machine() -> dict[str, object]:
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "note": "2-core CPU, no GPU; other jobs may share the cores (see load)",
     }
+
+
+def exposed(img: np.ndarray, ev: float) -> np.ndarray:
+    """``img`` (uint8 sRGB) with its exposure changed by ``ev`` stops, in linear light."""
+    lin = colour.srgb_to_linear(img / 255.0) * 2.0**ev
+    return np.round(colour.linear_to_srgb(np.clip(lin, 0.0, 1.0)) * 255).astype(np.uint8)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from scipy.stats import spearmanr
 
-from benchmarks.analysis_photos import SHARED, load, named_photos, shared
+from benchmarks.analysis_photos import SHARED, exposed, load, named_photos, shared
 from worker.phases import analysis
 
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -36,16 +36,6 @@ EXPOSURE_PATTERNS = (
     "powerlines/*",
     "exit_signs/*",
 )
-
-
-def to_linear(a: np.ndarray) -> np.ndarray:
-    v = a / 255.0
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def to_srgb(lin: np.ndarray) -> np.ndarray:
-    v = np.clip(lin, 0, 1)
-    return np.round(np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055) * 255).astype(np.uint8)
 
 
 def sharpness_vs_blur() -> dict:
@@ -71,8 +61,7 @@ def sharpness_vs_blur() -> dict:
 def exposure_separation() -> dict:
     rows = {}
     for name, img in named_photos(*EXPOSURE_PATTERNS):
-        lin = to_linear(img.astype(np.float64))
-        res = {ev: analysis.analyse(to_srgb(lin * 2.0**ev), [])["quality"]["details"]["exposure"] for ev in (-2, 0, 2)}
+        res = {ev: analysis.analyse(exposed(img, ev), [])["quality"]["details"]["exposure"] for ev in (-2, 0, 2)}
         rows[name] = {
             "score": {str(ev): res[ev]["score"] for ev in res},
             "ev": {str(ev): res[ev]["ev"] for ev in res},

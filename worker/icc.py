@@ -18,6 +18,8 @@ from functools import cache
 
 import numpy as np
 
+from worker.colour import srgb_to_linear
+
 # Bradford cone response matrix (Lam 1985, as used by ICC.1 Annex E).
 _BRADFORD = np.array(
     [[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]], dtype=np.float64
@@ -75,7 +77,7 @@ def _curve_tag(gamma: float | None) -> bytes:
     if gamma is not None:
         return b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
     x = np.linspace(0.0, 1.0, 1024)
-    y = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    y = srgb_to_linear(x)
     table = np.round(y * 65535).astype(">u2").tobytes()
     return b"curv" + b"\0" * 4 + struct.pack(">I", 1024) + table
 

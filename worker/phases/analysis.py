@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from worker.colour import srgb_to_linear
 from worker.frame import Face, Frame
 from worker.phases import PhaseContext
 from worker.resize import fit_size, halve_to, shrink
@@ -57,10 +58,7 @@ CLOSED_EYES_PENALTY = 25
 
 FloatArray = npt.NDArray[Any]
 Pixels = npt.NDArray[Any]  # uint8 RGB or grey; OpenCV's stubs type every result loosely
-_SRGB_TO_LINEAR = np.array(
-    [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in np.arange(256) / 255.0],
-    dtype=np.float32,
-)
+_SRGB_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 
 
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
