@@ -79,6 +79,15 @@ def test_a_busy_port_is_a_one_line_config_error() -> None:
         first.close()
 
 
+def test_a_port_out_of_range_is_a_one_line_config_error() -> None:
+    """The per-GPU template sets 947<gpu>: GPU 10 would ask for port 94710."""
+    from worker.config import Settings
+
+    with pytest.raises(ConfigError, match=r"WORKER_METRICS_PORT=94710 is above 65535"):
+        Settings.from_env({"WORKER_METRICS_PORT": "94710"})
+    assert Settings.from_env({"WORKER_METRICS_PORT": "9479"}).metrics_port == 9479
+
+
 def test_gpu_memory_is_read_at_scrape_time_once_cuda_is_up(monkeypatch) -> None:
     """No GPU here: a stand-in for torch.cuda shows that the gauges read the allocator and the device."""
     import sys

@@ -85,7 +85,9 @@ class Settings:
             value = env.get(name)
             return value.strip() if value is not None and value.strip() != "" else None
 
-        def number(name: str, kind: type[int] | type[float], minimum: float = 0) -> int | float | None:
+        def number(
+            name: str, kind: type[int] | type[float], minimum: float = 0, maximum: float | None = None
+        ) -> int | float | None:
             raw = text(name)
             if raw is None:
                 return None
@@ -95,6 +97,8 @@ class Settings:
                 raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {kind(10)}") from None
             if value < minimum:
                 raise ConfigError(f"{name}={raw} is below {minimum}; use a value >= {minimum}")
+            if maximum is not None and value > maximum:
+                raise ConfigError(f"{name}={raw} is above {maximum}; use a value <= {maximum}")
             return value
 
         def flag(name: str) -> bool | None:
@@ -146,7 +150,7 @@ class Settings:
         values["inpainter"] = choice("WORKER_INPAINTER", ("auto", "lama", "opencv"))
         values["log_level"] = choice("WORKER_LOG_LEVEL", ("debug", "info", "warning", "error"))
         values["log_format"] = choice("WORKER_LOG_FORMAT", ("auto", "json", "console"))
-        values["metrics_port"] = number("WORKER_METRICS_PORT", int, 1)
+        values["metrics_port"] = number("WORKER_METRICS_PORT", int, 1, 65535)
         liveness_file = text("WORKER_LIVENESS_FILE")
         values["liveness_file"] = Path(liveness_file).expanduser() if liveness_file else None
 
