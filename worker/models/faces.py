@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torchvision.ops import nms
 
+from worker.detect.working import WorkingImage
 from worker.errors import ModelFileError
 from worker.frame import Face, Image
 from worker.models import mtcnn as mtcnn_model
@@ -31,17 +31,12 @@ from worker.models import registry
 from worker.models import retinaface as retinaface_model
 
 
-def _downscale(image: Image, max_side: int) -> tuple[Image, float]:
-    """``image`` with its long side at most ``max_side`` (INTER_AREA), and the scale applied."""
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale >= 1.0:
-        return image, 1.0
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8), scale
-
-
 def _face(box: np.ndarray, points: np.ndarray, score: float, scale: float) -> Face:
+    """A detection on the working copy, in full-resolution coordinates.
+
+    Both detectors give continuous coordinates (pixel edges at integers: RetinaFace's anchors sit at
+    ``(i + 0.5) × stride``), which scale by ``1 / scale`` exactly.
+    """
     b = [float(v) / scale for v in box[:4]]
     pts = tuple((float(x) / scale, float(y) / scale) for x, y in np.asarray(points).reshape(5, 2))
     return Face(box=(b[0], b[1], b[2], b[3]), landmarks=pts, score=float(score))
@@ -60,9 +55,11 @@ class MTCNNDetector:
     def detect(self, images: Sequence[Image]) -> list[list[Face]]:
         out = []
         for image in images:
-            small, scale = _downscale(image, self.max_side)
+            work = WorkingImage(image, self.max_side)
             found = [
-                _face(d.box, d.landmarks, d.score, scale) for d in self.model.detect(small) if d.score >= self.min_score
+                _face(d.box, d.landmarks, d.score, work.scale)
+                for d in self.model.detect(work.rgb)
+                if d.score >= self.min_score
             ]
             out.append(sorted(found, key=lambda f: -f.score))
         return out
@@ -99,12 +96,13 @@ class RetinaFaceDetector:
 
     @torch.inference_mode()
     def _detect_batch(self, images: Sequence[Image]) -> list[list[Face]]:
-        smalls = [_downscale(img, self.max_side) for img in images]
-        height = -(-max(s.shape[0] for s, _ in smalls) // 32) * 32
-        width = -(-max(s.shape[1] for s, _ in smalls) // 32) * 32
-        batch = torch.zeros(len(smalls), 3, height, width, device=self.device)  # zero = the mean colour
+        works = [WorkingImage(img, self.max_side) for img in images]
+        height = -(-max(w.shape[0] for w in works) // 32) * 32
+        width = -(-max(w.shape[1] for w in works) // 32) * 32
+        batch = torch.zeros(len(works), 3, height, width, device=self.device)  # zero = the mean colour
         mean = torch.tensor(retinaface_model.MEAN_BGR, device=self.device).view(3, 1, 1)
-        for i, (small, _) in enumerate(smalls):
+        for i, work in enumerate(works):
+            small = work.rgb
             t = torch.from_numpy(np.ascontiguousarray(small[..., ::-1])).to(self.device)  # RGB → BGR
             batch[i, :, : small.shape[0], : small.shape[1]] = t.permute(2, 0, 1).float() - mean
         cuda = batch.device.type == "cuda"
@@ -114,12 +112,12 @@ class RetinaFaceDetector:
             loc.float(), marks.float(), retinaface_model.anchors(height, width, batch.device)
         )
         out = []
-        for i, (_, scale) in enumerate(smalls):
+        for i, work in enumerate(works):
             keep = prob[i].float() >= self.min_score
             b, p, s = boxes[i][keep], points[i][keep], prob[i][keep].float()
             pick = nms(b, s, 0.4)
             found = zip(b[pick].cpu().numpy(), p[pick].cpu().numpy(), s[pick].cpu().numpy(), strict=True)
-            out.append([_face(bb, pp, float(ss), scale) for bb, pp, ss in found])
+            out.append([_face(bb, pp, float(ss), work.scale) for bb, pp, ss in found])
         return out
 
 
