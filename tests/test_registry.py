@@ -167,6 +167,26 @@ def test_loading_is_weights_only(tmp_path):
     garbage.write_bytes(b"<html>rate limited</html>")
     with pytest.raises(ModelFileError):
         registry.torch_load(garbage)
+    short = tmp_path / "short.pth"
+    short.write_bytes(b"junk")  # torch's unpickler raises struct.error here
+    with pytest.raises(ModelFileError, match="plain-weights"):
+        registry.torch_load(short)
+
+
+def test_mtcnn_weights_that_do_not_fit_say_to_reinstall_the_wheel(tmp_path):
+    import shutil
+
+    from worker.models import mtcnn
+
+    source = mtcnn.weights_dir()
+    if source is None:
+        pytest.skip("facenet-pytorch (MTCNN weights) not installed")
+    for name in ("pnet", "rnet", "onet"):
+        shutil.copy(source / f"{name}.pt", tmp_path / f"{name}.pt")
+    assert not mtcnn.mtcnn(folder=tmp_path).training
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "rnet.pt")
+    with pytest.raises(ModelFileError, match=r"rnet\.pt does not match the RNet architecture.*facenet-pytorch"):
+        mtcnn.mtcnn(folder=tmp_path)
 
 
 class _Pickled:

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from worker import __version__, logs, notify
-from worker.errors import JobInputError, RetryStrategy, classify
+from worker.errors import JobInputError, RetryStrategy, classify, first_line
 from worker.gallery_job import run_gallery_job
 from worker.jobs import JobControl, Runtime
 from worker.queue import JOB_TYPES, SCHEMA_VERSION, Job, Listener, Queue
@@ -112,7 +112,7 @@ class Daemon:
                     self._maybe_requeue_stale()
                     job = self.queue.claim(self.job_types)
                 except psycopg.OperationalError as exc:
-                    log.warning("database_unavailable", error=str(exc).splitlines()[0] if str(exc) else "")
+                    log.warning("database_unavailable", error=first_line(exc))
                     self.on_event("database_unavailable", {})
                     self._sleep(min(self.settings.poll_interval_s, 5.0))
                     continue
@@ -211,7 +211,7 @@ class Daemon:
         try:
             state = self.queue.fail(job.id, failure.reason, retry_in)
         except psycopg.Error as db_exc:
-            log.error("could_not_record_failure", error=str(db_exc).splitlines()[0])
+            log.error("could_not_record_failure", error=first_line(db_exc))
             return
         self.stats.jobs_failed += 1
         log.warning("job_failed", reason=failure.reason, retry_in_s=retry_in, state=state)
@@ -260,7 +260,7 @@ class _Heartbeat:
                     try:
                         state = queue.heartbeat(self.job.id)
                     except psycopg.Error as exc:
-                        log.warning("heartbeat_failed", error=str(exc).splitlines()[0] if str(exc) else "")
+                        log.warning("heartbeat_failed", error=first_line(exc))
                         continue
                     if state != "processing":
                         log.info("job_state_changed", state=state)

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 
 from worker.config import Settings, redact_url
+from worker.errors import first_line
 
 # The oldest driver branch that runs each CUDA major version (NVIDIA's CUDA compatibility table).
 MIN_DRIVER = {13: "580", 12: "525", 11: "450"}
@@ -41,11 +42,6 @@ class Check:
     def line(self) -> str:
         mark = "ok  " if self.ok and not self.warn else ("warn" if self.ok else "FAIL")
         return f"[{mark}] {self.name:<10} {self.detail}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # -- GPU and driver ---------------------------------------------------------------------------------
@@ -240,8 +236,8 @@ def check_database(settings: Settings) -> Check:
         queue.close()
     except Exception as exc:
         where = redact_url(settings.database_url) if settings.database_url else "embedded"
-        hint = _connection_hint(settings.database_url or "", _first_line(exc))
-        return Check("database", False, f"{where} unreachable ({_first_line(exc)}); {hint}")
+        hint = _connection_hint(settings.database_url or "", first_line(exc))
+        return Check("database", False, f"{where} unreachable ({first_line(exc)}); {hint}")
     listener = Listener(url)
     can_listen = listener.start()
     listener.close()
@@ -272,7 +268,7 @@ def check_storage(settings: Settings) -> Check:
         storage.delete(key)
     except Exception as exc:
         fix = "check SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, STORAGE_BUCKET"
-        return Check("storage", False, f"not writable ({_first_line(exc)}); {fix}")
+        return Check("storage", False, f"not writable ({first_line(exc)}); {fix}")
     return Check(
         "storage",
         readable,
@@ -346,7 +342,7 @@ def _registry_checks(settings: Settings) -> list[Check]:
                 checks.append(Check("models", True, f"{spec.name}: present ({licence})"))
         return checks
     except Exception as exc:  # a registry of another shape must not break the doctor
-        return [Check("models", True, f"could not list the model files ({_first_line(exc)})", warn=True)]
+        return [Check("models", True, f"could not list the model files ({first_line(exc)})", warn=True)]
 
 
 def check_models(settings: Settings, *, load: bool = True) -> list[Check]:
@@ -358,7 +354,7 @@ def check_models(settings: Settings, *, load: bool = True) -> list[Check]:
     try:
         models = bundle.load(settings)
     except Exception as exc:
-        return [*checks, Check("models", False, f"loading failed: {_first_line(exc)}")]
+        return [*checks, Check("models", False, f"loading failed: {first_line(exc)}")]
     slots = []
     for slot, name in models.describe().items():
         licence = licence_of(name) if slot != "device" else None
@@ -439,7 +435,7 @@ def run(settings: Settings, *, quick: bool = False, checks: Sequence[CheckFn] | 
         try:
             results = check(settings)
         except Exception as exc:  # one broken check must not hide the others
-            results = Check(check.__name__.removeprefix("check_").split("_")[0], False, _first_line(exc))
+            results = Check(check.__name__.removeprefix("check_").split("_")[0], False, first_line(exc))
         for result in results if isinstance(results, list) else [results]:
             print(result.line(), flush=True)
             failed += 0 if result.ok else 1

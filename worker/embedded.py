@@ -13,7 +13,7 @@ import psycopg
 
 from worker import logs
 from worker.config import Settings, redact_url
-from worker.errors import ConfigError
+from worker.errors import ConfigError, first_line
 
 log = logs.get("embedded")
 DATABASE = "apelier"
@@ -35,7 +35,7 @@ def start_server(pgdata: Path) -> Any:
         except Exception as exc:
             raise ConfigError(
                 f"could not start the embedded PostgreSQL in {pgdata} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); set DATABASE_URL to use your own"
+                f"{first_line(exc)}); set DATABASE_URL to use your own"
             ) from exc
     _servers[pgdata] = server
     return server

@@ -110,18 +110,19 @@ def classify(exc: BaseException) -> Failure:
     import psycopg
 
     if isinstance(exc, psycopg.OperationalError):
-        return Failure("job", True, f"database connection lost: {_first_line(exc)}", "DatabaseUnavailable")
+        return Failure("job", True, f"database connection lost: {first_line(exc)}", "DatabaseUnavailable")
     if isinstance(exc, MemoryError):
         return Failure("job", True, "out of memory; lower WORKER_BATCH_SIZE or WORKER_PREFETCH_PHOTOS", "OOM")
     name = type(exc).__name__
     if name == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
         return Failure("job", True, "GPU out of memory; lower WORKER_BATCH_SIZE", "GpuOOM")
-    return Failure("job", True, f"internal error {name}: {_first_line(exc)}", name)
+    return Failure("job", True, f"internal error {name}: {first_line(exc)}", name)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (at most ``limit`` characters), or its type's name."""
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0][:limit] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

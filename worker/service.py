@@ -20,6 +20,7 @@ from typing import Any
 
 from worker import __version__, logs, notify, pipeline
 from worker.config import Settings
+from worker.errors import first_line
 from worker.metrics import Metrics
 from worker.pipeline import PhotoResult, PipelineWatcher
 
@@ -171,7 +172,7 @@ def instrumented(settings: Settings, *, device: str = "unknown") -> Iterator[Hoo
         with pipeline.watching(*watchers):
             yield Hooks(on_event=on_event, starting=reporter.starting, metrics_port=port)
     except Exception as exc:
-        final = f"failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        final = f"failed: {first_line(exc)}"
         raise
     finally:
         notify.install(None)

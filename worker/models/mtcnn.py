@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torchvision.ops import nms, roi_align
 
 from worker.errors import ModelFileError
+from worker.models import registry
 
 NAME = "mtcnn"
 
@@ -253,11 +254,9 @@ def mtcnn(device: str = "cpu", folder: Path | None = None, **kwargs: object) -> 
             "MTCNN weights not found; install them with `pip install --no-deps facenet-pytorch==2.6.0`"
         )
     model = MTCNN(**kwargs)  # type: ignore[arg-type]
+    reinstall = "reinstall it with `pip install --no-deps --force-reinstall facenet-pytorch==2.6.0`"
     for name in ("pnet", "rnet", "onet"):
         path = folder / f"{name}.pt"
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            getattr(model, name).load_state_dict(state, strict=True)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{path} is not a usable MTCNN weight file ({exc.__class__.__name__})") from None
-    return model.eval().requires_grad_(False).to(device)
+        registry.ready(getattr(model, name), registry.torch_load(path, reinstall), str(path), "cpu", reinstall)
+    ready: MTCNN = registry.ready(model, None, "", device)
+    return ready

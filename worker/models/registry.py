@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import logs
-from worker.errors import ModelFileError
+from worker.errors import ModelFileError, first_line
 
 LOCK_FILE = "models.lock.json"
 _CHUNK = 1 << 20
@@ -55,14 +55,6 @@ class ModelSpec:
     sha256: str | None = None  # published hash, when the publisher gives one
     md5: str | None = None
     homepage: str = ""
-
-    @property
-    def published_hash(self) -> str | None:
-        if self.sha256:
-            return f"sha256:{self.sha256}"
-        if self.md5:
-            return f"md5:{self.md5}"
-        return None
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -220,40 +212,34 @@ def verify(name: str, models_dir: Path) -> Path:
     return path
 
 
-def torch_load(path: Path) -> Any:
+def torch_load(path: Path, advice: str = "fetch it again from its official URL") -> Any:
     """Open a checkpoint with ``weights_only=True`` (tensors and containers only, no code)."""
-    import pickle
-
     import torch
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(
-            f"{path} is not a plain-weights checkpoint ({first}); fetch it again from its official URL"
-        ) from None
+    except Exception as exc:  # unpickling raises anything from UnpicklingError to struct.error on a foreign file
+        first = first_line(exc, 160)
+        raise ModelFileError(f"{path} is not a plain-weights checkpoint ({first}); {advice}") from None
 
 
-def ready(model: Any, state_dict: Mapping[str, Any] | None, weights: str, device: str) -> Any:
+def ready(
+    model: Any, state_dict: Mapping[str, Any] | None, weights: str, device: str, advice: str = "fetch it again"
+) -> Any:
     """``model`` with ``state_dict`` loaded strictly (when given), in eval mode, frozen, on ``device``.
 
-    ``weights`` names the file in the error a mismatch raises (``"codeformer.pth"``, ...).
+    ``weights`` names the file in the error a mismatch raises (``"codeformer.pth"``, ...), ``advice``
+    says what to do about it.
     """
     if state_dict is not None:
         try:
             model.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0][:200]
+            first = first_line(exc, 200)
             raise ModelFileError(
-                f"{weights} does not match the {type(model).__name__} architecture ({first}); fetch it again"
+                f"{weights} does not match the {type(model).__name__} architecture ({first}); {advice}"
             ) from None
     return model.eval().requires_grad_(False).to(device)
-
-
-def load_checkpoint(name: str, models_dir: Path) -> Any:
-    """Verify ``name``'s file, then load it weights-only."""
-    return torch_load(verify(name, models_dir))
 
 
 # --------------------------------------------------------------------------- download
@@ -298,7 +284,7 @@ def fetch(
                 d = _stream_to(response.iter_bytes(_CHUNK), tmp, expected, s.file_name, progress)
         except httpx.HTTPError as exc:
             raise ModelFileError(
-                f"downloading {s.name} from {source} failed ({type(exc).__name__}: {_first_line(exc)}); "
+                f"downloading {s.name} from {source} failed ({type(exc).__name__}: {first_line(exc, 200)}); "
                 "check the connection and run the fetch again"
             ) from None
         if expected is not None and d.size != expected:
@@ -339,11 +325,6 @@ def _stream_to(chunks: Iterable[bytes], path: Path, expected: int | None, label:
         f.flush()
         os.fsync(f.fileno())
     return Digests(sha.hexdigest(), md5.hexdigest(), size)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 # --------------------------------------------------------------------------- status
