@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 from PIL import Image
 
@@ -236,7 +237,7 @@ def test_transient_failures_retry_with_backoff_then_fail_with_the_reason(
     job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
     spy = SpyStorage(storage, fail_gets=True)
     started = time.monotonic()
-    drain(db_url, spy, replace(settings, retry_base_delay_s=0.3, max_attempts=3))
+    drain(db_url, spy, replace(settings, retry_base_delay_s=0.3))
     elapsed = time.monotonic() - started
 
     job = queue.get_job(job_id)
@@ -409,3 +410,22 @@ def test_deleting_a_running_jobs_row_stops_its_worker(queue, db_url, storage, se
     finally:
         daemon.shutdown.set()
         thread.join(timeout=30)
+
+
+def test_a_database_blip_while_draining_is_retried_not_fatal(queue, db_url, storage, settings, monkeypatch) -> None:
+    """The drain check (`pending`) loses the connection once: the loop waits and tries again."""
+    daemon = make_daemon(db_url, storage, replace(settings, poll_interval_s=0.05), drain=True)
+    real = daemon.queue.pending
+    calls = []
+
+    def flaky(job_types):
+        calls.append(job_types)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return real(job_types)
+
+    monkeypatch.setattr(daemon.queue, "pending", flaky)
+    events = []
+    daemon.on_event = lambda name, fields: events.append(name)
+    assert daemon.run() == 0
+    assert len(calls) == 2 and "database_unavailable" in events

@@ -66,12 +66,12 @@ def test_edit_settings_merge_profile_then_override_and_ignore_bad_values() -> No
 
 
 def test_retry_strategy_backs_off_exponentially_and_stops() -> None:
-    strategy = RetryStrategy(max_attempts=4, base_delay_s=10, max_delay_s=25)
+    strategy = RetryStrategy(base_delay_s=10, max_delay_s=25)
     transient = classify(TransientStorageError("x"))
-    assert [strategy.decide(transient, a).delay_s for a in (1, 2, 3)] == [10, 20, 25]
-    assert not strategy.decide(transient, 4).retry
+    assert [strategy.decide(transient, a, 4).delay_s for a in (1, 2, 3)] == [10, 20, 25]
+    assert not strategy.decide(transient, 4, 4).retry
     permanent = Failure("job", False, "bad", "JobInputError")
-    assert not strategy.decide(permanent, 1).retry
+    assert not strategy.decide(permanent, 1, 4).retry
 
 
 def test_classify_scopes() -> None:

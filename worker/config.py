@@ -52,7 +52,6 @@ class Settings:
     heartbeat_interval_s: float = 10.0
     lease_s: float = 60.0
     progress_interval_s: float = 0.5
-    max_attempts: int = 3
     retry_base_delay_s: float = 10.0
     retry_max_delay_s: float = 600.0
     # Throughput.
@@ -138,7 +137,6 @@ class Settings:
         values["heartbeat_interval_s"] = number("WORKER_HEARTBEAT_INTERVAL_S", float, 0.05)
         values["lease_s"] = number("WORKER_LEASE_S", float, 1)
         values["progress_interval_s"] = number("WORKER_PROGRESS_INTERVAL_S", float, 0)
-        values["max_attempts"] = number("WORKER_MAX_ATTEMPTS", int, 1)
         values["retry_base_delay_s"] = number("WORKER_RETRY_BASE_DELAY_S", float, 0)
         values["retry_max_delay_s"] = number("WORKER_RETRY_MAX_DELAY_S", float, 0)
         values["batch_size"] = number("WORKER_BATCH_SIZE", int, 0)

@@ -73,9 +73,7 @@ class Daemon:
         self.queue = Queue(database_url, self.worker_id)
         self.listener = Listener(database_url)
         self.shutdown = threading.Event()
-        self.retry = RetryStrategy(
-            self.settings.max_attempts, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
-        )
+        self.retry = RetryStrategy(self.settings.retry_base_delay_s, self.settings.retry_max_delay_s)
         self.stats = DaemonStats()
         self.current_job: Job | None = None
         self._next_requeue = 0.0
@@ -111,6 +109,7 @@ class Daemon:
                 try:
                     self._maybe_requeue_stale()
                     job = self.queue.claim(self.job_types)
+                    drained = job is None and self.drain and self.queue.pending(self.job_types) == (0, 0)
                 except psycopg.OperationalError as exc:
                     log.warning("database_unavailable", error=first_line(exc))
                     self.on_event("database_unavailable", {})
@@ -119,11 +118,9 @@ class Daemon:
                 if job is not None:
                     self._run_job(job)
                     continue
-                if self.drain:
-                    queued, processing = self.queue.pending(self.job_types)
-                    if queued == 0 and processing == 0:
-                        log.info("queue_drained")
-                        break
+                if drained:
+                    log.info("queue_drained")
+                    break
                 self.on_event("idle", {})
                 self._wait_for_work()
         finally:

@@ -136,16 +136,15 @@ class RetryStrategy:
     """Exponential backoff for whole jobs: ``base * 2**(attempt-1)``, capped, while attempts remain.
 
     ``attempts`` is the number of times the job has been claimed, counted by
-    the claim itself (so a crash mid-job still used up an attempt).
+    the claim itself (so a crash mid-job still used up an attempt); ``max_attempts``
+    is the job row's own (the app's default is 3).
     """
 
-    max_attempts: int = 3
     base_delay_s: float = 10.0
     max_delay_s: float = 600.0
 
-    def decide(self, failure: Failure, attempts: int, max_attempts: int | None = None) -> RetryDecision:
-        limit = self.max_attempts if max_attempts is None else max_attempts
-        if not failure.retryable or attempts >= limit:
+    def decide(self, failure: Failure, attempts: int, max_attempts: int) -> RetryDecision:
+        if not failure.retryable or attempts >= max_attempts:
             return RetryDecision(False, 0.0)
         delay = min(self.max_delay_s, self.base_delay_s * (2 ** max(0, attempts - 1)))
         return RetryDecision(True, delay)
