@@ -7,14 +7,15 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from worker import doctor
 from worker.config import Settings
 from worker.doctor import DriverInfo, Gpu, judge_driver, parse_nvidia_smi
+from worker.models import registry
 from worker.notify import Notifier
 
 from .test_cli import cli
@@ -71,34 +72,39 @@ def test_supabase_connection_mistakes_get_a_fix() -> None:
     assert "postgres.<project-ref>" in doctor._connection_hint(pooler, "FATAL: password authentication failed")
 
 
-def test_models_are_listed_with_presence_and_licence(monkeypatch, tmp_path: Path) -> None:
-    def spec(name: str, licence: str, noncommercial: bool = False) -> SimpleNamespace:
-        return SimpleNamespace(name=name, licence=licence, noncommercial=noncommercial)
-
-    entries = [
-        SimpleNamespace(spec=spec("big-lama", "Apache-2.0"), present=True),
-        SimpleNamespace(spec=spec("codeformer", "S-Lab License 1.0 — non-commercial", True), present=True),
-        SimpleNamespace(spec=spec("retinaface-r50", "MIT"), present=False),
-    ]
-    monkeypatch.setattr(doctor, "_registry", lambda: SimpleNamespace(status=lambda models_dir: entries))
-    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models", device="cpu")
+def test_models_are_listed_with_presence_and_licence(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "big-lama.pt").write_bytes(b"x")
+    (models / "codeformer.pth").write_bytes(b"x")
+    settings = Settings(data_dir=tmp_path, models_dir=models, device="cpu")
     lines = [c.line() for c in doctor.check_models(settings, load=False)]
     assert lines == [
-        "[ok  ] models     big-lama: present (Apache-2.0)",
+        "[warn] models     retinaface-r50: missing — `apelier-worker models fetch retinaface-r50` "
+        f"({registry.spec('retinaface-r50').licence})",
+        "[warn] models     parsenet: missing — `apelier-worker models fetch parsenet` "
+        f"({registry.spec('parsenet').licence})",
         "[warn] models     codeformer: present, unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true "
-        "(S-Lab License 1.0 — non-commercial)",
-        "[warn] models     retinaface-r50: missing — `apelier-worker models fetch retinaface-r50` (MIT)",
+        f"({registry.spec('codeformer').licence})",
+        f"[ok  ] models     big-lama: present ({registry.spec('big-lama').licence})",
     ]
-    # A registry of an unexpected shape degrades to one warning, never a crash.
-    monkeypatch.setattr(doctor, "_registry", lambda: SimpleNamespace(status=lambda models_dir: [object()]))
-    (broken,) = doctor.check_models(settings, load=False)
-    assert broken.ok and broken.warn and "could not list" in broken.detail
     # Loading (the full doctor) names what runs and its licence.
-    monkeypatch.setattr(doctor, "_registry", lambda: None)
-    loaded, *notes = doctor.check_models(settings)
+    full = doctor.check_models(settings)
+    assert [c.line() for c in full[: len(lines)]] == lines
+    loaded, *notes = full[len(lines) :]
     assert loaded.ok and loaded.detail.startswith("loaded: device=cpu")
     assert all(note.ok and note.warn for note in notes)  # what is off and why, never a failure
-    assert doctor.licence_of("codeformer-v0.1") == "S-Lab License 1.0, non-commercial"
+    assert doctor.licence_of("lama") == registry.spec("big-lama").licence
+    assert doctor.licence_of("opencv-telea") is None
+
+
+def test_quick_doctor_fails_when_the_settings_need_a_missing_model(tmp_path: Path) -> None:
+    """`doctor --quick` is the container's HEALTHCHECK: it must fail where the worker would not start."""
+    settings = Settings(data_dir=tmp_path, models_dir=tmp_path / "models", device="cpu", inpainter="lama")
+    lama = [c for c in doctor.check_models_quick(settings) if "big-lama" in c.detail]
+    assert len(lama) == 1 and not lama[0].ok and "WORKER_INPAINTER=lama" in lama[0].detail
+    auto = replace(settings, inpainter="auto")
+    assert all(c.ok for c in doctor.check_models_quick(auto))
 
 
 def test_the_liveness_check_sees_fresh_stale_and_dead_workers(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ Exit code 0 when nothing FAILed (warnings are fine), 1 otherwise.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shutil
@@ -20,7 +19,6 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 
@@ -287,62 +285,33 @@ def check_disk(settings: Settings) -> Check:
 
 
 # -- models ----------------------------------------------------------------------------------------
-_KNOWN_LICENCES = (
-    ("codeformer", "S-Lab License 1.0, non-commercial"),
-    ("parsenet", "non-commercial"),
-    ("lama", "Apache-2.0"),
-    ("retinaface", "MIT"),
-    ("facexlib", "MIT"),
-    ("mtcnn", "MIT"),
-)
+def licence_of(model: str | None) -> str | None:
+    """The registry's licence for a loaded model (``lama``, ``codeformer``, ``retinaface-r50``…), if it lists it."""
+    from worker.models import registry
 
-
-def licence_of(name: str | None) -> str | None:
-    lowered = (name or "").lower()
-    return next((licence for key, licence in _KNOWN_LICENCES if key in lowered), None)
-
-
-def _registry() -> Any:
-    """``worker.models.registry`` where this version has one (it lists every weight file)."""
-    try:
-        return importlib.import_module("worker.models.registry")
-    except ImportError:
-        return None
+    name = (model or "").lower()
+    return next((s.licence for s in registry.MODELS.values() if name and (name in s.name or s.name in name)), None)
 
 
 def _registry_checks(settings: Settings) -> list[Check]:
-    registry = _registry()
-    if registry is None or not hasattr(registry, "status"):
-        return []
-    try:
-        entries = list(registry.status(settings.models_dir))
-        checks = []
-        for entry in entries:
-            spec = entry.spec
-            licence = getattr(spec, "licence", None) or "licence unknown"
-            if not entry.present:
-                checks.append(
-                    Check(
-                        "models",
-                        True,
-                        f"{spec.name}: missing — `apelier-worker models fetch {spec.name}` ({licence})",
-                        warn=True,
-                    )
-                )
-            elif getattr(spec, "noncommercial", False) and not settings.codeformer_license_accepted:
-                checks.append(
-                    Check(
-                        "models",
-                        True,
-                        f"{spec.name}: present, unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true ({licence})",
-                        warn=True,
-                    )
-                )
-            else:
-                checks.append(Check("models", True, f"{spec.name}: present ({licence})"))
-        return checks
-    except Exception as exc:  # a registry of another shape must not break the doctor
-        return [Check("models", True, f"could not list the model files ({first_line(exc)})", warn=True)]
+    """One line per weight file: present, missing (a failure when the settings cannot start without it)."""
+    from worker.models import registry
+
+    checks = []
+    for entry in registry.status(settings.models_dir):
+        spec = entry.spec
+        if not entry.present:
+            needed = spec.name == "big-lama" and settings.inpainter == "lama"
+            detail = f"{spec.name}: missing — `apelier-worker models fetch {spec.name}` ({spec.licence})"
+            if needed:
+                detail += "; the worker does not start without it while WORKER_INPAINTER=lama"
+            checks.append(Check("models", not needed, detail, warn=not needed))
+        elif spec.noncommercial and not settings.codeformer_license_accepted:
+            detail = f"{spec.name}: present, unused until WORKER_CODEFORMER_LICENSE_ACCEPTED=true ({spec.licence})"
+            checks.append(Check("models", True, detail, warn=True))
+        else:
+            checks.append(Check("models", True, f"{spec.name}: present ({spec.licence})"))
+    return checks
 
 
 def check_models(settings: Settings, *, load: bool = True) -> list[Check]:
@@ -350,7 +319,7 @@ def check_models(settings: Settings, *, load: bool = True) -> list[Check]:
 
     checks = _registry_checks(settings)
     if not load:
-        return checks or [Check("models", True, f"files in {settings.models_dir} not listed by this version")]
+        return checks
     try:
         models = bundle.load(settings)
     except Exception as exc:
