@@ -7,12 +7,13 @@
   an expert wanted it, plus faces, power lines, EXIT signs and the wheel photos) scaled by 4× and
   ¼ in linear light. Reported: how often the score drops for each, and how often the measured EV
   moves by at least 1.5 EV in the right direction.
-* **Eyes** (only if ``facenet_pytorch`` is importable, for its MTCNN landmarks): the open/closed
-  call on real faces, all of which have open eyes — i.e. the false "closed" rate.
+* **Eyes** (faces and landmarks from the worker's MTCNN detector, whose weights come with
+  facenet-pytorch): the open/closed call on real faces, all of which have open eyes — i.e. the
+  false "closed" rate.
 * **Scene type** on the photos whose location FiveK records (indoor/outdoor) and the EXIT-sign
   (indoor) and power-line (outdoor) photos.
 
-    python -m benchmarks.analysis_quality
+    python -m benchmarks.analysis_quality [--only eyes] [--only scene_type] ...
 """
 
 from __future__ import annotations
@@ -87,31 +88,21 @@ def exposure_separation() -> dict:
 
 
 def eyes_on_real_faces() -> dict:
-    try:
-        from facenet_pytorch import MTCNN
-    except ImportError:
-        return {"skipped": "facenet_pytorch not installed (pip install --no-deps facenet-pytorch==2.6.0)"}
-    from PIL import Image
+    from worker.errors import ModelFileError
+    from worker.models import faces as detectors
+    from worker.models import mtcnn
 
-    from worker.frame import Face
-
-    detector = MTCNN(keep_all=True, device="cpu")
+    try:  # the worker's own MTCNN detector, as phase 0 runs it, at a 0.95 score floor
+        detector = detectors.MTCNNDetector(mtcnn.mtcnn(), min_score=0.95)
+    except ModelFileError as exc:
+        return {"skipped": exc.message}
     states: dict[str, int] = {"open": 0, "closed": 0, "unknown": 0}
     per_photo = {}
     face_sharpness = []
     for name, img in named_photos("faces/*"):
-        boxes, probs, marks = detector.detect(Image.fromarray(img), landmarks=True)
-        if boxes is None:
+        faces = detector.detect([img])[0]
+        if not faces:
             continue
-        faces = [
-            Face(
-                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
-                tuple((float(x), float(y)) for x, y in m),
-                float(p),
-            )
-            for b, p, m in zip(boxes, probs, marks, strict=True)
-            if p > 0.95
-        ]
         result = analysis.analyse(img, faces)["quality"]
         calls = [e["state"] for e in result["eyes"]["faces"]]
         for c in calls:
@@ -159,14 +150,22 @@ def scene_types() -> dict:
     }
 
 
+SECTIONS = {
+    "sharpness_vs_blur": sharpness_vs_blur,
+    "exposure_plus_minus_2ev": exposure_separation,
+    "eyes": eyes_on_real_faces,
+    "scene_type": scene_types,
+}
+
+
 def main() -> None:
-    result = {
-        "benchmark": "analysis_quality",
-        "sharpness_vs_blur": sharpness_vs_blur(),
-        "exposure_plus_minus_2ev": exposure_separation(),
-        "eyes": eyes_on_real_faces(),
-        "scene_type": scene_types(),
-    }
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run these sections (default: all)")
+    args = parser.parse_args()
+    result: dict[str, object] = {"benchmark": "analysis_quality"}
+    result.update({name: fn() for name, fn in SECTIONS.items() if not args.only or name in args.only})
     print(json.dumps(result, indent=2, default=str))
 
 
