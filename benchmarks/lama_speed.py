@@ -237,7 +237,7 @@ def main() -> None:
         "benchmark": "lama_speed",
         "device": torch.cuda.get_device_name(0) if cuda else "CPU",
         "model": "stand-in: big-lama architecture, random weights",
-        "precision": "fp32 with TF32 matmuls unless the mode says fp16" if cuda else "fp32",
+        "precision": "fp32 (cuDNN TF32 convolutions) unless the mode says fp16" if cuda else "fp32",
         "iters": args.iters,
         "torch": torch.__version__,
     }

@@ -54,10 +54,9 @@ class LamaInpainter:
         self.module = module
         self.device = torch.device(device)
         self.jit_optimize = jit_optimize
-        if self.device.type == "cuda":
-            # LaMa's FFT convolutions want fp32; TF32 matmuls keep them fast on Ampere and later.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        # No process-wide precision switch here: LaMa runs in fp32, its convolutions in cuDNN's TF32
+        # (torch's default), and it has no matmul that `torch.backends.cuda.matmul.allow_tf32` would
+        # change — which other models (CodeFormer, style training) would then inherit.
 
     def inpaint(self, image: Image, mask: npt.NDArray[np.uint8]) -> Image:
         import torch
