@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import database, emit, photo_24mp
-from tests.test_notify_daemon import FakeSystemd
+from tests.fake_systemd import FakeSystemd
 from worker.queue import Queue
 from worker.storage import LocalStorage
 

@@ -20,8 +20,8 @@ from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, PipelineWatcher, 
 from worker.service import StatusReporter, io_budget_s
 
 from .conftest import jpeg_bytes
+from .fake_systemd import FakeSystemd
 from .test_daemon_process import wait_for
-from .test_notify_daemon import FakeSystemd
 
 
 class Receiver:

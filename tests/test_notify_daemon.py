@@ -6,12 +6,8 @@ real photos, say what it is doing in STATUS=, serve its metrics, and say STOPPIN
 
 from __future__ import annotations
 
-import itertools
-import os
 import signal
 import socket
-import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,58 +18,8 @@ from worker.queue import Queue
 from worker.storage import LocalStorage
 
 from .conftest import make_gallery
+from .fake_systemd import FakeSystemd
 from .test_daemon_process import start_worker, wait_for, worker_env
-
-_ids = itertools.count()
-
-
-class FakeSystemd:
-    """Receives sd_notify datagrams on an abstract AF_UNIX socket, as systemd's manager does."""
-
-    def __init__(self) -> None:
-        self.name = f"apelier-test-notify-{os.getpid()}-{next(_ids)}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(b"\0" + self.name.encode())
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []  # (arrival, one VAR=VALUE line)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return "@" + self.name
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            now = time.monotonic()
-            with self._lock:
-                self.messages.extend((now, line) for line in data.decode().split("\n"))
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            return [line for _, line in self.messages]
-
-    def first(self, text: str, after: float = 0.0) -> float | None:
-        """When the first line starting with ``text`` arrived at or after ``after`` (monotonic), if it did."""
-        with self._lock:
-            return next((t for t, line in self.messages if line.startswith(text) and t >= after), None)
-
-    def index(self, predicate, start: int = 0) -> int:
-        for i, line in enumerate(self.lines()[start:], start):
-            if predicate(line):
-                return i
-        return -1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
 
 
 def free_port() -> int:
