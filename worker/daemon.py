@@ -176,7 +176,13 @@ class Daemon:
             self._seen("busy", job.id)
             self.on_event(
                 "job_started",
-                {"job_id": job.id, "job_type": job.job_type, "attempts": job.attempts, "created_at": job.created_at},
+                {
+                    "job_id": job.id,
+                    "job_type": job.job_type,
+                    "attempts": job.attempts,
+                    "created_at": job.created_at,
+                    "started_at": job.started_at,
+                },
             )
             beat = _Heartbeat(self, job, control)
             beat.start()

@@ -83,7 +83,6 @@ class Metrics(PipelineWatcher):
         )
         info = Info("apelier_worker", "This worker", registry=r)
         info.info({"worker_id": worker_id, "version": version, "device": device})
-        self.device = device
         for name, helptext, read in (
             ("allocated", "GPU memory held by tensors (torch allocator)", _torch_allocated),
             ("reserved", "GPU memory held by torch's caching allocator", _torch_reserved),
@@ -119,11 +118,10 @@ class Metrics(PipelineWatcher):
             self._job_type = str(fields.get("job_type") or "unknown")
             self._job_started = time.monotonic()
             self.in_progress.set(1)
-            created = fields.get("created_at")
-            if fields.get("attempts") == 1 and isinstance(created, datetime):
-                # started_at is set at the first claim, which is now (on the database's clock; NTP keeps
-                # the two within milliseconds).
-                self.queue_wait.labels(self._job_type).observe(max(0.0, time.time() - created.timestamp()))
+            created, started = fields.get("created_at"), fields.get("started_at")
+            if fields.get("attempts") == 1 and isinstance(created, datetime) and isinstance(started, datetime):
+                # Both on the database's clock: started_at is set by the first claim.
+                self.queue_wait.labels(self._job_type).observe(max(0.0, (started - created).total_seconds()))
         elif name == "job_finished":
             job_type = str(fields.get("job_type") or self._job_type)
             self.jobs.labels(job_type, str(fields.get("status") or "unknown")).inc()

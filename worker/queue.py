@@ -72,6 +72,7 @@ class Job:
     max_attempts: int
     progress: dict[str, Any]
     created_at: Any = None
+    started_at: Any = None  # set by the first claim, on the database's clock
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -87,6 +88,7 @@ class Job:
             max_attempts=int(row.get("max_attempts") or 3),
             progress=row.get("progress") or {},
             created_at=row.get("created_at"),
+            started_at=row.get("started_at"),
         )
 
 

@@ -129,7 +129,6 @@ class Hooks:
 
     on_event: EventHook
     starting: Callable[[str], None]
-    metrics_port: int | None = None
 
 
 @contextlib.contextmanager
@@ -170,7 +169,7 @@ def instrumented(settings: Settings, *, device: str = "unknown") -> Iterator[Hoo
     final = "stopped"
     try:
         with pipeline.watching(*watchers):
-            yield Hooks(on_event=on_event, starting=reporter.starting, metrics_port=port)
+            yield Hooks(on_event=on_event, starting=reporter.starting)
     except Exception as exc:
         final = f"failed: {first_line(exc)}"
         raise
