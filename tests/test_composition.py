@@ -245,3 +245,11 @@ def test_straighten_and_crop_never_cut_a_face(where: tuple[float, float], aspect
     frame.faces = [face_at(*where, w, h)]
     composition.run([frame], PhaseContext(edit=EditSettings(crop_aspect=aspect)))
     assert face_inside(frame.faces[0], frame.width, frame.height), frame.report["composition"]
+
+
+def test_only_a_cuda_device_takes_the_torch_path() -> None:
+    """Like the retouch paste-back: torch only on CUDA; any other device name resamples with OpenCV."""
+    image = pf.wheel_photo("coffee")
+    h, w = image.shape[:2]
+    box = inscribed_box(w, h, 2.0)
+    assert np.array_equal(rotate_crop(image, 2.0, box, "mps"), rotate_crop(image, 2.0, box))

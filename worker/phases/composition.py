@@ -308,7 +308,7 @@ def rotate_crop(image: Pixels, angle_deg: float, box: Box, device: str = "cpu") 
         return np.ascontiguousarray(image[y0:y1, x0:x1])
     matrix = _rotation_matrix(angle_deg, w, h)
     matrix[:, 2] -= (x0, y0)
-    if device != "cpu":
+    if device.startswith("cuda"):
         return _warp_torch(image, matrix, (x1 - x0, y1 - y0), device)
     return cv2.warpAffine(image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
