@@ -210,3 +210,46 @@ def test_crop_after_straightening_keeps_faces_and_corners(shared_data) -> None:
     assert face_inside(frame.faces[0], frame.width, frame.height)
     src = corners_in_source(w, h, report["rotation_deg"], tuple(report["crop_box"]))
     assert (src >= -0.5).all() and (src[:, 0] <= w).all() and (src[:, 1] <= h).all()
+
+
+# --- straightening keeps faces too ---
+def tilted_rocket() -> np.ndarray:
+    """The rocket photo turned 3° clockwise: its gantry's verticals level it confidently."""
+    return rotated(pf.wheel_photo("rocket"), -3.0)
+
+
+def face_at(fx: float, fy: float, width: int, height: int, size: float = 50.0) -> Face:
+    x0, y0 = fx * (width - size), fy * (height - size)
+    return Face((x0, y0, x0 + size, y0 + size), ((x0 + 15, y0 + 20), (x0 + 35, y0 + 20)), 0.9)
+
+
+def test_straightening_that_would_cut_a_face_is_skipped() -> None:
+    image = tilted_rocket()
+    h, w = image.shape[:2]
+    frame = frame_of(image)
+    frame.faces = [face_at(0.45, 0.02, w, h)]  # near the top: levelling's crop would take its forehead
+    composition.run([frame], PhaseContext())
+    report = frame.report["composition"]
+    assert report["straighten"]["estimate_deg"] and report["straighten"]["confident"]
+    assert report["rotation_deg"] == 0.0 and report["straighten"]["rotation_deg"] == 0.0
+    assert "1 face" in report["straighten"]["reason"]
+    assert report["crop_box"] is None and frame.image is image and frame.faces[0].box == face_at(0.45, 0.02, w, h).box
+
+
+@pytest.mark.parametrize("aspect", [None, "1:1", "4:5", "16:9"])
+@pytest.mark.parametrize("where", [(0.45, 0.0), (0.0, 0.5), (1.0, 1.0), (0.45, 0.4), (0.8, 0.9)])
+def test_straighten_and_crop_never_cut_a_face(where: tuple[float, float], aspect: str | None) -> None:
+    image = tilted_rocket()
+    h, w = image.shape[:2]
+    frame = frame_of(image)
+    frame.faces = [face_at(*where, w, h)]
+    composition.run([frame], PhaseContext(edit=EditSettings(crop_aspect=aspect)))
+    assert face_inside(frame.faces[0], frame.width, frame.height), frame.report["composition"]
+
+
+def test_only_a_cuda_device_takes_the_torch_path() -> None:
+    """Like the retouch paste-back: torch only on CUDA; any other device name resamples with OpenCV."""
+    image = pf.wheel_photo("coffee")
+    h, w = image.shape[:2]
+    box = inscribed_box(w, h, 2.0)
+    assert np.array_equal(rotate_crop(image, 2.0, box, "mps"), rotate_crop(image, 2.0, box))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -197,6 +198,24 @@ def test_a_face_at_the_photo_edge_is_pasted_without_error(detector, astronaut):
     assert frame.report["retouch"]["applied"] is True
     assert frame.image.shape == cut.shape
     assert (frame.image.astype(int) - cut.astype(int)).max() > 30
+
+
+def test_a_photo_with_many_faces_is_copied_once(detector, astronaut):
+    """Each edited photo is copied once before its faces are pasted, not once per face."""
+
+    class CountingCopies(np.ndarray):
+        copies = 0
+
+        def copy(self, order: Literal["K", "A", "C", "F"] | None = "C") -> CountingCopies:
+            CountingCopies.copies += 1
+            return super().copy(order)
+
+    (face,) = detector.detect([astronaut])[0]
+    frame = _frame(astronaut, [face] * 4)
+    frame.image = frame.image.view(CountingCopies)
+    retouch.run([frame], _ctx(Brighten()))
+    assert frame.report["retouch"]["applied"] is True
+    assert CountingCopies.copies == 1
 
 
 def test_paste_of_a_zero_correction_touches_nothing(detector, astronaut):

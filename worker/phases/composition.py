@@ -13,7 +13,9 @@ The photo is rotated only when the evidence is strong (enough line length agreei
 agreeing when both are present) and the tilt is between :data:`MIN_ROTATION_DEG` and
 :data:`MAX_ROTATION_DEG`; otherwise it is left alone and the report says why. The rotation is
 about the centre, and the result is cropped to the largest axis-aligned rectangle with no empty
-corners, in one resample (bilinear; OpenCV on the CPU, torch ``grid_sample`` on the GPU).
+corners, in one resample (bilinear; OpenCV on the CPU, torch ``grid_sample`` on the GPU). If
+that rectangle would cut into a known face (with the crop's margin, as far as the photo has
+it), the photo is not rotated at all.
 
 **Crop** (``EditSettings.crop_aspect``, e.g. ``"4:5"``). The aspect applies in the photo's own
 orientation (4:5 on a landscape photo is 5:4). The largest window of that aspect is placed on
@@ -67,22 +69,31 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         else:
             report["straighten"] = {"rotation_deg": 0.0, "reason": "horizon_correction is off"}
         box: Box | None = None
+        faces = list(frame.faces)
         if angle:
             box = inscribed_box(w, h, angle)
+            rotated_faces = [_rotate_face(f, angle, w, h) for f in frame.faces]
+            cut = _faces_cut(rotated_faces, box, w, h)
+            if cut:
+                # Levelling crops the corners away; it must not take part of a face with it.
+                report["straighten"]["rotation_deg"] = 0.0
+                report["straighten"]["reason"] = f"levelling by {angle:g}° would crop {cut} face(s); left alone"
+                angle, box = 0.0, None
+            else:
+                faces = rotated_faces
         ratio = ctx.edit.crop_ratio
         if ratio and ctx.models.face_detector is None and not frame.faces:
             # Without a detector no face is known, so any crop could cut one: leave the frame.
             report["crop"] = {"applied": False, "reason": "no face detector loaded; a crop could cut a face"}
         elif ratio:
-            rotated_faces = [_rotate_face(f, angle, w, h) for f in frame.faces] if angle else list(frame.faces)
             region = box or (0.0, 0.0, float(w), float(h))
-            crop, why = aspect_crop(frame.image, region, ratio, rotated_faces, angle)
+            crop, why = aspect_crop(frame.image, region, ratio, faces, angle)
             report["crop"] = why
             if crop is not None:
                 box = crop
         if box is not None:
             frame.image = rotate_crop(frame.image, angle, box, ctx.models.device)
-            frame.faces = [_crop_face(_rotate_face(f, angle, w, h), box) for f in frame.faces]
+            frame.faces = [_crop_face(f, box) for f in faces]
             report["crop_box"] = [round(v) for v in box]
         report["rotation_deg"] = round(angle, 2)
         report["size"] = [frame.width, frame.height]
@@ -297,7 +308,7 @@ def rotate_crop(image: Pixels, angle_deg: float, box: Box, device: str = "cpu") 
         return np.ascontiguousarray(image[y0:y1, x0:x1])
     matrix = _rotation_matrix(angle_deg, w, h)
     matrix[:, 2] -= (x0, y0)
-    if device != "cpu":
+    if device.startswith("cuda"):
         return _warp_torch(image, matrix, (x1 - x0, y1 - y0), device)
     return cv2.warpAffine(image, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -389,6 +400,16 @@ def _with_margin(box: Box) -> Box:
     x0, y0, x1, y1 = box
     size = max(x1 - x0, y1 - y0)
     return (x0 - 0.3 * size, y0 - 0.45 * size, x1 + 0.3 * size, y1 + 0.35 * size)
+
+
+def _faces_cut(faces: list[Face], box: Box, width: int, height: int) -> int:
+    """How many faces ``box`` would cut into: their margin, as far as the photo has it, must fit."""
+    cut = 0
+    for face in faces:
+        need = _clip_box(_with_margin(face.box), (0.0, 0.0, float(width), float(height)))
+        if need is not None and (need[0] < box[0] or need[1] < box[1] or need[2] > box[2] or need[3] > box[3]):
+            cut += 1
+    return cut
 
 
 def _union(boxes: list[Box]) -> Box:

@@ -78,7 +78,9 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         masks, mask_kind = _masks(restored, ctx)
         edited: dict[int, Image] = {}
         for job, out, mask in zip(jobs, restored, masks, strict=True):
-            target = edited.setdefault(job.frame, frames[job.frame].image.copy())
+            if job.frame not in edited:
+                edited[job.frame] = frames[job.frame].image.copy()
+            target = edited[job.frame]
             delta = face_paste.correction(job.crop, out, mask)
             face_paste.paste(target, delta, job.alignment, ctx.models.device)
         for fi, image in edited.items():
