@@ -128,3 +128,15 @@ def test_supabase_large_files_use_resumable_uploads_and_survive_a_dropped_chunk(
     methods = [m for m, _ in fake.state.requests]
     assert methods.count("POST") == 1 and methods.count("HEAD") == 1 and methods.count("PATCH") == 4
     storage.close()
+
+
+def test_a_chunk_that_keeps_failing_gives_up_after_the_retries_without_starting_over(fake: FakeSupabase) -> None:
+    """One backoff policy per request: the upload is not restarted from byte 0 by an outer retry."""
+    storage = make(fake, retries=2)
+    data = bytes(range(256)) * (60 * 1024)
+    fake.state.faults = [None, None, *["503"] * 20]
+    with pytest.raises(TransientStorageError, match="after 2 retries"):
+        storage.put("p/g/edited/big.jpg", data, "image/jpeg")
+    methods = [m for m, _ in fake.state.requests]
+    assert methods.count("POST") == 1 and len(methods) == 2 + 3  # create, one chunk, then 3 tries
+    storage.close()

@@ -237,7 +237,7 @@ class SupabaseStorage:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         validate_key(key)
         if len(data) > RESUMABLE_THRESHOLD:
-            self._call("upload", key, lambda: self._put_resumable(key, data, content_type))
+            self._put_resumable(key, data, content_type)  # each of its requests is retried on its own
             return
         options: dict[str, Any] = {"content-type": content_type, "cache-control": "3600", "upsert": "true"}
         self._call("upload", key, lambda: self._files.upload(key, data, options))  # type: ignore[arg-type]
@@ -293,44 +293,51 @@ class SupabaseStorage:
                 ("cacheControl", "3600"),
             )
         )
-        created = self._http.post(
-            endpoint,
-            headers={
-                "Tus-Resumable": "1.0.0",
-                "Upload-Length": str(len(data)),
-                "Upload-Metadata": metadata,
-                "x-upsert": "true",
-            },
-        )
-        created.raise_for_status()
-        location = created.headers.get("Location")
-        if not location:
-            raise StorageError(f"resumable upload of {key}: the server gave no Location")
-        location = str(httpx.URL(endpoint).join(location))
+
+        def create() -> str:
+            created = self._http.post(
+                endpoint,
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Upload-Length": str(len(data)),
+                    "Upload-Metadata": metadata,
+                    "x-upsert": "true",
+                },
+            )
+            created.raise_for_status()
+            location = created.headers.get("Location")
+            if not location:
+                raise StorageError(f"resumable upload of {key}: the server gave no Location")
+            return str(httpx.URL(endpoint).join(location))
+
+        location = self._call("upload", key, create)
         offset = 0
-        stalls = 0
-        while offset < len(data):
-            chunk = data[offset : offset + TUS_CHUNK]
-            try:
-                resp = self._http.patch(
-                    location,
-                    content=chunk,
-                    headers={
-                        "Tus-Resumable": "1.0.0",
-                        "Upload-Offset": str(offset),
-                        "Content-Type": "application/offset+octet-stream",
-                    },
-                )
-                resp.raise_for_status()
-                offset = int(resp.headers.get("Upload-Offset", offset + len(chunk)))
-                stalls = 0
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                if not is_transient(exc) or stalls >= self.retries:
-                    raise
-                stalls += 1
+        resync = False  # after a failed PATCH, ask the server how much it kept before sending again
+
+        def send() -> int:
+            nonlocal resync
+            start = offset
+            if resync:
                 head = self._http.head(location, headers={"Tus-Resumable": "1.0.0"})
                 head.raise_for_status()
-                offset = int(head.headers.get("Upload-Offset", offset))
+                start = int(head.headers.get("Upload-Offset", offset))
+            resync = True
+            chunk = data[start : start + TUS_CHUNK]
+            resp = self._http.patch(
+                location,
+                content=chunk,
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Upload-Offset": str(start),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            resp.raise_for_status()
+            resync = False
+            return int(resp.headers.get("Upload-Offset", start + len(chunk)))
+
+        while offset < len(data):
+            offset = self._call("upload", key, send)  # the same backoff as every other request
 
 
 def from_settings(settings: Any) -> Storage:
