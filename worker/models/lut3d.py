@@ -289,7 +289,7 @@ def apply_lut_image_pillow(
     table = lut.detach().cpu().numpy() if isinstance(lut, Tensor) else np.asarray(lut)
     size = int(table.shape[-1])
     flat = np.clip(table, 0.0, 1.0).transpose(1, 2, 3, 0).reshape(-1)
-    filt = ImageFilter.Color3DLUT(size, flat.tolist(), channels=3)
+    filt = ImageFilter.Color3DLUT(size, flat, channels=3)  # a numpy table: no Python list of 108k floats
     h = image.shape[0]
     threads = max(1, min(threads, h // 64 or 1))
     out = np.empty_like(image)
@@ -353,21 +353,13 @@ def build(config: LUT3DConfig | None = None) -> AdaptiveLUT3D:
 
 
 def load_state(config: LUT3DConfig, state: Mapping[str, Tensor]) -> AdaptiveLUT3D:
-    """Build a model and load ``state``; a state of another shape is a :class:`ModelFileError`."""
-    model = build(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ModelFileError(
-            f"style model weights do not match the LUT model (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}); retrain the style"
-        )
+    """Build a model and load ``state``; a state of another shape, or not finite, is a :class:`ModelFileError`."""
+    from worker.models import registry
+
     for key, value in state.items():
-        if not isinstance(value, Tensor) or value.shape != expected[key].shape:
-            raise ModelFileError(f"style model weight {key!r} has the wrong shape; retrain the style")
+        if not isinstance(value, Tensor):
+            raise ModelFileError(f"style model weight {key!r} is not a tensor; retrain the style")
         if not torch.isfinite(value).all():
             raise ModelFileError(f"style model weight {key!r} is not finite; retrain the style")
-    model.load_state_dict(dict(state))
-    model.eval()
+    model: AdaptiveLUT3D = registry.ready(build(config), state, "the style model", "cpu", "retrain the style")
     return model

@@ -235,7 +235,9 @@ def ready(
         try:
             model.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:
-            first = first_line(exc, 200)
+            # torch's message: a header line, then one line per problem ("Missing key(s) …", "size mismatch …").
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            first = (lines[1] if len(lines) > 1 else first_line(exc))[:200]
             raise ModelFileError(
                 f"{weights} does not match the {type(model).__name__} architecture ({first}); {advice}"
             ) from None
