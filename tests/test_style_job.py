@@ -6,10 +6,17 @@ import io
 import uuid
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from worker.queue import Queue
+from worker import style_histogram, style_model
+from worker.config import Settings
+from worker.gallery_job import load_style_model
+from worker.jobs import JobControl, Runtime
+from worker.models.bundle import ModelBundle
+from worker.queue import Job, Queue
 from worker.storage import LocalStorage
+from worker.style_job import run_style_job
 
 from .conftest import jpeg_bytes, make_gallery
 from .test_daemon import drain, photo_rows
@@ -129,3 +136,77 @@ def test_an_unusable_style_model_sends_the_photos_to_review(queue, db_url, stora
     assert photo["status"] == "edited" and photo["needs_review"]
     assert photo["ai_edits"]["style"]["applied"] is False
     assert "style model unusable" in photo["ai_edits"]["review_reasons"][0]
+
+
+def store_histogram_style(queue: Queue, storage: LocalStorage, photographer: str, profile: str, ref: np.ndarray):
+    """A trained (histogram) model for ``profile``, stored and recorded as the train_style job does."""
+    style = style_histogram.fit([ref])
+    key = f"{photographer}/styles/{profile}.pt"
+    storage.put(key, style_model.save(style), "application/octet-stream")
+    queue.update_style_training(profile, training_status="ready", training_method="histogram", model_key=key)
+    return style
+
+
+def gallery_job_for(photographer: str, profile: str) -> Job:
+    return Job(str(uuid.uuid4()), "gallery", photographer, None, profile, {}, {}, 1, 3, {})
+
+
+def test_a_profile_keeps_its_model_while_it_retrains_and_after_a_failed_retrain(
+    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, coffee: np.ndarray
+) -> None:
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    profile = new_profile(queue, photographer)
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    job = gallery_job_for(photographer, profile)
+
+    def choice():  # what a gallery job starting now gets
+        return load_style_model(job, queue.style_profile(profile), runtime)
+
+    queue.update_style_training(profile, training_status="training")
+    first = choice()  # a first training: no model yet, phase 1 passes through and says so
+    assert first.model is None and not first.expected and "no trained model yet" in first.note
+
+    old = store_histogram_style(queue, storage, photographer, profile, astronaut)
+    in_use = choice().model
+    assert np.array_equal(in_use.tone_target, old.tone_target)
+    queue.update_style_training(profile, training_status="training")  # a retrain starts
+    assert choice().model is in_use  # same version: the cached model, not fetched again
+    queue.update_style_training(profile, training_status="error", training_error="the GPU fell over")
+    assert np.array_equal(choice().model.tone_target, old.tone_target)
+
+    new = store_histogram_style(queue, storage, photographer, profile, coffee)  # a retrain completes
+    assert not np.array_equal(new.tone_target, old.tone_target)
+    assert np.array_equal(choice().model.tone_target, new.tone_target)
+
+
+@pytest.mark.parametrize("had_model", [True, False])
+def test_canceling_a_training_keeps_a_model_it_had_ready(
+    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, had_model: bool
+) -> None:
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    profile = new_profile(queue, photographer)
+    if had_model:
+        store_histogram_style(queue, storage, photographer, profile, astronaut)
+    before = queue.style_profile(profile)
+    assert before is not None
+    pairs = upload_pairs(storage, photographer, training_photos()[:5])
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": pairs}
+    )
+    job = queue.claim()
+    assert job is not None and job.id == job_id
+    assert queue.cancel(job_id) == "canceled"  # the app cancels; the worker sees it at its next write
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    assert run_style_job(job, queue, runtime, JobControl()).status == "canceled"
+
+    row = queue.style_profile(profile)
+    assert row is not None
+    if had_model:
+        assert (row["training_status"], row["status"], row["training_error"]) == ("ready", "ready", None)
+        assert row["model_key"] == before["model_key"] and row["training_method"] == "histogram"
+        assert row["training_completed_at"] == before["training_completed_at"]  # the style cache's version
+    else:
+        assert (row["training_status"], row["training_error"]) == ("error", "training canceled")
+        assert row["model_key"] is None

@@ -11,6 +11,8 @@ Payload (what the app puts in ``processing_jobs.payload``):
 While it trains, the job row's ``progress`` carries the epoch, the held-out PSNR and an ETA. The
 model is stored at ``{photographer_id}/styles/{style_profile_id}.pt`` and the profile's
 ``training_status/model_key/training_method/training_time_s/pairs_used/training_error`` are set.
+A profile that already has a model keeps it while it retrains, and when a retrain fails or is
+canceled (a canceled retrain goes back to ``ready``); gallery jobs go on applying it.
 A job that cannot train (too few usable pairs, keys outside the photographer's folder) ends with a
 ``training_error`` that says what to fix, and is not retried.
 """
@@ -69,7 +71,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         else:
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
-        return _stopped(job, queue, control, progress)
+        return _stopped(job, profile, queue, control, progress)
     except WorkerError as exc:
         if not classify(exc).retryable:
             queue.update_style_training(job.style_profile_id, training_status="error", training_error=exc.message)
@@ -226,11 +228,16 @@ class _Progress:
         self.control.saw_state(state)
 
 
-def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
+def _stopped(job: Job, profile: dict[str, Any], queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
     assert job.style_profile_id is not None
     state = control.job_state
     if state == "canceled":
-        queue.update_style_training(job.style_profile_id, training_status="error", training_error="training canceled")
+        if profile.get("model_key"):  # a canceled retrain: the model trained before stays in use
+            queue.update_style_training(job.style_profile_id, training_status="ready", training_error=None)
+        else:
+            queue.update_style_training(
+                job.style_profile_id, training_status="error", training_error="training canceled"
+            )
         queue.ack_cancel(job.id, 0, progress.as_json())
         return StyleOutcome("canceled")
     if state is not None:
