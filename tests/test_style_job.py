@@ -210,3 +210,43 @@ def test_canceling_a_training_keeps_a_model_it_had_ready(
     else:
         assert (row["training_status"], row["training_error"]) == ("error", "training canceled")
         assert row["model_key"] is None
+
+
+def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue: Queue) -> None:
+    """The profile leaves 'training' however its job ends failed: here a retryable error on the last
+    attempt and a worker that stopped responding (neither passes the worker's own error handling)."""
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+
+    def training_job(max_attempts: int) -> tuple[str, str]:
+        profile = new_profile(queue, photographer)
+        job_id = queue.enqueue(
+            photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
+        )
+        queue.conn.execute("UPDATE processing_jobs SET max_attempts = %s WHERE id = %s", (max_attempts, job_id))
+        job = queue.claim()
+        assert job is not None and job.id == job_id
+        queue.update_style_training(profile, training_status="training")  # what run_style_job does first
+        return profile, job_id
+
+    def profile_status(profile: str) -> tuple[str, str | None]:
+        row = queue.style_profile(profile)
+        assert row is not None
+        return row["training_status"], row["training_error"]
+
+    retried, job_id = training_job(max_attempts=2)
+    assert queue.fail(job_id, "storage timed out", 30.0) == "queued"
+    assert profile_status(retried) == ("training", None)  # it will run again
+    queue.conn.execute("UPDATE processing_jobs SET run_after = now() WHERE id = %s", (job_id,))
+    assert queue.claim() is not None
+    assert queue.fail(job_id, "storage timed out", None) == "failed"
+    assert profile_status(retried) == ("error", "storage timed out")
+
+    stale, job_id = training_job(max_attempts=1)
+    queue.conn.execute(
+        "UPDATE processing_jobs SET heartbeat_at = now() - interval '2 minutes' WHERE id = %s", (job_id,)
+    )
+    assert [r["new_status"] for r in queue.requeue_stale(60)] == ["failed"]
+    status, error = profile_status(stale)
+    assert status == "error" and error is not None and "stopped responding" in error
+    assert (queue.style_profile(stale) or {})["status"] == "error"

@@ -14,7 +14,9 @@ model is stored at ``{photographer_id}/styles/{style_profile_id}.pt`` and the pr
 A profile that already has a model keeps it while it retrains, and when a retrain fails or is
 canceled (a canceled retrain goes back to ``ready``); gallery jobs go on applying it.
 A job that cannot train (too few usable pairs, keys outside the photographer's folder) ends with a
-``training_error`` that says what to fix, and is not retried.
+``training_error`` that says what to fix, and is not retried. Whatever ends the job ``failed`` (also
+a retryable error on its last attempt, or a worker that stopped responding), a trigger sets the
+profile's ``training_status='error'`` with the job's ``error_log`` as ``training_error``.
 """
 
 from __future__ import annotations
@@ -72,10 +74,8 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
         return _stopped(job, profile, queue, control, progress)
-    except WorkerError as exc:
-        if not classify(exc).retryable:
-            queue.update_style_training(job.style_profile_id, training_status="error", training_error=exc.message)
-        raise
+    # A failure needs no handling here: when the job ends 'failed' (now or after its last retry), a
+    # trigger sets the profile's training_status='error' and training_error (sql/migrate.sql).
 
     key = model_key_for(job.photographer_id, job.style_profile_id)
     runtime.storage.put(key, style_model.save(style), "application/octet-stream")
