@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker import style_histogram, style_model
+from worker import style_histogram, style_model, style_train
 from worker.config import Settings
 from worker.gallery_job import load_style_model
 from worker.jobs import JobControl, Runtime
@@ -250,3 +250,44 @@ def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue:
     status, error = profile_status(stale)
     assert status == "error" and error is not None and "stopped responding" in error
     assert (queue.style_profile(stale) or {})["status"] == "error"
+
+
+def test_training_keeps_only_small_copies_of_the_photos(
+    queue: Queue, storage: LocalStorage, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each photo is shrunk as it is decoded (200 pairs of 24 MP would otherwise hold ~29 GB)."""
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    photos = training_photos()[:5]
+    assert max(max(p.shape[:2]) for p in photos) > 512
+    pairs = upload_pairs(storage, photographer, photos)
+    seen: dict[str, list[tuple[int, ...]]] = {}
+    fit = style_histogram.fit
+
+    def fake_train(pairs, **kw):
+        seen["lut3d"] = [img.shape for pair in pairs for img in pair]
+        return fit([after for _, after in pairs])  # a real style to store; training itself is tested elsewhere
+
+    def spy_fit(references):
+        seen["histogram"] = [img.shape for img in references]
+        return fit(references)
+
+    monkeypatch.setattr(style_train, "train", fake_train)
+    monkeypatch.setattr(style_histogram, "fit", spy_fit)
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    for payload in (
+        {"pairs": pairs},
+        {"training_method": "histogram", "reference_keys": [p["edited_key"] for p in pairs]},
+    ):
+        profile = new_profile(queue, photographer)
+        queue.enqueue(photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload=payload)
+        job = queue.claim()
+        assert job is not None
+        assert run_style_job(job, queue, runtime, JobControl()).status == "completed"
+
+    for method, edge in (("lut3d", 512), ("histogram", style_histogram.STAT_EDGE)):
+        assert max(max(shape[:2]) for shape in seen[method]) == edge, (method, seen[method])
+    shapes = seen["lut3d"]
+    for photo, before, after in zip(photos, shapes[::2], shapes[1::2], strict=True):
+        assert before == after  # aligned
+        assert before[:2] == style_train.downscale(photo, 512).shape[:2]

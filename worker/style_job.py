@@ -8,6 +8,9 @@ Payload (what the app puts in ``processing_jobs.payload``):
 * or ``training_method: "histogram"`` with ``reference_keys: […]`` (default: the profile's
   ``reference_image_keys``) — finished photos only, no pairs: a global tone/colour transfer.
 
+Each photo is shrunk right after decoding to the size training uses (512 px on the long edge;
+histogram references: 256 px), so a job keeps ≈ 1 MB per pair, not the full-size photos.
+
 While it trains, the job row's ``progress`` carries the epoch, the held-out PSNR and an ETA. The
 model is stored at ``{photographer_id}/styles/{style_profile_id}.pt`` and the profile's
 ``training_status/model_key/training_method/training_time_s/pairs_used/training_error`` are set.
@@ -39,6 +42,7 @@ log = logs.get("style_job")
 
 MIN_PAIRS = style_train.MIN_PAIRS
 MAX_PAIRS = 200
+PAIR_EDGE = style_train.TrainConfig().long_edge  # photos are shrunk to this as they are decoded
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,8 @@ def _train_lut(job: Job, runtime: Runtime, progress: _Progress, control: JobCont
     def load_pair(item: Any) -> Any:
         if not isinstance(item, dict):
             raise JobInputError("a pair is not an object with original_key and edited_key")
-        before = _load_image(item.get("original_key"), job, runtime, "original")
-        after = _load_image(item.get("edited_key"), job, runtime, "edited")
+        before = _load_image(item.get("original_key"), job, runtime, "original", PAIR_EDGE)
+        after = _load_image(item.get("edited_key"), job, runtime, "edited", PAIR_EDGE)
         try:
             return style_train.align_pair(before, after)
         except ValueError as exc:
@@ -157,7 +161,9 @@ def _fit_histogram(job: Job, profile: dict[str, Any], runtime: Runtime, progress
     progress.extra.update(stage="downloading", references_given=len(keys))
     progress.write(force=True)
     images, problems = _load_all(
-        keys, lambda key: _load_image(key, job, runtime, "reference"), runtime.settings.io_threads
+        keys,
+        lambda key: _load_image(key, job, runtime, "reference", style_histogram.STAT_EDGE),
+        runtime.settings.io_threads,
     )
     if not images:
         raise JobInputError("none of the reference photos could be used: " + "; ".join(problems[:3]))
@@ -166,7 +172,8 @@ def _fit_histogram(job: Job, profile: dict[str, Any], runtime: Runtime, progress
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _load_image(key: Any, job: Job, runtime: Runtime, what: str) -> Image:
+def _load_image(key: Any, job: Job, runtime: Runtime, what: str, long_edge: int) -> Image:
+    """The photo at ``key``, decoded and shrunk at once to at most ``long_edge`` (the size it is used at)."""
     checked = check_tenant_key(key if isinstance(key, str) else None, job.photographer_id, what=f"{what} photo")
     frame = decoder.decode(
         runtime.storage.get(checked),
@@ -174,7 +181,7 @@ def _load_image(key: Any, job: Job, runtime: Runtime, what: str) -> Image:
         filename=checked.rsplit("/", 1)[-1],
         max_pixels=runtime.settings.max_image_pixels,
     )
-    return frame.image
+    return style_train.downscale(frame.image, long_edge)
 
 
 def _load_all(items: Sequence[Any], load: Callable[[Any], Any], threads: int) -> tuple[list[Any], list[str]]:
