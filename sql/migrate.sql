@@ -114,3 +114,25 @@ CREATE OR REPLACE TRIGGER apelier_notify_job_requeued
     AFTER UPDATE OF status ON public.processing_jobs
     FOR EACH ROW WHEN (NEW.status = 'queued' AND OLD.status IS DISTINCT FROM 'queued')
     EXECUTE FUNCTION apelier.notify_job_queued();
+
+-- A train_style job that ends 'failed' takes its profile out of 'training', whatever the path: an
+-- error the worker saw, a retryable one on the last attempt, an unexpected exception, or a worker
+-- that stopped responding (requeue_stale). training_error is the job's error_log.
+CREATE OR REPLACE FUNCTION apelier.fail_style_training() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE public.style_profiles
+  SET training_status = 'error',
+      status = 'error',
+      training_error = coalesce(NEW.error_log, 'training failed; see the worker logs'),
+      training_completed_at = now(),
+      updated_at = now()
+  WHERE id = NEW.style_profile_id AND photographer_id = NEW.photographer_id AND training_status = 'training';
+  RETURN NULL;
+END;
+$fn$;
+
+CREATE OR REPLACE TRIGGER apelier_fail_style_training
+    AFTER UPDATE OF status ON public.processing_jobs
+    FOR EACH ROW WHEN (NEW.status = 'failed' AND OLD.status IS DISTINCT FROM 'failed' AND NEW.job_type = 'train_style')
+    EXECUTE FUNCTION apelier.fail_style_training();

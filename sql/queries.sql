@@ -93,7 +93,9 @@ SET training_status = %(training_status)s,
     pairs_used = coalesce(%(pairs_used)s, pairs_used),
     training_error = %(training_error)s,
     training_started_at = CASE WHEN %(training_status)s = 'training' THEN now() ELSE training_started_at END,
-    training_completed_at = CASE WHEN %(training_status)s IN ('ready', 'error') THEN now()
+    -- The style cache's version: moves when a new model is stored or a training ends in error, not
+    -- when a canceled retrain goes back to 'ready' with the model it had.
+    training_completed_at = CASE WHEN %(training_status)s = 'error' OR %(model_key)s IS NOT NULL THEN now()
                                  ELSE training_completed_at END,
     updated_at = now()
 WHERE id = %(profile)s

@@ -150,3 +150,17 @@ def test_errors_are_one_line(pairs_dir: Path, tmp_path: Path, capsys: pytest.Cap
         )
         == 2
     )
+
+
+def test_training_pairs_are_shrunk_as_they_are_read_and_eval_pairs_are_not(tmp_path: Path) -> None:
+    from worker.style_cli import _load_pairs
+
+    big = np.ascontiguousarray(np.tile(_photos()[0], (4, 3, 1)))  # 684×513 px
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    Image.fromarray(big).save(tmp_path / "before" / "a.png")
+    Image.fromarray(_look(big)[::2, ::2]).save(tmp_path / "after" / "a.png")  # exported at half size
+    _, [(before, after)] = _load_pairs(tmp_path, 512)
+    assert max(before.shape[:2]) == 512 and before.shape == after.shape
+    _, [(before, after)] = _load_pairs(tmp_path)
+    assert before.shape == big.shape and after.shape == big.shape

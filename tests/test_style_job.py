@@ -6,10 +6,17 @@ import io
 import uuid
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from worker.queue import Queue
+from worker import style_histogram, style_model, style_train
+from worker.config import Settings
+from worker.gallery_job import load_style_model
+from worker.jobs import JobControl, Runtime
+from worker.models.bundle import ModelBundle
+from worker.queue import Job, Queue
 from worker.storage import LocalStorage
+from worker.style_job import run_style_job
 
 from .conftest import jpeg_bytes, make_gallery
 from .test_daemon import drain, photo_rows
@@ -129,3 +136,158 @@ def test_an_unusable_style_model_sends_the_photos_to_review(queue, db_url, stora
     assert photo["status"] == "edited" and photo["needs_review"]
     assert photo["ai_edits"]["style"]["applied"] is False
     assert "style model unusable" in photo["ai_edits"]["review_reasons"][0]
+
+
+def store_histogram_style(queue: Queue, storage: LocalStorage, photographer: str, profile: str, ref: np.ndarray):
+    """A trained (histogram) model for ``profile``, stored and recorded as the train_style job does."""
+    style = style_histogram.fit([ref])
+    key = f"{photographer}/styles/{profile}.pt"
+    storage.put(key, style_model.save(style), "application/octet-stream")
+    queue.update_style_training(profile, training_status="ready", training_method="histogram", model_key=key)
+    return style
+
+
+def gallery_job_for(photographer: str, profile: str) -> Job:
+    return Job(str(uuid.uuid4()), "gallery", photographer, None, profile, {}, {}, 1, 3, {})
+
+
+def test_a_profile_keeps_its_model_while_it_retrains_and_after_a_failed_retrain(
+    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, coffee: np.ndarray
+) -> None:
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    profile = new_profile(queue, photographer)
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    job = gallery_job_for(photographer, profile)
+
+    def choice():  # what a gallery job starting now gets
+        return load_style_model(job, queue.style_profile(profile), runtime)
+
+    queue.update_style_training(profile, training_status="training")
+    first = choice()  # a first training: no model yet, phase 1 passes through and says so
+    assert first.model is None and not first.expected and "no trained model yet" in first.note
+
+    old = store_histogram_style(queue, storage, photographer, profile, astronaut)
+    in_use = choice().model
+    assert np.array_equal(in_use.tone_target, old.tone_target)
+    queue.update_style_training(profile, training_status="training")  # a retrain starts
+    assert choice().model is in_use  # same version: the cached model, not fetched again
+    queue.update_style_training(profile, training_status="error", training_error="the GPU fell over")
+    assert np.array_equal(choice().model.tone_target, old.tone_target)
+
+    new = store_histogram_style(queue, storage, photographer, profile, coffee)  # a retrain completes
+    assert not np.array_equal(new.tone_target, old.tone_target)
+    assert np.array_equal(choice().model.tone_target, new.tone_target)
+
+
+@pytest.mark.parametrize("had_model", [True, False])
+def test_canceling_a_training_keeps_a_model_it_had_ready(
+    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, had_model: bool
+) -> None:
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    profile = new_profile(queue, photographer)
+    if had_model:
+        store_histogram_style(queue, storage, photographer, profile, astronaut)
+    before = queue.style_profile(profile)
+    assert before is not None
+    pairs = upload_pairs(storage, photographer, training_photos()[:5])
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": pairs}
+    )
+    job = queue.claim()
+    assert job is not None and job.id == job_id
+    assert queue.cancel(job_id) == "canceled"  # the app cancels; the worker sees it at its next write
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    assert run_style_job(job, queue, runtime, JobControl()).status == "canceled"
+
+    row = queue.style_profile(profile)
+    assert row is not None
+    if had_model:
+        assert (row["training_status"], row["status"], row["training_error"]) == ("ready", "ready", None)
+        assert row["model_key"] == before["model_key"] and row["training_method"] == "histogram"
+        assert row["training_completed_at"] == before["training_completed_at"]  # the style cache's version
+    else:
+        assert (row["training_status"], row["training_error"]) == ("error", "training canceled")
+        assert row["model_key"] is None
+
+
+def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue: Queue) -> None:
+    """The profile leaves 'training' however its job ends failed: here a retryable error on the last
+    attempt and a worker that stopped responding (neither passes the worker's own error handling)."""
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+
+    def training_job(max_attempts: int) -> tuple[str, str]:
+        profile = new_profile(queue, photographer)
+        job_id = queue.enqueue(
+            photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
+        )
+        queue.conn.execute("UPDATE processing_jobs SET max_attempts = %s WHERE id = %s", (max_attempts, job_id))
+        job = queue.claim()
+        assert job is not None and job.id == job_id
+        queue.update_style_training(profile, training_status="training")  # what run_style_job does first
+        return profile, job_id
+
+    def profile_status(profile: str) -> tuple[str, str | None]:
+        row = queue.style_profile(profile)
+        assert row is not None
+        return row["training_status"], row["training_error"]
+
+    retried, job_id = training_job(max_attempts=2)
+    assert queue.fail(job_id, "storage timed out", 30.0) == "queued"
+    assert profile_status(retried) == ("training", None)  # it will run again
+    queue.conn.execute("UPDATE processing_jobs SET run_after = now() WHERE id = %s", (job_id,))
+    assert queue.claim() is not None
+    assert queue.fail(job_id, "storage timed out", None) == "failed"
+    assert profile_status(retried) == ("error", "storage timed out")
+
+    stale, job_id = training_job(max_attempts=1)
+    queue.conn.execute(
+        "UPDATE processing_jobs SET heartbeat_at = now() - interval '2 minutes' WHERE id = %s", (job_id,)
+    )
+    assert [r["new_status"] for r in queue.requeue_stale(60)] == ["failed"]
+    status, error = profile_status(stale)
+    assert status == "error" and error is not None and "stopped responding" in error
+    assert (queue.style_profile(stale) or {})["status"] == "error"
+
+
+def test_training_keeps_only_small_copies_of_the_photos(
+    queue: Queue, storage: LocalStorage, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each photo is shrunk as it is decoded (200 pairs of 24 MP would otherwise hold ~29 GB)."""
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    photos = training_photos()[:5]
+    assert max(max(p.shape[:2]) for p in photos) > 512
+    pairs = upload_pairs(storage, photographer, photos)
+    seen: dict[str, list[tuple[int, ...]]] = {}
+    fit = style_histogram.fit
+
+    def fake_train(pairs, **kw):
+        seen["lut3d"] = [img.shape for pair in pairs for img in pair]
+        return fit([after for _, after in pairs])  # a real style to store; training itself is tested elsewhere
+
+    def spy_fit(references):
+        seen["histogram"] = [img.shape for img in references]
+        return fit(references)
+
+    monkeypatch.setattr(style_train, "train", fake_train)
+    monkeypatch.setattr(style_histogram, "fit", spy_fit)
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    for payload in (
+        {"pairs": pairs},
+        {"training_method": "histogram", "reference_keys": [p["edited_key"] for p in pairs]},
+    ):
+        profile = new_profile(queue, photographer)
+        queue.enqueue(photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload=payload)
+        job = queue.claim()
+        assert job is not None
+        assert run_style_job(job, queue, runtime, JobControl()).status == "completed"
+
+    for method, edge in (("lut3d", 512), ("histogram", style_histogram.STAT_EDGE)):
+        assert max(max(shape[:2]) for shape in seen[method]) == edge, (method, seen[method])
+    shapes = seen["lut3d"]
+    for photo, before, after in zip(photos, shapes[::2], shapes[1::2], strict=True):
+        assert before == after  # aligned
+        assert before[:2] == style_train.downscale(photo, 512).shape[:2]

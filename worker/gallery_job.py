@@ -295,8 +295,11 @@ class StyleChoice:
 def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime) -> StyleChoice:
     """The job's style model, or None and the reason phase 1 passes through.
 
-    Models are read from storage (tenant-checked) once and kept: in memory for this worker's life
-    and on disk under ``WORKER_DATA_DIR/styles``, keyed by the file's content hash.
+    A profile with a trained model (``model_key``) keeps it whatever its ``training_status``: while
+    it retrains, and after a retrain failed or was canceled, the last good model is applied. The
+    app's legacy ``model_weights_key`` counts only with status ``ready``. Models are read from
+    storage (tenant-checked) once and kept: in memory for this worker's life and on disk under
+    ``WORKER_DATA_DIR/styles``, keyed by storage key and ``training_completed_at`` (see style_cache).
     """
     if not job.style_profile_id:
         return StyleChoice(None, "no style profile on this job")
@@ -304,9 +307,9 @@ def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime)
         return StyleChoice(None, f"style profile {job.style_profile_id} not found", expected=True)
     if str(profile["photographer_id"]) != job.photographer_id:
         raise JobInputError(f"style profile {job.style_profile_id} belongs to another photographer; refused")
-    key = profile.get("model_key") or profile.get("model_weights_key")
     status = profile.get("training_status") or profile.get("status")
-    if not key or status != "ready":
+    key = profile.get("model_key") or (profile.get("model_weights_key") if status == "ready" else None)
+    if not key:
         return StyleChoice(
             None, f"style profile {job.style_profile_id} has no trained model yet (training_status={status})"
         )

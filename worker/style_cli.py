@@ -96,14 +96,19 @@ def find_pairs(pairs_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def _load_pairs(
-    pairs_dir: Path,
+    pairs_dir: Path, long_edge: int | None = None
 ) -> tuple[list[str], list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]]:
-    from worker.style_train import align_pair
+    """The usable pairs, each photo shrunk to ``long_edge`` as it is read (None: full size)."""
+    from worker.style_train import align_pair, downscale
+
+    def load(path: Path) -> npt.NDArray[np.uint8]:
+        img = read_image(path)
+        return img if long_edge is None else downscale(img, long_edge)
 
     names, pairs = [], []
     for stem, b, a in find_pairs(pairs_dir):
         try:
-            pairs.append(align_pair(read_image(b), read_image(a)))
+            pairs.append(align_pair(load(b), load(a)))
             names.append(stem)
         except (WorkerError, ValueError) as exc:
             reason = exc.message if isinstance(exc, WorkerError) else str(exc)
@@ -115,7 +120,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from worker import style_model
-    from worker.style_train import MIN_PAIRS, TrainProgress, train
+    from worker.style_train import MIN_PAIRS, TrainConfig, TrainProgress, downscale, train
 
     if args.method == "histogram":
         from worker import style_histogram
@@ -123,7 +128,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         after_dir = args.pairs_dir / "after"
         if not after_dir.is_dir():
             raise WorkerError(f"{after_dir} does not exist; the histogram method reads reference photos from after/")
-        refs = [read_image(p) for p in sorted(after_dir.iterdir()) if p.suffix.lower() in _SUFFIXES]
+        refs = [
+            downscale(read_image(p), style_histogram.STAT_EDGE)
+            for p in sorted(after_dir.iterdir())
+            if p.suffix.lower() in _SUFFIXES
+        ]
         if not refs:
             raise WorkerError(f"no reference photos in {after_dir}")
         hist = style_histogram.fit(refs)
@@ -131,7 +140,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"model": str(args.out), "method": "histogram", "references_used": len(refs)}))
         return 0
 
-    _, pairs = _load_pairs(args.pairs_dir)
+    _, pairs = _load_pairs(args.pairs_dir, TrainConfig().long_edge)  # training keeps only small copies
     if len(pairs) < MIN_PAIRS:
         raise WorkerError(
             f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; at least {MIN_PAIRS} are needed"

@@ -33,24 +33,16 @@ from worker.colour import lab_to_srgb, srgb_to_lab
 from worker.errors import ModelFileError
 from worker.frame import Image
 from worker.models import lut3d
+from worker.style_train import downscale
 
 N_QUANTILES = 33
 _LEVELS = np.linspace(0.01, 0.99, N_QUANTILES)
-_STAT_EDGE = 256
+STAT_EDGE = 256  # statistics are measured on a copy this size (references may be shrunk to it on loading)
 
 
 def _measure(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(L* quantiles at ``_LEVELS``, [mean a*, mean b*, std a*, std b*]) of a photo's small copy."""
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = min(1.0, _STAT_EDGE / max(h, w))
-    small = image
-    if scale < 1.0:
-        small = np.asarray(
-            cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA),
-            dtype=np.uint8,
-        )
+    small = downscale(image, STAT_EDGE)
     lab = srgb_to_lab(small.reshape(-1, 3))
     quant = np.quantile(lab[:, 0], _LEVELS)
     ab = lab[:, 1:]

@@ -8,11 +8,18 @@ Payload (what the app puts in ``processing_jobs.payload``):
 * or ``training_method: "histogram"`` with ``reference_keys: […]`` (default: the profile's
   ``reference_image_keys``) — finished photos only, no pairs: a global tone/colour transfer.
 
+Each photo is shrunk right after decoding to the size training uses (512 px on the long edge;
+histogram references: 256 px), so a job keeps ≈ 1 MB per pair, not the full-size photos.
+
 While it trains, the job row's ``progress`` carries the epoch, the held-out PSNR and an ETA. The
 model is stored at ``{photographer_id}/styles/{style_profile_id}.pt`` and the profile's
 ``training_status/model_key/training_method/training_time_s/pairs_used/training_error`` are set.
+A profile that already has a model keeps it while it retrains, and when a retrain fails or is
+canceled (a canceled retrain goes back to ``ready``); gallery jobs go on applying it.
 A job that cannot train (too few usable pairs, keys outside the photographer's folder) ends with a
-``training_error`` that says what to fix, and is not retried.
+``training_error`` that says what to fix, and is not retried. Whatever ends the job ``failed`` (also
+a retryable error on its last attempt, or a worker that stopped responding), a trigger sets the
+profile's ``training_status='error'`` with the job's ``error_log`` as ``training_error``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ log = logs.get("style_job")
 
 MIN_PAIRS = style_train.MIN_PAIRS
 MAX_PAIRS = 200
+PAIR_EDGE = style_train.TrainConfig().long_edge  # photos are shrunk to this as they are decoded
 
 
 @dataclass(frozen=True)
@@ -69,11 +77,9 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         else:
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
-        return _stopped(job, queue, control, progress)
-    except WorkerError as exc:
-        if not classify(exc).retryable:
-            queue.update_style_training(job.style_profile_id, training_status="error", training_error=exc.message)
-        raise
+        return _stopped(job, profile, queue, control, progress)
+    # A failure needs no handling here: when the job ends 'failed' (now or after its last retry), a
+    # trigger sets the profile's training_status='error' and training_error (sql/migrate.sql).
 
     key = model_key_for(job.photographer_id, job.style_profile_id)
     runtime.storage.put(key, style_model.save(style), "application/octet-stream")
@@ -117,8 +123,8 @@ def _train_lut(job: Job, runtime: Runtime, progress: _Progress, control: JobCont
     def load_pair(item: Any) -> Any:
         if not isinstance(item, dict):
             raise JobInputError("a pair is not an object with original_key and edited_key")
-        before = _load_image(item.get("original_key"), job, runtime, "original")
-        after = _load_image(item.get("edited_key"), job, runtime, "edited")
+        before = _load_image(item.get("original_key"), job, runtime, "original", PAIR_EDGE)
+        after = _load_image(item.get("edited_key"), job, runtime, "edited", PAIR_EDGE)
         try:
             return style_train.align_pair(before, after)
         except ValueError as exc:
@@ -155,7 +161,9 @@ def _fit_histogram(job: Job, profile: dict[str, Any], runtime: Runtime, progress
     progress.extra.update(stage="downloading", references_given=len(keys))
     progress.write(force=True)
     images, problems = _load_all(
-        keys, lambda key: _load_image(key, job, runtime, "reference"), runtime.settings.io_threads
+        keys,
+        lambda key: _load_image(key, job, runtime, "reference", style_histogram.STAT_EDGE),
+        runtime.settings.io_threads,
     )
     if not images:
         raise JobInputError("none of the reference photos could be used: " + "; ".join(problems[:3]))
@@ -164,7 +172,8 @@ def _fit_histogram(job: Job, profile: dict[str, Any], runtime: Runtime, progress
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _load_image(key: Any, job: Job, runtime: Runtime, what: str) -> Image:
+def _load_image(key: Any, job: Job, runtime: Runtime, what: str, long_edge: int) -> Image:
+    """The photo at ``key``, decoded and shrunk at once to at most ``long_edge`` (the size it is used at)."""
     checked = check_tenant_key(key if isinstance(key, str) else None, job.photographer_id, what=f"{what} photo")
     frame = decoder.decode(
         runtime.storage.get(checked),
@@ -172,7 +181,7 @@ def _load_image(key: Any, job: Job, runtime: Runtime, what: str) -> Image:
         filename=checked.rsplit("/", 1)[-1],
         max_pixels=runtime.settings.max_image_pixels,
     )
-    return frame.image
+    return style_train.downscale(frame.image, long_edge)
 
 
 def _load_all(items: Sequence[Any], load: Callable[[Any], Any], threads: int) -> tuple[list[Any], list[str]]:
@@ -226,11 +235,16 @@ class _Progress:
         self.control.saw_state(state)
 
 
-def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
+def _stopped(job: Job, profile: dict[str, Any], queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
     assert job.style_profile_id is not None
     state = control.job_state
     if state == "canceled":
-        queue.update_style_training(job.style_profile_id, training_status="error", training_error="training canceled")
+        if profile.get("model_key"):  # a canceled retrain: the model trained before stays in use
+            queue.update_style_training(job.style_profile_id, training_status="ready", training_error=None)
+        else:
+            queue.update_style_training(
+                job.style_profile_id, training_status="error", training_error="training canceled"
+            )
         queue.ack_cancel(job.id, 0, progress.as_json())
         return StyleOutcome("canceled")
     if state is not None:

@@ -144,7 +144,11 @@ def align_pair(before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8]) -> P
     return before, after
 
 
-def _downscale(img: npt.NDArray[np.uint8], long_edge: int) -> npt.NDArray[np.uint8]:
+def downscale(img: npt.NDArray[np.uint8], long_edge: int) -> npt.NDArray[np.uint8]:
+    """A copy at most ``long_edge`` on its longer side (area filter), writable and C-ordered.
+
+    Loaders shrink each photo with it as soon as it is decoded, so only small copies are kept.
+    """
     import cv2
 
     h, w = img.shape[:2]
@@ -159,7 +163,7 @@ def _prepare(pairs: Sequence[Pair], long_edge: int) -> list[_Sample]:
     samples = []
     for before, after in pairs:
         b, a = align_pair(np.asarray(before), np.asarray(after))
-        b, a = _downscale(b, long_edge), _downscale(a, long_edge)
+        b, a = downscale(b, long_edge), downscale(a, long_edge)
         samples.append(_Sample(b, a, lut3d.thumbnail(b)))
     return samples
 
