@@ -34,9 +34,11 @@ import cv2
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL.ExifTags import IFD, Base
 
 from worker import icc
 from worker.errors import DecodeError
+from worker.exif import photographic
 from worker.frame import Frame, SourceInfo
 
 pillow_heif.register_heif_opener()
@@ -48,16 +50,6 @@ Image.MAX_IMAGE_PIXELS = None
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 MIN_SIDE = 16  # pixels: anything smaller is an icon or a broken export, not a photo
 _CMS_FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
-
-# EXIF tag ids (see the EXIF 2.32 spec).
-_ORIENTATION = 0x0112
-_MAKE, _MODEL, _DATETIME, _ARTIST, _COPYRIGHT = 0x010F, 0x0110, 0x0132, 0x013B, 0x8298
-_EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
-_EXPOSURE_TIME, _FNUMBER, _ISO, _DATETIME_ORIGINAL = 0x829A, 0x829D, 0x8827, 0x9003
-_FOCAL_LENGTH, _LENS_MAKE, _LENS_MODEL, _OFFSET_TIME_ORIGINAL = 0x920A, 0xA433, 0xA434, 0x9011
-_SUBSEC_ORIGINAL, _COLOR_SPACE, _FLASH, _EXPOSURE_BIAS = 0x9291, 0xA001, 0x9209, 0x9204
-_INTEROP_INDEX = 0x0001
-_DNG_VERSION = 50706
 
 RAW_SUFFIXES = frozenset(
     {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".rwl",
@@ -89,7 +81,7 @@ def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Fra
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(f"{name} is damaged ({_short(exc)}); upload the original file again") from None
-    if img.format == "TIFF" and _DNG_VERSION in getattr(img, "tag_v2", {}):
+    if img.format == "TIFF" and Base.DNGVersion in getattr(img, "tag_v2", {}):
         return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
     return _decode_pillow(img, data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
 
@@ -120,7 +112,7 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
     fmt = img.format or "unknown"
     bit_depth = _bit_depth(img)  # before loading: the tile list still names the file's sample size
     # TIFF applies its orientation while loading; read the tag first.
-    tiff_orientation = getattr(img, "tag_v2", {}).get(_ORIENTATION) if fmt == "TIFF" else None
+    tiff_orientation = getattr(img, "tag_v2", {}).get(Base.Orientation) if fmt == "TIFF" else None
     fast = _fast_jpeg(img, data)  # the camera JPEG: OpenCV decodes straight into a numpy array
     if fast is None:
         _load(img, name)
@@ -129,7 +121,7 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
     except Exception:  # a broken EXIF block must not cost the photo
         exif = Image.Exif()
     summary = exif_summary(exif)
-    orientation = int(exif.get(_ORIENTATION, 1) or 1)
+    orientation = int(exif.get(Base.Orientation, 1) or 1)
     if not 1 <= orientation <= 8:
         orientation = 1
     if isinstance(tiff_orientation, int):
@@ -291,8 +283,8 @@ def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pix
 def _raw_exif(data: bytes, raw: Any) -> Image.Exif:
     """The RAW file's EXIF: from its TIFF structure when it has one, else from its embedded preview.
 
-    Only the photographic tags are kept (IFD0's strip offsets and the like mean nothing outside
-    the RAW file): make, model, times, artist, copyright, orientation and the EXIF/GPS sub-IFDs.
+    Only its photographic tags (:func:`worker.exif.photographic`) are carried: a RAW's IFD0 also
+    holds its strip offsets, colour matrices and private DNG data, which mean nothing outside it.
     """
     full = Image.Exif()
     if data[:4] in {b"II*\x00", b"MM\x00*"}:
@@ -308,18 +300,7 @@ def _raw_exif(data: bytes, raw: Any) -> Image.Exif:
                     full = preview.getexif()
         except Exception:  # no preview, or an unreadable one: no EXIF, the photo still develops
             return Image.Exif()
-    clean = Image.Exif()
-    for tag in (_MAKE, _MODEL, _DATETIME, _ARTIST, _COPYRIGHT, _ORIENTATION):
-        if tag in full:
-            clean[tag] = full[tag]
-    for ifd in (_EXIF_IFD, _GPS_IFD):
-        try:
-            values = dict(full.get_ifd(ifd)) if ifd in full else {}
-        except Exception:  # an unreadable sub-IFD is left out
-            values = {}
-        if values:
-            clean[ifd] = values
-    return clean
+    return photographic(full)
 
 
 def _bit_depth(img: Image.Image) -> int:
@@ -333,7 +314,7 @@ def _bit_depth(img: Image.Image) -> int:
         rawmode = args[0] if isinstance(args, tuple) and args else args
         if isinstance(rawmode, str) and re.search(r";16[BLN]?$", rawmode):
             return 16
-    bps = getattr(img, "tag_v2", {}).get(258) if img.format == "TIFF" else None
+    bps = getattr(img, "tag_v2", {}).get(Base.BitsPerSample) if img.format == "TIFF" else None
     if isinstance(bps, tuple) and bps and int(bps[0]) > 8:
         return int(bps[0])
     return 8
@@ -355,13 +336,13 @@ def _exif_bytes(img: Image.Image, exif: Image.Exif) -> bytes | None:
 def _declares_adobe_rgb(exif: Image.Exif) -> bool:
     """A DCF camera file in Adobe RGB: ColorSpace uncalibrated and interoperability index R03."""
     try:
-        sub = exif.get_ifd(_EXIF_IFD)
-        if sub.get(_COLOR_SPACE) != 0xFFFF:
+        sub = exif.get_ifd(IFD.Exif)
+        if sub.get(Base.ColorSpace) != 0xFFFF:
             return False
-        interop = exif.get_ifd(_INTEROP_IFD)
+        interop = exif.get_ifd(IFD.Interop)
     except Exception:  # a malformed IFD: assume sRGB, the DCF default
         return False
-    index = interop.get(_INTEROP_INDEX)
+    index = interop.get(Base.InteropIndex)
     if isinstance(index, bytes):
         index = index.decode("ascii", "replace")
     return isinstance(index, str) and index.strip("\x00 ") == "R03"
@@ -488,7 +469,7 @@ def _looks_like_text(data: bytes) -> bool:
 def exif_summary(exif: Image.Exif) -> dict[str, Any]:
     """The fields a photographer looks for, JSON-able. GPS is reported as present/absent only."""
     try:
-        sub = exif.get_ifd(_EXIF_IFD) if _EXIF_IFD in exif else {}
+        sub = exif.get_ifd(IFD.Exif) if IFD.Exif in exif else {}
     except Exception:  # a malformed sub-IFD: summarise what IFD0 has
         sub = {}
     out: dict[str, Any] = {}
@@ -504,41 +485,41 @@ def exif_summary(exif: Image.Exif) -> dict[str, Any]:
                 return
         out[key] = value
 
-    put("make", exif.get(_MAKE))
-    put("model", exif.get(_MODEL))
-    lens = sub.get(_LENS_MODEL)
+    put("make", exif.get(Base.Make))
+    put("model", exif.get(Base.Model))
+    lens = sub.get(Base.LensModel)
     put("lens", lens)
-    put("lens_make", sub.get(_LENS_MAKE))
-    put("focal_length_mm", _num(sub.get(_FOCAL_LENGTH)))
-    put("aperture", _num(sub.get(_FNUMBER)))
-    exposure = sub.get(_EXPOSURE_TIME)
+    put("lens_make", sub.get(Base.LensMake))
+    put("focal_length_mm", _num(sub.get(Base.FocalLength)))
+    put("aperture", _num(sub.get(Base.FNumber)))
+    exposure = sub.get(Base.ExposureTime)
     if exposure is not None:
         seconds = _num(exposure)
         if seconds:
             put("shutter_s", seconds)
             put("shutter", f"1/{round(1 / seconds)}" if seconds < 1 else f"{seconds:g}s")
-    iso = sub.get(_ISO)
+    iso = sub.get(Base.ISOSpeedRatings)
     with contextlib.suppress(TypeError, ValueError, IndexError):
         put("iso", int(iso[0] if isinstance(iso, tuple) else iso) if iso else None)
-    put("exposure_bias_ev", _num(sub.get(_EXPOSURE_BIAS)))
-    flash = sub.get(_FLASH)
+    put("exposure_bias_ev", _num(sub.get(Base.ExposureBiasValue)))
+    flash = sub.get(Base.Flash)
     if isinstance(flash, int):
         out["flash_fired"] = bool(flash & 1)
     put(
         "captured_at",
         _exif_time(
-            sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME),
-            sub.get(_SUBSEC_ORIGINAL) if sub.get(_DATETIME_ORIGINAL) else None,
-            sub.get(_OFFSET_TIME_ORIGINAL),
+            sub.get(Base.DateTimeOriginal) or exif.get(Base.DateTime),
+            sub.get(Base.SubsecTimeOriginal) if sub.get(Base.DateTimeOriginal) else None,
+            sub.get(Base.OffsetTimeOriginal),
         ),
     )
-    put("artist", exif.get(_ARTIST))
-    put("copyright", exif.get(_COPYRIGHT))
-    if _ORIENTATION in exif:
+    put("artist", exif.get(Base.Artist))
+    put("copyright", exif.get(Base.Copyright))
+    if Base.Orientation in exif:
         with contextlib.suppress(TypeError, ValueError):
-            put("orientation", int(exif[_ORIENTATION]))
+            put("orientation", int(exif[Base.Orientation]))
     try:
-        out["has_gps"] = bool(exif.get_ifd(_GPS_IFD)) if _GPS_IFD in exif else False
+        out["has_gps"] = bool(exif.get_ifd(IFD.GPSInfo)) if IFD.GPSInfo in exif else False
     except Exception:  # a GPS pointer we cannot follow still means the file carries a location
         out["has_gps"] = True
     return out

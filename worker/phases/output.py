@@ -4,7 +4,8 @@ Pure: the bytes land in ``frame.outputs`` (name → :class:`~worker.frame.Encode
 content type) and the pipeline uploads them.
 
 * ``edited`` — full resolution, ``EditSettings.jpeg_quality`` (4:4:4 chroma at 90 and above),
-  sRGB profile embedded, the camera's EXIF kept with the orientation reset to 1 (the pixels are
+  sRGB profile embedded, the camera's photographic EXIF kept (``worker.exif``: not a TIFF's or
+  RAW's own structure tags) with the orientation reset to 1 (the pixels are
   upright), the pixel size updated, colour space set to sRGB, the embedded EXIF thumbnail and the
   maker notes dropped (a stale preview and an opaque blob), and **GPS removed** unless
   ``EditSettings.keep_gps``.
@@ -28,7 +29,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image as PILImage
 from PIL import ImageCms
+from PIL.ExifTags import IFD, Base
 
+from worker.exif import photographic
 from worker.frame import Encoded, Frame
 from worker.phases import PhaseContext
 from worker.profile import EditSettings
@@ -40,12 +43,6 @@ WEB_QUALITY = 85
 THUMB_QUALITY = 80
 _SRGB_ICC: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 _MAX_EXIF = 65000  # a JPEG APP1 segment holds at most 65533 bytes
-
-# EXIF tags (EXIF 2.32).
-_ORIENTATION, _ARTIST, _COPYRIGHT = 0x0112, 0x013B, 0x8298
-_EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
-_MAKER_NOTE, _COLOR_SPACE, _PIXEL_X, _PIXEL_Y = 0x927C, 0xA001, 0xA002, 0xA003
-_USER_COMMENT = 0x9286
 
 VARIANTS: tuple[str, ...] = ("edited", "web", "thumb", "watermarked")
 Pixels = npt.NDArray[Any]
@@ -135,35 +132,33 @@ def _load_exif(exif_bytes: bytes | None) -> PILImage.Exif | None:
     exif = PILImage.Exif()
     try:
         exif.load(exif_bytes)
-        exif.get_ifd(_EXIF_IFD)  # parse the sub-IFDs now: a broken one drops the block, not the photo
-        exif.get_ifd(_GPS_IFD)
+        exif.get_ifd(IFD.Exif)  # parse the sub-IFDs now: a broken one drops the block, not the photo
+        exif.get_ifd(IFD.GPSInfo)
     except Exception:  # an EXIF block Pillow cannot parse is dropped, never fatal
         return None
     return exif
 
 
 def output_exif(exif_bytes: bytes | None, *, keep_gps: bool, size: tuple[int, int] | None = None) -> bytes | None:
-    """The source EXIF for the edited file: orientation 1, sRGB, the new pixel size, no EXIF
-    thumbnail or maker note, and no GPS block unless ``keep_gps``."""
-    exif = _load_exif(exif_bytes)
-    if exif is None:
+    """The source's photographic EXIF (:func:`worker.exif.photographic`: no TIFF/RAW structure tags,
+    EXIF thumbnail or maker note) for the edited file: orientation 1, sRGB, the new pixel size,
+    and no GPS block unless ``keep_gps``."""
+    source = _load_exif(exif_bytes)
+    if source is None:
         return None
-    exif[_ORIENTATION] = 1
-    if not keep_gps:
-        exif.get_ifd(_GPS_IFD).clear()
-        if _GPS_IFD in exif:
-            del exif[_GPS_IFD]
-    sub = exif.get_ifd(_EXIF_IFD)
-    for tag in (_MAKER_NOTE, _INTEROP_IFD):  # interop may say "R03" (Adobe RGB): the output is sRGB
-        sub.pop(tag, None)
-    if sub:
-        sub[_COLOR_SPACE] = 1
+    exif = photographic(source, gps=keep_gps)
+    if not len(exif):
+        return None
+    exif[Base.Orientation] = 1
+    sub = exif.get(IFD.Exif)
+    if sub:  # interop may have said "R03" (Adobe RGB) and is gone: the output is sRGB
+        sub[Base.ColorSpace] = 1
         if size is not None:
-            sub[_PIXEL_X], sub[_PIXEL_Y] = size
+            sub[Base.ExifImageWidth], sub[Base.ExifImageHeight] = size
     try:
         data = exif.tobytes()
-        if len(data) > _MAX_EXIF:
-            sub.pop(_USER_COMMENT, None)
+        if len(data) > _MAX_EXIF and sub:
+            sub.pop(Base.UserComment, None)
             data = exif.tobytes()
     except Exception:  # a value Pillow cannot write back: keep the photo, lose the block
         return None
@@ -176,7 +171,7 @@ def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
     if source is None:
         return None
     exif = PILImage.Exif()
-    for tag in (_ARTIST, _COPYRIGHT):
+    for tag in (Base.Artist, Base.Copyright):
         if source.get(tag):
             exif[tag] = source[tag]
     return exif.tobytes() if len(exif) else None
