@@ -189,6 +189,20 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped(coffee: np.ndarray) -> None:
     assert np.abs(frame.image[..., 0].astype(int) - grey).max() <= 1
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+@pytest.mark.parametrize("levels", [(100, 200), (150, 300), (20000, 40000)])
+def test_dark_sixteen_bit_grey_is_read_as_sixteen_bit(fmt: str, levels: tuple[int, int]) -> None:
+    """A 16-bit file whose values all happen to be ≤ 255 is a nearly black 16-bit photo, not 8-bit data."""
+    grey = np.zeros((32, 48), np.uint16)
+    grey[:, 24:] = levels[1]
+    grey[:, :24] = levels[0]
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16"
+    frame = run(pf.encode(image, fmt), f"dark16.{fmt.lower()}")
+    expected = np.round(grey.astype(float) / 65535 * 255)
+    assert np.abs(frame.image[..., 0].astype(int) - expected).max() <= 1
+
+
 def test_rgba_png_is_composited_over_white(coffee: np.ndarray) -> None:
     rgba = np.dstack([coffee, np.full(coffee.shape[:2], 255, np.uint8)])
     rgba[:100, :100, 3] = 0

@@ -399,8 +399,10 @@ def _high_bit_grey_to_l(img: Image.Image) -> Image.Image:
     arr = np.asarray(img, dtype=np.float32)
     if img.mode == "F":
         peak = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
-    else:
+    elif img.mode == "I":  # 32-bit integers say nothing of their range: 8-bit values, or 16-bit
         peak = 65535.0 if float(arr.max(initial=0)) > 255 else 255.0
+    else:  # I;16*: 16-bit samples, however dark the photo (levels 100 and 200 are near black)
+        peak = 65535.0
     scaled = np.nan_to_num(arr / peak * 255.0 + 0.5, nan=0.0)
     return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
 
