@@ -221,6 +221,20 @@ def test_watermark_placement_and_opacity(logo: np.ndarray) -> None:
     assert np.array_equal(out[: placed["box"][1]], image[: placed["box"][1]])
 
 
+def test_a_prepared_watermark_scales_once_per_size_and_marks_as_the_raw_logo_does(logo: np.ndarray) -> None:
+    mark = output.Watermark(logo)
+    landscape, portrait = pf.wheel_photo("coffee"), np.ascontiguousarray(pf.wheel_photo("coffee").transpose(1, 0, 2))
+    for image in (landscape, portrait, landscape):
+        for position, opacity in (("bottom-right", 0.6), ("center", 1.0)):
+            prepared, placed = output.apply_watermark(image, mark, position, opacity)
+            fresh, placed_fresh = output.apply_watermark(image, logo, position, opacity)
+            assert np.array_equal(prepared, fresh) and placed == placed_fresh
+    x0, y0, x1, y1 = placed["box"]
+    assert mark.scaled(x1 - x0, y1 - y0) is mark.scaled(x1 - x0, y1 - y0)  # cached, not resampled again
+    grey = output.Watermark(np.asarray(Image.fromarray(logo).convert("L")))
+    assert grey.logo.shape == (*logo.shape[:2], 4) and (grey.logo[..., 3] == 255).all()
+
+
 def test_watermark_asked_but_no_logo(big_photo: np.ndarray) -> None:
     frame = frame_from(big_photo[:400, :600])
     output.run([frame], PhaseContext(edit=EditSettings(watermark=True)))

@@ -11,8 +11,9 @@ content type) and the pipeline uploads them.
   ``EditSettings.keep_gps``.
 * ``web`` — ``web_long_edge`` (2048) px, progressive, sRGB; only artist and copyright from EXIF.
 * ``thumb`` — ``thumb_long_edge`` (400) px, progressive, sRGB, no EXIF.
-* ``watermarked`` — the web image with the photographer's logo (``ctx.watermark``, RGBA) at
-  ``watermark_position`` and ``watermark_opacity``, when ``EditSettings.watermark`` asks for it.
+* ``watermarked`` — the web image with the photographer's logo (``ctx.watermark``: a
+  :class:`Watermark`, prepared once per job, or an RGBA array) at ``watermark_position`` and
+  ``watermark_opacity``, when ``EditSettings.watermark`` asks for it.
 
 Downscaling is high quality: area-filter halvings, then Lanczos-3 (``worker.resize.downscale``);
 the thumbnail is made from the web image. The full-resolution encode runs in a second thread
@@ -21,6 +22,7 @@ while the smaller ones are made (libjpeg releases the GIL), so the three overlap
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -64,7 +66,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
 
 
 def encode_all(
-    frame: Frame, edit: EditSettings, watermark: Pixels | None = None
+    frame: Frame, edit: EditSettings, watermark: Watermark | Pixels | None = None
 ) -> tuple[dict[str, Encoded], dict[str, Any]]:
     """Every deliverable of ``frame``, and notes for the report."""
     image = frame.image
@@ -178,33 +180,67 @@ def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
 
 
 # --- watermark ---
+class Watermark:
+    """The photographer's logo, prepared once per job: premultiplied when it is made, and scaled once
+    per target size (a gallery has two or three: landscape, portrait, square), not once per photo.
+
+    Safe to share between the encode threads (two threads may scale the same size once each).
+    """
+
+    def __init__(self, logo: Pixels) -> None:
+        logo = np.asarray(logo)
+        if logo.ndim == 2:
+            logo = np.dstack([logo, logo, logo])
+        if logo.shape[2] == 3:
+            logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
+        self.logo: Pixels = logo  # H×W×4 RGBA
+        self.height, self.width = logo.shape[:2]
+        self._premultiplied = PILImage.fromarray(_to_uint8(self._premultiply()), "RGBA")  # what is resampled
+        self._scaled: dict[tuple[int, int], tuple[Pixels, Pixels]] = {}
+        self._lock = threading.Lock()
+
+    def _premultiply(self) -> Pixels:
+        alpha = self.logo[..., 3:4].astype(np.float32) / 255.0
+        return np.concatenate([self.logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
+
+    def scaled(self, width: int, height: int) -> tuple[Pixels, Pixels]:
+        """The logo at ``width``×``height``: its alpha (0–1, before opacity) and its straight colour."""
+        with self._lock:
+            cached = self._scaled.get((width, height))
+        if cached is not None:
+            return cached
+        if (width, height) != (self.width, self.height):
+            resized = self._premultiplied.resize((width, height), PILImage.Resampling.LANCZOS)
+            small = np.asarray(resized).astype(np.float32)
+        else:
+            small = self._premultiply()
+        alpha = small[..., 3:4] / 255.0
+        colour = np.where(small[..., 3:4] > 0, small[..., :3] / np.maximum(small[..., 3:4] / 255.0, 1e-6), 0.0)
+        with self._lock:
+            return self._scaled.setdefault((width, height), (alpha, colour))
+
+
+def _to_uint8(values: Pixels) -> Pixels:
+    return np.clip(values + 0.5, 0, 255).astype(np.uint8)
+
+
 def apply_watermark(
-    image: Pixels, logo: Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
+    image: Pixels, logo: Watermark | Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
 ) -> tuple[Pixels, dict[str, Any]]:
-    """``image`` with ``logo`` (H×W×4 RGBA, or RGB) blended in at ``position`` with ``opacity``.
+    """``image`` with ``logo`` (a :class:`Watermark`, or an H×W×4 RGBA / RGB array) blended in at
+    ``position`` with ``opacity``.
 
     The logo is scaled (never up) to ``width_fraction`` of the image width, and at most 15 % of
     its height, with a margin of 3 % of the shorter side; alpha is premultiplied while
     resampling so its edges do not fringe.
     """
-    logo = np.asarray(logo)
-    if logo.ndim == 2:
-        logo = np.dstack([logo, logo, logo])
-    if logo.shape[2] == 3:
-        logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
+    mark = logo if isinstance(logo, Watermark) else Watermark(logo)
     h, w = image.shape[:2]
-    lh, lw = logo.shape[:2]
+    lh, lw = mark.height, mark.width
     scale = min(width_fraction * w / lw, 0.15 * h / lh, 1.0)
     tw, th = max(1, round(lw * scale)), max(1, round(lh * scale))
-    alpha = logo[..., 3:4].astype(np.float32) / 255.0
-    premultiplied = np.concatenate([logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
-    if (tw, th) != (lw, lh):
-        pil = PILImage.fromarray(np.clip(premultiplied + 0.5, 0, 255).astype(np.uint8), "RGBA")
-        small = np.asarray(pil.resize((tw, th), PILImage.Resampling.LANCZOS)).astype(np.float32)
-    else:
-        small = premultiplied
-    a = small[..., 3:4] / 255.0 * float(np.clip(opacity, 0.0, 1.0))
-    colour = np.where(small[..., 3:4] > 0, small[..., :3] / np.maximum(small[..., 3:4] / 255.0, 1e-6), 0.0)
+    alpha, colour = mark.scaled(tw, th)
+    a = alpha * float(np.clip(opacity, 0.0, 1.0))
     margin = round(0.03 * min(h, w))
     x = {"left": margin, "right": w - tw - margin, "center": (w - tw) // 2}
     y = {"top": margin, "bottom": h - th - margin, "center": (h - th) // 2}
@@ -215,5 +251,5 @@ def apply_watermark(
     out = image.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     blend = region * (1.0 - a[: y1 - y0, : x1 - x0]) + colour[: y1 - y0, : x1 - x0] * a[: y1 - y0, : x1 - x0]
-    out[y0:y1, x0:x1] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = _to_uint8(blend)
     return out, {"position": position, "opacity": round(float(opacity), 3), "box": [x0, y0, x1, y1]}
