@@ -342,6 +342,18 @@ def test_dng_over_the_pixel_limit(astronaut: np.ndarray) -> None:
 
 
 # --- EXIF summary ---
+def test_camera_jpeg_profiles_on_the_fast_path(coffee: np.ndarray) -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    plain = run(pf.jpeg(coffee, quality=95), "plain.jpg")
+    tagged = run(pf.encode(coffee, "JPEG", quality=95, icc_profile=srgb), "srgb.jpg")
+    odd = run(pf.encode(coffee, "JPEG", quality=95, icc_profile=b"not a profile" * 20), "odd.jpg")
+    assert plain.source.icc_profile is None and "sRGB" in (tagged.source.icc_profile or "")
+    assert odd.source.icc_profile == "unreadable profile (ignored, assumed sRGB)"
+    assert np.array_equal(tagged.image, plain.image) and np.array_equal(odd.image, plain.image)
+
+
 def test_exif_summary_of_a_camera_file(shared_data) -> None:
     path = shared_data / "pairs" / "fivek_fullres_deepupe_pytorch" / "before" / "a0015-DSC_0081.jpg"
     frame = run(path.read_bytes(), path.name)

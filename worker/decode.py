@@ -136,9 +136,9 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
         icc_profile, implied = icc.rgb_profile(icc.ADOBE_RGB), "Adobe RGB (1998) (from EXIF, no profile)"
     if fast is not None:
         fast = _orient(fast, orientation)
-        if not icc_profile or _is_srgb(_profile_name(icc_profile)):
-            source = SourceInfo(fmt, width, height, orientation, implied or _profile_name(icc_profile)
-                                if icc_profile else None, source_mode, bit_depth)  # fmt: skip
+        profile_name = _read_profile(icc_profile)[1] if icc_profile else None
+        if profile_name is None or _is_srgb(profile_name):
+            source = SourceInfo(fmt, width, height, orientation, profile_name, source_mode, bit_depth)
             return _frame(fast, photo_id=photo_id, filename=filename, source=source, summary=summary,
                           exif_bytes=exif_bytes)  # fmt: skip
         img = Image.fromarray(fast, "RGB")  # a wide-gamut camera JPEG: convert through LittleCMS
@@ -223,12 +223,13 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return array
 
 
-def _profile_name(icc_profile: bytes) -> str:
+def _read_profile(icc_profile: bytes) -> tuple[ImageCms.ImageCmsProfile | None, str]:
+    """The embedded profile and its name for the report (None and why, when LittleCMS cannot read it)."""
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
     except (ImageCms.PyCMSError, OSError, ValueError):
-        return "unreadable profile (ignored, assumed sRGB)"
-    return (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
+        return None, "unreadable profile (ignored, assumed sRGB)"
+    return profile, (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
 
 
 def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int) -> Frame:
@@ -261,23 +262,17 @@ def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pix
         except MemoryError:
             raise DecodeError(f"{name} is too large to develop in memory") from None
         exif = _raw_exif(data, raw)
-    orientation = _LIBRAW_FLIP_TO_EXIF.get(flip, 1)
-    return Frame(
-        photo_id=photo_id,
-        filename=filename,
-        image=np.ascontiguousarray(array, dtype=np.uint8),
-        source=SourceInfo(
-            format=f"RAW:{suffix}",
-            width=width,
-            height=height,
-            orientation=orientation,
-            icc_profile="camera RAW → sRGB (LibRaw)",
-            mode="RAW",
-            bit_depth=16,
-        ),
-        exif=exif_summary(exif),
-        exif_bytes=exif.tobytes() if len(exif) else None,
+    source = SourceInfo(
+        format=f"RAW:{suffix}",
+        width=width,
+        height=height,
+        orientation=_LIBRAW_FLIP_TO_EXIF.get(flip, 1),
+        icc_profile="camera RAW → sRGB (LibRaw)",
+        mode="RAW",
+        bit_depth=16,
     )
+    return _frame(array, photo_id=photo_id, filename=filename, source=source, summary=exif_summary(exif),
+                  exif_bytes=exif.tobytes() if len(exif) else None)  # fmt: skip
 
 
 def _raw_exif(data: bytes, raw: Any) -> Image.Exif:
@@ -363,11 +358,9 @@ def _to_srgb(img: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, 
         converted = ImageCms.profileToProfile(img, lab, _SRGB, outputMode="RGB")
         return (converted if converted is not None else img.convert("RGB")), "CIELAB"
     if icc_profile:
-        try:
-            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            return img.convert("RGB"), "unreadable profile (ignored, assumed sRGB)"
-        name = (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
+        profile, name = _read_profile(icc_profile)
+        if profile is None:
+            return img.convert("RGB"), name
         if img.mode == "RGB" and _is_srgb(name):
             return img, name
         try:
