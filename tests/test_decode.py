@@ -189,6 +189,20 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped(coffee: np.ndarray) -> None:
     assert np.abs(frame.image[..., 0].astype(int) - grey).max() <= 1
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+@pytest.mark.parametrize("levels", [(100, 200), (150, 300), (20000, 40000)])
+def test_dark_sixteen_bit_grey_is_read_as_sixteen_bit(fmt: str, levels: tuple[int, int]) -> None:
+    """A 16-bit file whose values all happen to be ≤ 255 is a nearly black 16-bit photo, not 8-bit data."""
+    grey = np.zeros((32, 48), np.uint16)
+    grey[:, 24:] = levels[1]
+    grey[:, :24] = levels[0]
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16"
+    frame = run(pf.encode(image, fmt), f"dark16.{fmt.lower()}")
+    expected = np.round(grey.astype(float) / 65535 * 255)
+    assert np.abs(frame.image[..., 0].astype(int) - expected).max() <= 1
+
+
 def test_rgba_png_is_composited_over_white(coffee: np.ndarray) -> None:
     rgba = np.dstack([coffee, np.full(coffee.shape[:2], 255, np.uint8)])
     rgba[:100, :100, 3] = 0
@@ -328,6 +342,18 @@ def test_dng_over_the_pixel_limit(astronaut: np.ndarray) -> None:
 
 
 # --- EXIF summary ---
+def test_camera_jpeg_profiles_on_the_fast_path(coffee: np.ndarray) -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    plain = run(pf.jpeg(coffee, quality=95), "plain.jpg")
+    tagged = run(pf.encode(coffee, "JPEG", quality=95, icc_profile=srgb), "srgb.jpg")
+    odd = run(pf.encode(coffee, "JPEG", quality=95, icc_profile=b"not a profile" * 20), "odd.jpg")
+    assert plain.source.icc_profile is None and "sRGB" in (tagged.source.icc_profile or "")
+    assert odd.source.icc_profile == "unreadable profile (ignored, assumed sRGB)"
+    assert np.array_equal(tagged.image, plain.image) and np.array_equal(odd.image, plain.image)
+
+
 def test_exif_summary_of_a_camera_file(shared_data) -> None:
     path = shared_data / "pairs" / "fivek_fullres_deepupe_pytorch" / "before" / "a0015-DSC_0081.jpg"
     frame = run(path.read_bytes(), path.name)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
+from PIL.ExifTags import IFD, Base
 
 from tests import photo_files as pf
 from tests.test_decode import psnr
@@ -93,6 +94,25 @@ def test_edited_file_keeps_exif_with_orientation_reset_and_no_gps(big_photo: np.
     again = decode(data, photo_id="x", filename="x.jpg", max_pixels=10**9)
     assert again.image.shape == (3000, 2000, 3) and again.exif["has_gps"] is False
     assert frame.report["output"]["gps_kept"] is False
+
+
+def test_edited_file_from_a_tiff_keeps_the_photo_tags_not_the_tiff_structure() -> None:
+    """A TIFF's IFD0 describes the TIFF (strips, compression, sample size); none of it belongs in a JPEG."""
+    source = Image.Exif()
+    source.load(camera_exif())
+    del source.get_ifd(IFD.Exif)[IFD.Interop]  # Pillow's TIFF writer would keep its stale offset
+    data = pf.encode(pf.wheel_photo("coffee"), "TIFF", exif=source)
+    frame = decode(data, photo_id="p1", filename="scan.tif", max_pixels=10**9)
+    output.run([frame], PhaseContext())
+    exif = exif_of(frame.outputs["edited"].data)
+    assert set(exif) == {Base.Make, Base.Model, Base.Artist, Base.Copyright, Base.Orientation, IFD.Exif}
+    assert exif[Base.Make] == "Canon" and exif[Base.Orientation] == 1
+    sub = exif.get_ifd(IFD.Exif)
+    assert sub[Base.FNumber] == 2.8 and sub[Base.DateTimeOriginal] == "2024:06:01 14:03:22"
+    assert (sub[Base.ExifImageWidth], sub[Base.ExifImageHeight]) == (400, 600)
+    assert Base.MakerNote not in sub and IFD.Interop not in sub and not exif.get_ifd(IFD.GPSInfo)
+    output.run([frame], PhaseContext(edit=EditSettings(keep_gps=True)))
+    assert exif_of(frame.outputs["edited"].data).get_ifd(IFD.GPSInfo)[1] == "N"
 
 
 def test_gps_kept_only_when_the_profile_says_so(big_photo: np.ndarray) -> None:
@@ -199,6 +219,20 @@ def test_watermark_placement_and_opacity(logo: np.ndarray) -> None:
     # Transparent parts of the logo leave the photo untouched.
     out, placed = output.apply_watermark(image, logo, "center", 1.0)
     assert np.array_equal(out[: placed["box"][1]], image[: placed["box"][1]])
+
+
+def test_a_prepared_watermark_scales_once_per_size_and_marks_as_the_raw_logo_does(logo: np.ndarray) -> None:
+    mark = output.Watermark(logo)
+    landscape, portrait = pf.wheel_photo("coffee"), np.ascontiguousarray(pf.wheel_photo("coffee").transpose(1, 0, 2))
+    for image in (landscape, portrait, landscape):
+        for position, opacity in (("bottom-right", 0.6), ("center", 1.0)):
+            prepared, placed = output.apply_watermark(image, mark, position, opacity)
+            fresh, placed_fresh = output.apply_watermark(image, logo, position, opacity)
+            assert np.array_equal(prepared, fresh) and placed == placed_fresh
+    x0, y0, x1, y1 = placed["box"]
+    assert mark.scaled(x1 - x0, y1 - y0) is mark.scaled(x1 - x0, y1 - y0)  # cached, not resampled again
+    grey = output.Watermark(np.asarray(Image.fromarray(logo).convert("L")))
+    assert grey.logo.shape == (*logo.shape[:2], 4) and (grey.logo[..., 3] == 255).all()
 
 
 def test_watermark_asked_but_no_logo(big_photo: np.ndarray) -> None:

@@ -60,3 +60,25 @@ def test_every_module_is_on_the_code_map() -> None:
             continue
         missing.append(rel)
     assert missing == []
+
+
+# APIs the worker calls that older releases lack: (the call, its distribution, the first release with it).
+NEWER_APIS = (
+    ("np.bitwise_count", "numpy", "2.0"),
+    ("cv2.IMREAD_COLOR_RGB", "opencv-python-headless", "4.11"),  # not in 4.10.0.84's cv2
+)
+
+
+def test_dependency_floors_allow_no_release_without_the_apis_the_worker_calls() -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    source = "\n".join(p.read_text() for p in (ROOT / "worker").rglob("*.py"))
+    declared = {
+        Requirement(r).name: Requirement(r)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    for api, dist, first in NEWER_APIS:
+        assert api in source, f"{api} is no longer used: drop it from NEWER_APIS"
+        floors = [Version(s.version) for s in declared[dist].specifier if s.operator in (">=", "==", "~=")]
+        assert floors and max(floors) >= Version(first), f"{api} needs {dist}>={first}, not {declared[dist]}"

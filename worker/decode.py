@@ -34,9 +34,11 @@ import cv2
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL.ExifTags import IFD, Base
 
 from worker import icc
 from worker.errors import DecodeError
+from worker.exif import photographic
 from worker.frame import Frame, SourceInfo
 
 pillow_heif.register_heif_opener()
@@ -48,16 +50,6 @@ Image.MAX_IMAGE_PIXELS = None
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 MIN_SIDE = 16  # pixels: anything smaller is an icon or a broken export, not a photo
 _CMS_FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
-
-# EXIF tag ids (see the EXIF 2.32 spec).
-_ORIENTATION = 0x0112
-_MAKE, _MODEL, _DATETIME, _ARTIST, _COPYRIGHT = 0x010F, 0x0110, 0x0132, 0x013B, 0x8298
-_EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
-_EXPOSURE_TIME, _FNUMBER, _ISO, _DATETIME_ORIGINAL = 0x829A, 0x829D, 0x8827, 0x9003
-_FOCAL_LENGTH, _LENS_MAKE, _LENS_MODEL, _OFFSET_TIME_ORIGINAL = 0x920A, 0xA433, 0xA434, 0x9011
-_SUBSEC_ORIGINAL, _COLOR_SPACE, _FLASH, _EXPOSURE_BIAS = 0x9291, 0xA001, 0x9209, 0x9204
-_INTEROP_INDEX = 0x0001
-_DNG_VERSION = 50706
 
 RAW_SUFFIXES = frozenset(
     {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".rwl",
@@ -89,7 +81,7 @@ def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Fra
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(f"{name} is damaged ({_short(exc)}); upload the original file again") from None
-    if img.format == "TIFF" and _DNG_VERSION in getattr(img, "tag_v2", {}):
+    if img.format == "TIFF" and Base.DNGVersion in getattr(img, "tag_v2", {}):
         return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
     return _decode_pillow(img, data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
 
@@ -120,7 +112,7 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
     fmt = img.format or "unknown"
     bit_depth = _bit_depth(img)  # before loading: the tile list still names the file's sample size
     # TIFF applies its orientation while loading; read the tag first.
-    tiff_orientation = getattr(img, "tag_v2", {}).get(_ORIENTATION) if fmt == "TIFF" else None
+    tiff_orientation = getattr(img, "tag_v2", {}).get(Base.Orientation) if fmt == "TIFF" else None
     fast = _fast_jpeg(img, data)  # the camera JPEG: OpenCV decodes straight into a numpy array
     if fast is None:
         _load(img, name)
@@ -129,7 +121,7 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
     except Exception:  # a broken EXIF block must not cost the photo
         exif = Image.Exif()
     summary = exif_summary(exif)
-    orientation = int(exif.get(_ORIENTATION, 1) or 1)
+    orientation = int(exif.get(Base.Orientation, 1) or 1)
     if not 1 <= orientation <= 8:
         orientation = 1
     if isinstance(tiff_orientation, int):
@@ -144,9 +136,9 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
         icc_profile, implied = icc.rgb_profile(icc.ADOBE_RGB), "Adobe RGB (1998) (from EXIF, no profile)"
     if fast is not None:
         fast = _orient(fast, orientation)
-        if not icc_profile or _is_srgb(_profile_name(icc_profile)):
-            source = SourceInfo(fmt, width, height, orientation, implied or _profile_name(icc_profile)
-                                if icc_profile else None, source_mode, bit_depth)  # fmt: skip
+        profile_name = _read_profile(icc_profile)[1] if icc_profile else None
+        if profile_name is None or _is_srgb(profile_name):
+            source = SourceInfo(fmt, width, height, orientation, profile_name, source_mode, bit_depth)
             return _frame(fast, photo_id=photo_id, filename=filename, source=source, summary=summary,
                           exif_bytes=exif_bytes)  # fmt: skip
         img = Image.fromarray(fast, "RGB")  # a wide-gamut camera JPEG: convert through LittleCMS
@@ -231,12 +223,13 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return array
 
 
-def _profile_name(icc_profile: bytes) -> str:
+def _read_profile(icc_profile: bytes) -> tuple[ImageCms.ImageCmsProfile | None, str]:
+    """The embedded profile and its name for the report (None and why, when LittleCMS cannot read it)."""
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
     except (ImageCms.PyCMSError, OSError, ValueError):
-        return "unreadable profile (ignored, assumed sRGB)"
-    return (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
+        return None, "unreadable profile (ignored, assumed sRGB)"
+    return profile, (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
 
 
 def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int) -> Frame:
@@ -269,30 +262,24 @@ def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pix
         except MemoryError:
             raise DecodeError(f"{name} is too large to develop in memory") from None
         exif = _raw_exif(data, raw)
-    orientation = _LIBRAW_FLIP_TO_EXIF.get(flip, 1)
-    return Frame(
-        photo_id=photo_id,
-        filename=filename,
-        image=np.ascontiguousarray(array, dtype=np.uint8),
-        source=SourceInfo(
-            format=f"RAW:{suffix}",
-            width=width,
-            height=height,
-            orientation=orientation,
-            icc_profile="camera RAW → sRGB (LibRaw)",
-            mode="RAW",
-            bit_depth=16,
-        ),
-        exif=exif_summary(exif),
-        exif_bytes=exif.tobytes() if len(exif) else None,
+    source = SourceInfo(
+        format=f"RAW:{suffix}",
+        width=width,
+        height=height,
+        orientation=_LIBRAW_FLIP_TO_EXIF.get(flip, 1),
+        icc_profile="camera RAW → sRGB (LibRaw)",
+        mode="RAW",
+        bit_depth=16,
     )
+    return _frame(array, photo_id=photo_id, filename=filename, source=source, summary=exif_summary(exif),
+                  exif_bytes=exif.tobytes() if len(exif) else None)  # fmt: skip
 
 
 def _raw_exif(data: bytes, raw: Any) -> Image.Exif:
     """The RAW file's EXIF: from its TIFF structure when it has one, else from its embedded preview.
 
-    Only the photographic tags are kept (IFD0's strip offsets and the like mean nothing outside
-    the RAW file): make, model, times, artist, copyright, orientation and the EXIF/GPS sub-IFDs.
+    Only its photographic tags (:func:`worker.exif.photographic`) are carried: a RAW's IFD0 also
+    holds its strip offsets, colour matrices and private DNG data, which mean nothing outside it.
     """
     full = Image.Exif()
     if data[:4] in {b"II*\x00", b"MM\x00*"}:
@@ -308,18 +295,7 @@ def _raw_exif(data: bytes, raw: Any) -> Image.Exif:
                     full = preview.getexif()
         except Exception:  # no preview, or an unreadable one: no EXIF, the photo still develops
             return Image.Exif()
-    clean = Image.Exif()
-    for tag in (_MAKE, _MODEL, _DATETIME, _ARTIST, _COPYRIGHT, _ORIENTATION):
-        if tag in full:
-            clean[tag] = full[tag]
-    for ifd in (_EXIF_IFD, _GPS_IFD):
-        try:
-            values = dict(full.get_ifd(ifd)) if ifd in full else {}
-        except Exception:  # an unreadable sub-IFD is left out
-            values = {}
-        if values:
-            clean[ifd] = values
-    return clean
+    return photographic(full)
 
 
 def _bit_depth(img: Image.Image) -> int:
@@ -333,7 +309,7 @@ def _bit_depth(img: Image.Image) -> int:
         rawmode = args[0] if isinstance(args, tuple) and args else args
         if isinstance(rawmode, str) and re.search(r";16[BLN]?$", rawmode):
             return 16
-    bps = getattr(img, "tag_v2", {}).get(258) if img.format == "TIFF" else None
+    bps = getattr(img, "tag_v2", {}).get(Base.BitsPerSample) if img.format == "TIFF" else None
     if isinstance(bps, tuple) and bps and int(bps[0]) > 8:
         return int(bps[0])
     return 8
@@ -355,13 +331,13 @@ def _exif_bytes(img: Image.Image, exif: Image.Exif) -> bytes | None:
 def _declares_adobe_rgb(exif: Image.Exif) -> bool:
     """A DCF camera file in Adobe RGB: ColorSpace uncalibrated and interoperability index R03."""
     try:
-        sub = exif.get_ifd(_EXIF_IFD)
-        if sub.get(_COLOR_SPACE) != 0xFFFF:
+        sub = exif.get_ifd(IFD.Exif)
+        if sub.get(Base.ColorSpace) != 0xFFFF:
             return False
-        interop = exif.get_ifd(_INTEROP_IFD)
+        interop = exif.get_ifd(IFD.Interop)
     except Exception:  # a malformed IFD: assume sRGB, the DCF default
         return False
-    index = interop.get(_INTEROP_INDEX)
+    index = interop.get(Base.InteropIndex)
     if isinstance(index, bytes):
         index = index.decode("ascii", "replace")
     return isinstance(index, str) and index.strip("\x00 ") == "R03"
@@ -382,11 +358,9 @@ def _to_srgb(img: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image, 
         converted = ImageCms.profileToProfile(img, lab, _SRGB, outputMode="RGB")
         return (converted if converted is not None else img.convert("RGB")), "CIELAB"
     if icc_profile:
-        try:
-            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            return img.convert("RGB"), "unreadable profile (ignored, assumed sRGB)"
-        name = (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
+        profile, name = _read_profile(icc_profile)
+        if profile is None:
+            return img.convert("RGB"), name
         if img.mode == "RGB" and _is_srgb(name):
             return img, name
         try:
@@ -418,8 +392,10 @@ def _high_bit_grey_to_l(img: Image.Image) -> Image.Image:
     arr = np.asarray(img, dtype=np.float32)
     if img.mode == "F":
         peak = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
-    else:
+    elif img.mode == "I":  # 32-bit integers say nothing of their range: 8-bit values, or 16-bit
         peak = 65535.0 if float(arr.max(initial=0)) > 255 else 255.0
+    else:  # I;16*: 16-bit samples, however dark the photo (levels 100 and 200 are near black)
+        peak = 65535.0
     scaled = np.nan_to_num(arr / peak * 255.0 + 0.5, nan=0.0)
     return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
 
@@ -488,7 +464,7 @@ def _looks_like_text(data: bytes) -> bool:
 def exif_summary(exif: Image.Exif) -> dict[str, Any]:
     """The fields a photographer looks for, JSON-able. GPS is reported as present/absent only."""
     try:
-        sub = exif.get_ifd(_EXIF_IFD) if _EXIF_IFD in exif else {}
+        sub = exif.get_ifd(IFD.Exif) if IFD.Exif in exif else {}
     except Exception:  # a malformed sub-IFD: summarise what IFD0 has
         sub = {}
     out: dict[str, Any] = {}
@@ -504,41 +480,41 @@ def exif_summary(exif: Image.Exif) -> dict[str, Any]:
                 return
         out[key] = value
 
-    put("make", exif.get(_MAKE))
-    put("model", exif.get(_MODEL))
-    lens = sub.get(_LENS_MODEL)
+    put("make", exif.get(Base.Make))
+    put("model", exif.get(Base.Model))
+    lens = sub.get(Base.LensModel)
     put("lens", lens)
-    put("lens_make", sub.get(_LENS_MAKE))
-    put("focal_length_mm", _num(sub.get(_FOCAL_LENGTH)))
-    put("aperture", _num(sub.get(_FNUMBER)))
-    exposure = sub.get(_EXPOSURE_TIME)
+    put("lens_make", sub.get(Base.LensMake))
+    put("focal_length_mm", _num(sub.get(Base.FocalLength)))
+    put("aperture", _num(sub.get(Base.FNumber)))
+    exposure = sub.get(Base.ExposureTime)
     if exposure is not None:
         seconds = _num(exposure)
         if seconds:
             put("shutter_s", seconds)
             put("shutter", f"1/{round(1 / seconds)}" if seconds < 1 else f"{seconds:g}s")
-    iso = sub.get(_ISO)
+    iso = sub.get(Base.ISOSpeedRatings)
     with contextlib.suppress(TypeError, ValueError, IndexError):
         put("iso", int(iso[0] if isinstance(iso, tuple) else iso) if iso else None)
-    put("exposure_bias_ev", _num(sub.get(_EXPOSURE_BIAS)))
-    flash = sub.get(_FLASH)
+    put("exposure_bias_ev", _num(sub.get(Base.ExposureBiasValue)))
+    flash = sub.get(Base.Flash)
     if isinstance(flash, int):
         out["flash_fired"] = bool(flash & 1)
     put(
         "captured_at",
         _exif_time(
-            sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME),
-            sub.get(_SUBSEC_ORIGINAL) if sub.get(_DATETIME_ORIGINAL) else None,
-            sub.get(_OFFSET_TIME_ORIGINAL),
+            sub.get(Base.DateTimeOriginal) or exif.get(Base.DateTime),
+            sub.get(Base.SubsecTimeOriginal) if sub.get(Base.DateTimeOriginal) else None,
+            sub.get(Base.OffsetTimeOriginal),
         ),
     )
-    put("artist", exif.get(_ARTIST))
-    put("copyright", exif.get(_COPYRIGHT))
-    if _ORIENTATION in exif:
+    put("artist", exif.get(Base.Artist))
+    put("copyright", exif.get(Base.Copyright))
+    if Base.Orientation in exif:
         with contextlib.suppress(TypeError, ValueError):
-            put("orientation", int(exif[_ORIENTATION]))
+            put("orientation", int(exif[Base.Orientation]))
     try:
-        out["has_gps"] = bool(exif.get_ifd(_GPS_IFD)) if _GPS_IFD in exif else False
+        out["has_gps"] = bool(exif.get_ifd(IFD.GPSInfo)) if IFD.GPSInfo in exif else False
     except Exception:  # a GPS pointer we cannot follow still means the file carries a location
         out["has_gps"] = True
     return out

@@ -30,6 +30,7 @@ from worker.frame import Frame
 from worker.jobs import JobControl, Runtime
 from worker.local import effective_batch_size
 from worker.phases import PHASES, PhaseContext
+from worker.phases.output import Watermark
 from worker.pipeline import PhotoResult, PhotoTask, Pipeline
 from worker.profile import EditSettings
 from worker.progress import ProgressTracker
@@ -323,7 +324,7 @@ def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime)
 
 
 def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:
-    """The photographer's logo as an RGBA array when the job asks for a watermark, else None."""
+    """The photographer's logo, prepared for phase 5, when the job asks for a watermark, else None."""
     if not edit.watermark:
         return None
     if not edit.watermark_key:
@@ -337,7 +338,7 @@ def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:
                     f"the watermark logo {key} is {logo.width}×{logo.height}; upload one under "
                     f"{MAX_LOGO_PIXELS // 1_000_000} MP"
                 )
-            return np.asarray(logo.convert("RGBA"))
+            return Watermark(np.asarray(logo.convert("RGBA")))  # premultiplied once for the whole job
     except (OSError, ValueError) as exc:
         raise JobInputError(f"the watermark logo {key} is not a readable image ({exc}); upload a PNG") from None
 

@@ -28,5 +28,5 @@ class PhaseContext:
     style_note: str = "no style profile on this job"
     # True when the job asked for a trained style that could not be used: photos go to review.
     style_expected: bool = False
-    # The photographer's watermark image (RGBA), when the job asks for one.
+    # The photographer's logo (output.Watermark, or an RGBA array), when the job asks for one.
     watermark: Any = None

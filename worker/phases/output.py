@@ -4,14 +4,16 @@ Pure: the bytes land in ``frame.outputs`` (name → :class:`~worker.frame.Encode
 content type) and the pipeline uploads them.
 
 * ``edited`` — full resolution, ``EditSettings.jpeg_quality`` (4:4:4 chroma at 90 and above),
-  sRGB profile embedded, the camera's EXIF kept with the orientation reset to 1 (the pixels are
+  sRGB profile embedded, the camera's photographic EXIF kept (``worker.exif``: not a TIFF's or
+  RAW's own structure tags) with the orientation reset to 1 (the pixels are
   upright), the pixel size updated, colour space set to sRGB, the embedded EXIF thumbnail and the
   maker notes dropped (a stale preview and an opaque blob), and **GPS removed** unless
   ``EditSettings.keep_gps``.
 * ``web`` — ``web_long_edge`` (2048) px, progressive, sRGB; only artist and copyright from EXIF.
 * ``thumb`` — ``thumb_long_edge`` (400) px, progressive, sRGB, no EXIF.
-* ``watermarked`` — the web image with the photographer's logo (``ctx.watermark``, RGBA) at
-  ``watermark_position`` and ``watermark_opacity``, when ``EditSettings.watermark`` asks for it.
+* ``watermarked`` — the web image with the photographer's logo (``ctx.watermark``: a
+  :class:`Watermark`, prepared once per job, or an RGBA array) at ``watermark_position`` and
+  ``watermark_opacity``, when ``EditSettings.watermark`` asks for it.
 
 Downscaling is high quality: area-filter halvings, then Lanczos-3 (``worker.resize.downscale``);
 the thumbnail is made from the web image. The full-resolution encode runs in a second thread
@@ -20,6 +22,7 @@ while the smaller ones are made (libjpeg releases the GIL), so the three overlap
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,7 +31,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image as PILImage
 from PIL import ImageCms
+from PIL.ExifTags import IFD, Base
 
+from worker.exif import photographic
 from worker.frame import Encoded, Frame
 from worker.phases import PhaseContext
 from worker.profile import EditSettings
@@ -40,12 +45,6 @@ WEB_QUALITY = 85
 THUMB_QUALITY = 80
 _SRGB_ICC: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 _MAX_EXIF = 65000  # a JPEG APP1 segment holds at most 65533 bytes
-
-# EXIF tags (EXIF 2.32).
-_ORIENTATION, _ARTIST, _COPYRIGHT = 0x0112, 0x013B, 0x8298
-_EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
-_MAKER_NOTE, _COLOR_SPACE, _PIXEL_X, _PIXEL_Y = 0x927C, 0xA001, 0xA002, 0xA003
-_USER_COMMENT = 0x9286
 
 VARIANTS: tuple[str, ...] = ("edited", "web", "thumb", "watermarked")
 Pixels = npt.NDArray[Any]
@@ -67,7 +66,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
 
 
 def encode_all(
-    frame: Frame, edit: EditSettings, watermark: Pixels | None = None
+    frame: Frame, edit: EditSettings, watermark: Watermark | Pixels | None = None
 ) -> tuple[dict[str, Encoded], dict[str, Any]]:
     """Every deliverable of ``frame``, and notes for the report."""
     image = frame.image
@@ -135,35 +134,33 @@ def _load_exif(exif_bytes: bytes | None) -> PILImage.Exif | None:
     exif = PILImage.Exif()
     try:
         exif.load(exif_bytes)
-        exif.get_ifd(_EXIF_IFD)  # parse the sub-IFDs now: a broken one drops the block, not the photo
-        exif.get_ifd(_GPS_IFD)
+        exif.get_ifd(IFD.Exif)  # parse the sub-IFDs now: a broken one drops the block, not the photo
+        exif.get_ifd(IFD.GPSInfo)
     except Exception:  # an EXIF block Pillow cannot parse is dropped, never fatal
         return None
     return exif
 
 
 def output_exif(exif_bytes: bytes | None, *, keep_gps: bool, size: tuple[int, int] | None = None) -> bytes | None:
-    """The source EXIF for the edited file: orientation 1, sRGB, the new pixel size, no EXIF
-    thumbnail or maker note, and no GPS block unless ``keep_gps``."""
-    exif = _load_exif(exif_bytes)
-    if exif is None:
+    """The source's photographic EXIF (:func:`worker.exif.photographic`: no TIFF/RAW structure tags,
+    EXIF thumbnail or maker note) for the edited file: orientation 1, sRGB, the new pixel size,
+    and no GPS block unless ``keep_gps``."""
+    source = _load_exif(exif_bytes)
+    if source is None:
         return None
-    exif[_ORIENTATION] = 1
-    if not keep_gps:
-        exif.get_ifd(_GPS_IFD).clear()
-        if _GPS_IFD in exif:
-            del exif[_GPS_IFD]
-    sub = exif.get_ifd(_EXIF_IFD)
-    for tag in (_MAKER_NOTE, _INTEROP_IFD):  # interop may say "R03" (Adobe RGB): the output is sRGB
-        sub.pop(tag, None)
-    if sub:
-        sub[_COLOR_SPACE] = 1
+    exif = photographic(source, gps=keep_gps)
+    if not len(exif):
+        return None
+    exif[Base.Orientation] = 1
+    sub = exif.get(IFD.Exif)
+    if sub:  # interop may have said "R03" (Adobe RGB) and is gone: the output is sRGB
+        sub[Base.ColorSpace] = 1
         if size is not None:
-            sub[_PIXEL_X], sub[_PIXEL_Y] = size
+            sub[Base.ExifImageWidth], sub[Base.ExifImageHeight] = size
     try:
         data = exif.tobytes()
-        if len(data) > _MAX_EXIF:
-            sub.pop(_USER_COMMENT, None)
+        if len(data) > _MAX_EXIF and sub:
+            sub.pop(Base.UserComment, None)
             data = exif.tobytes()
     except Exception:  # a value Pillow cannot write back: keep the photo, lose the block
         return None
@@ -176,40 +173,74 @@ def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
     if source is None:
         return None
     exif = PILImage.Exif()
-    for tag in (_ARTIST, _COPYRIGHT):
+    for tag in (Base.Artist, Base.Copyright):
         if source.get(tag):
             exif[tag] = source[tag]
     return exif.tobytes() if len(exif) else None
 
 
 # --- watermark ---
+class Watermark:
+    """The photographer's logo, prepared once per job: premultiplied when it is made, and scaled once
+    per target size (a gallery has two or three: landscape, portrait, square), not once per photo.
+
+    Safe to share between the encode threads (two threads may scale the same size once each).
+    """
+
+    def __init__(self, logo: Pixels) -> None:
+        logo = np.asarray(logo)
+        if logo.ndim == 2:
+            logo = np.dstack([logo, logo, logo])
+        if logo.shape[2] == 3:
+            logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
+        self.logo: Pixels = logo  # H×W×4 RGBA
+        self.height, self.width = logo.shape[:2]
+        self._premultiplied = PILImage.fromarray(_to_uint8(self._premultiply()), "RGBA")  # what is resampled
+        self._scaled: dict[tuple[int, int], tuple[Pixels, Pixels]] = {}
+        self._lock = threading.Lock()
+
+    def _premultiply(self) -> Pixels:
+        alpha = self.logo[..., 3:4].astype(np.float32) / 255.0
+        return np.concatenate([self.logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
+
+    def scaled(self, width: int, height: int) -> tuple[Pixels, Pixels]:
+        """The logo at ``width``×``height``: its alpha (0–1, before opacity) and its straight colour."""
+        with self._lock:
+            cached = self._scaled.get((width, height))
+        if cached is not None:
+            return cached
+        if (width, height) != (self.width, self.height):
+            resized = self._premultiplied.resize((width, height), PILImage.Resampling.LANCZOS)
+            small = np.asarray(resized).astype(np.float32)
+        else:
+            small = self._premultiply()
+        alpha = small[..., 3:4] / 255.0
+        colour = np.where(small[..., 3:4] > 0, small[..., :3] / np.maximum(small[..., 3:4] / 255.0, 1e-6), 0.0)
+        with self._lock:
+            return self._scaled.setdefault((width, height), (alpha, colour))
+
+
+def _to_uint8(values: Pixels) -> Pixels:
+    return np.clip(values + 0.5, 0, 255).astype(np.uint8)
+
+
 def apply_watermark(
-    image: Pixels, logo: Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
+    image: Pixels, logo: Watermark | Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
 ) -> tuple[Pixels, dict[str, Any]]:
-    """``image`` with ``logo`` (H×W×4 RGBA, or RGB) blended in at ``position`` with ``opacity``.
+    """``image`` with ``logo`` (a :class:`Watermark`, or an H×W×4 RGBA / RGB array) blended in at
+    ``position`` with ``opacity``.
 
     The logo is scaled (never up) to ``width_fraction`` of the image width, and at most 15 % of
     its height, with a margin of 3 % of the shorter side; alpha is premultiplied while
     resampling so its edges do not fringe.
     """
-    logo = np.asarray(logo)
-    if logo.ndim == 2:
-        logo = np.dstack([logo, logo, logo])
-    if logo.shape[2] == 3:
-        logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
+    mark = logo if isinstance(logo, Watermark) else Watermark(logo)
     h, w = image.shape[:2]
-    lh, lw = logo.shape[:2]
+    lh, lw = mark.height, mark.width
     scale = min(width_fraction * w / lw, 0.15 * h / lh, 1.0)
     tw, th = max(1, round(lw * scale)), max(1, round(lh * scale))
-    alpha = logo[..., 3:4].astype(np.float32) / 255.0
-    premultiplied = np.concatenate([logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
-    if (tw, th) != (lw, lh):
-        pil = PILImage.fromarray(np.clip(premultiplied + 0.5, 0, 255).astype(np.uint8), "RGBA")
-        small = np.asarray(pil.resize((tw, th), PILImage.Resampling.LANCZOS)).astype(np.float32)
-    else:
-        small = premultiplied
-    a = small[..., 3:4] / 255.0 * float(np.clip(opacity, 0.0, 1.0))
-    colour = np.where(small[..., 3:4] > 0, small[..., :3] / np.maximum(small[..., 3:4] / 255.0, 1e-6), 0.0)
+    alpha, colour = mark.scaled(tw, th)
+    a = alpha * float(np.clip(opacity, 0.0, 1.0))
     margin = round(0.03 * min(h, w))
     x = {"left": margin, "right": w - tw - margin, "center": (w - tw) // 2}
     y = {"top": margin, "bottom": h - th - margin, "center": (h - th) // 2}
@@ -220,5 +251,5 @@ def apply_watermark(
     out = image.copy()
     region = out[y0:y1, x0:x1].astype(np.float32)
     blend = region * (1.0 - a[: y1 - y0, : x1 - x0]) + colour[: y1 - y0, : x1 - x0] * a[: y1 - y0, : x1 - x0]
-    out[y0:y1, x0:x1] = np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = _to_uint8(blend)
     return out, {"position": position, "opacity": round(float(opacity), 3), "box": [x0, y0, x1, y1]}
