@@ -115,17 +115,29 @@ CREATE OR REPLACE TRIGGER apelier_notify_job_requeued
     FOR EACH ROW WHEN (NEW.status = 'queued' AND OLD.status IS DISTINCT FROM 'queued')
     EXECUTE FUNCTION apelier.notify_job_queued();
 
--- A train_style job that ends 'failed' takes its profile out of 'training', whatever the path: an
--- error the worker saw, a retryable one on the last attempt, an unexpected exception, or a worker
--- that stopped responding (requeue_stale). training_error is the job's error_log.
+-- A train_style job that ends 'failed' or 'canceled' takes its profile out of 'training', whatever
+-- the path: an error the worker saw, a retryable one on the last attempt, an unexpected exception, a
+-- worker that stopped responding (requeue_stale), or the app canceling it, running or waiting for a
+-- retry. Failed: 'error' with the job's error_log. Canceled: back to 'ready' when the profile has a
+-- model from an earlier training (its training_completed_at, the style cache's version, untouched),
+-- else 'error', "training canceled".
 CREATE OR REPLACE FUNCTION apelier.fail_style_training() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+  keep boolean := false;
 BEGIN
+  IF NEW.status = 'canceled' THEN
+    SELECT p.model_key IS NOT NULL INTO keep FROM public.style_profiles p
+    WHERE p.id = NEW.style_profile_id AND p.photographer_id = NEW.photographer_id;
+  END IF;
   UPDATE public.style_profiles
-  SET training_status = 'error',
-      status = 'error',
-      training_error = coalesce(NEW.error_log, 'training failed; see the worker logs'),
-      training_completed_at = now(),
+  SET training_status = CASE WHEN coalesce(keep, false) THEN 'ready' ELSE 'error' END,
+      status = CASE WHEN coalesce(keep, false) THEN 'ready' ELSE 'error' END,
+      training_error = CASE
+        WHEN NEW.status = 'failed' THEN coalesce(NEW.error_log, 'training failed; see the worker logs')
+        WHEN coalesce(keep, false) THEN NULL
+        ELSE 'training canceled' END,
+      training_completed_at = CASE WHEN coalesce(keep, false) THEN training_completed_at ELSE now() END,
       updated_at = now()
   WHERE id = NEW.style_profile_id AND photographer_id = NEW.photographer_id AND training_status = 'training';
   RETURN NULL;
@@ -134,5 +146,6 @@ $fn$;
 
 CREATE OR REPLACE TRIGGER apelier_fail_style_training
     AFTER UPDATE OF status ON public.processing_jobs
-    FOR EACH ROW WHEN (NEW.status = 'failed' AND OLD.status IS DISTINCT FROM 'failed' AND NEW.job_type = 'train_style')
+    FOR EACH ROW WHEN (NEW.status IN ('failed', 'canceled') AND OLD.status IS DISTINCT FROM NEW.status
+                       AND NEW.job_type = 'train_style')
     EXECUTE FUNCTION apelier.fail_style_training();

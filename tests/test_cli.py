@@ -70,7 +70,7 @@ def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
 
 def test_operator_commands_against_a_database(db_url: str, tmp_path: Path, storage, real_photos) -> None:
     env = {"DATABASE_URL": db_url, "WORKER_DATA_DIR": str(tmp_path / "data")}
-    assert cli("migrate", env=env).stdout.strip() == "schema: version 1 → version 1"
+    assert cli("migrate", env=env).stdout.strip() == "schema: version 2 → version 2"
     queue = Queue(db_url, "t")
     gallery = make_gallery(queue, storage, real_photos[:1])
     result = cli("enqueue", "--gallery", gallery.gallery_id, env=env)

@@ -252,6 +252,32 @@ def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue:
     assert (queue.style_profile(stale) or {})["status"] == "error"
 
 
+@pytest.mark.parametrize("had_model", [False, True])
+def test_canceling_a_training_that_waits_for_a_retry_ends_its_profiles_training(
+    queue: Queue, storage: LocalStorage, astronaut: np.ndarray, had_model: bool
+) -> None:
+    """No worker holds the job, so the trigger does what the worker does on a cancel it sees."""
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    profile = new_profile(queue, photographer)
+    if had_model:
+        store_histogram_style(queue, storage, photographer, profile, astronaut)
+    before = queue.style_profile(profile) or {}
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
+    )
+    assert queue.claim() is not None
+    queue.update_style_training(profile, training_status="training")
+    assert queue.fail(job_id, "storage timed out", 30.0) == "queued"  # waiting for its retry
+    assert queue.cancel(job_id) == "canceled"
+    row = queue.style_profile(profile) or {}
+    if had_model:
+        assert (row["training_status"], row["status"], row["training_error"]) == ("ready", "ready", None)
+        assert row["training_completed_at"] == before["training_completed_at"]  # the style cache's version
+    else:
+        assert (row["training_status"], row["training_error"]) == ("error", "training canceled")
+
+
 def test_training_keeps_only_small_copies_of_the_photos(
     queue: Queue, storage: LocalStorage, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

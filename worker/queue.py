@@ -23,7 +23,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-SCHEMA_VERSION = 1
+# Bumped whenever the worker starts relying on SQL an older migration lacks, so a worker refuses a
+# database that was not migrated for it. 2: the trigger that ends a failed style training
+# (sql/migrate.sql, apelier_fail_style_training).
+SCHEMA_VERSION = 2
 MIGRATION_FILES = ("schema.sql", "migrate.sql", "functions.sql", "realtime.sql", "policies.sql")
 JOB_TYPES = ("gallery", "restyle", "train_style")
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)

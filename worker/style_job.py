@@ -239,6 +239,8 @@ def _stopped(job: Job, profile: dict[str, Any], queue: Queue, control: JobContro
     assert job.style_profile_id is not None
     state = control.job_state
     if state == "canceled":
+        # A cancel after the job set 'training' already moved the profile (the trigger in sql/migrate.sql);
+        # this covers one that came between the claim and that write.
         if profile.get("model_key"):  # a canceled retrain: the model trained before stays in use
             queue.update_style_training(job.style_profile_id, training_status="ready", training_error=None)
         else:
