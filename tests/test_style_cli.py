@@ -164,3 +164,16 @@ def test_training_pairs_are_shrunk_as_they_are_read_and_eval_pairs_are_not(tmp_p
     assert max(before.shape[:2]) == 512 and before.shape == after.shape
     _, [(before, after)] = _load_pairs(tmp_path)
     assert before.shape == big.shape and after.shape == big.shape
+
+
+def test_pairs_of_every_format_the_decoder_reads_are_found(tmp_path: Path) -> None:
+    """A RAW or AVIF before/after file counts as a pair (the list is the decoder's, not a shorter copy)."""
+    from worker.style_cli import find_pairs
+
+    for side in ("before", "after"):
+        (tmp_path / side).mkdir()
+    for name in ("a.nef", "b.avif", "c.dng"):
+        (tmp_path / "before" / name).write_bytes(b"x")
+    for name in ("a.jpg", "b.jpg", "c.tif", "d.jpg"):
+        (tmp_path / "after" / name).write_bytes(b"x")
+    assert [name for name, _, _ in find_pairs(tmp_path)] == ["a", "b", "c"]

@@ -26,8 +26,6 @@ import numpy.typing as npt
 from worker.config import Settings
 from worker.errors import WorkerError
 
-_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif"}
-
 
 def add_parser(sub: Any) -> None:
     """Register the ``style`` command group on the main parser's subparsers."""
@@ -83,13 +81,15 @@ def read_image(path: Path) -> npt.NDArray[np.uint8]:
 
 def find_pairs(pairs_dir: Path) -> list[tuple[str, Path, Path]]:
     """``(name, before, after)`` for every stem present in both ``before/`` and ``after/``, sorted by name."""
+    from worker.local import IMAGE_SUFFIXES  # every format the decoder reads: RAW, HEIC, AVIF too
+
     before_dir, after_dir = pairs_dir / "before", pairs_dir / "after"
     for d in (before_dir, after_dir):
         if not d.is_dir():
             raise WorkerError(f"{d} does not exist; PAIRS_DIR must hold before/ and after/ folders")
 
     def index(d: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(d.iterdir()) if p.is_file() and p.suffix.lower() in _SUFFIXES}
+        return {p.stem: p for p in sorted(d.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
 
     before, after = index(before_dir), index(after_dir)
     return [(stem, before[stem], after[stem]) for stem in sorted(set(before) & set(after))]
@@ -124,6 +124,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.method == "histogram":
         from worker import style_histogram
+        from worker.local import IMAGE_SUFFIXES
 
         after_dir = args.pairs_dir / "after"
         if not after_dir.is_dir():
@@ -131,7 +132,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         refs = [
             downscale(read_image(p), style_histogram.STAT_EDGE)
             for p in sorted(after_dir.iterdir())
-            if p.suffix.lower() in _SUFFIXES
+            if p.suffix.lower() in IMAGE_SUFFIXES
         ]
         if not refs:
             raise WorkerError(f"no reference photos in {after_dir}")
