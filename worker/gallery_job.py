@@ -266,6 +266,7 @@ def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
     if reasons:
         ai_edits["review_reasons"] = reasons
     quality = analysis.get("quality", {}).get("score")
+    face_json = [f.to_json() for f in frame.faces]
     return {
         "edited_key": result.delivered.get("edited"),
         "web_key": result.delivered.get("web"),
@@ -275,10 +276,7 @@ def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
         "height": frame.height,
         "exif_data": frame.exif,
         "quality_score": int(quality) if isinstance(quality, int | float) else None,
-        "face_data": [
-            {"bbox": f.to_json()["box"], "landmarks": f.to_json()["landmarks"], "score": f.to_json()["score"]}
-            for f in frame.faces
-        ],
+        "face_data": [{"bbox": j["box"], "landmarks": j["landmarks"], "score": j["score"]} for j in face_json],
         "scene_type": analysis.get("scene_type"),
         "ai_edits": ai_edits,
         "edit_confidence": round(min(confidences), 3) if confidences else None,

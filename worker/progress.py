@@ -28,7 +28,6 @@ class ProgressTracker:
 
     processed: int = 0  # finished (edited) in this attempt
     failed: int = 0
-    skipped: int = 0
     phase_done: dict[str, int] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     current_phase: str = "starting"
@@ -69,14 +68,10 @@ class ProgressTracker:
         """Photos the app can show as done: edited now or earlier."""
         return self.already_done + self.processed
 
-    @property
-    def handled(self) -> int:
-        return self.processed + self.failed + self.skipped
-
     def eta_s(self) -> float | None:
         elapsed = self.clock() - self._started
         done = self.processed + self.failed
-        remaining = self.total - self.already_done - self.handled
+        remaining = self.total - self.already_done - done
         if done == 0 or elapsed <= 0:
             return None
         return max(0.0, remaining * elapsed / done)
@@ -89,7 +84,6 @@ class ProgressTracker:
             "total": self.total,
             "processed": self.finished,
             "failed": self.failed,
-            "skipped": self.skipped,
             "resumed_from": self.already_done,
             "phases": {
                 phase: {"done": min(self.phase_done.get(phase, 0), self.total), "total": self.total} for phase in PHASES
