@@ -164,7 +164,9 @@ BEGIN
   SET ai_edits = coalesce(p.ai_edits, '{}'::jsonb) || jsonb_build_object('culling', s.value),
       updated_at = now()
   FROM jsonb_each(p_suggestions) AS s
-  WHERE p.id = s.key::uuid;
+  WHERE p.id = s.key::uuid
+    -- only the job's own gallery: a worker's mistake must not write into another photographer's photos
+    AND p.gallery_id = (SELECT j.gallery_id FROM public.processing_jobs j WHERE j.id = p_job);
   GET DIAGNOSTICS v_count = ROW_COUNT;
   RETURN v_count;
 END;

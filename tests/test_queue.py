@@ -239,3 +239,22 @@ def test_notify_is_sent_when_a_job_is_queued(db_url: str) -> None:
     assert time.monotonic() - t0 < 5.0
     listener.close()
     q.close()
+
+
+def test_culling_suggestions_only_reach_the_jobs_own_gallery(queue: Queue, tmp_path) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    mine = make_gallery(queue, storage, [("a.jpg", None)])
+    other = make_gallery(queue, storage, [("b.jpg", None)])
+    job_id = queue.enqueue(photographer_id=mine.photographer_id, gallery_id=mine.gallery_id)
+    assert queue.claim() is not None
+    suggestion = {"group": 1, "pick": True}
+    updated = queue.merge_photo_suggestions(job_id, {mine.photo_ids[0]: suggestion, other.photo_ids[0]: suggestion})
+    assert updated == 1
+    rows = {
+        r["id"]: r["ai_edits"]
+        for r in queue.conn.execute(
+            "SELECT id::text, ai_edits FROM photos WHERE id = ANY(%s::uuid[])", ([*mine.photo_ids, *other.photo_ids],)
+        ).fetchall()
+    }
+    assert rows[mine.photo_ids[0]]["culling"] == suggestion
+    assert "culling" not in (rows[other.photo_ids[0]] or {})
