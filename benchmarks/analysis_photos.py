@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import SHARED_DATA
 from worker import colour
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 WHEEL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "china", "flower")
 
 
@@ -85,16 +86,6 @@ def timed(fn, repeat: int = 7) -> dict[str, float]:
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
     return {"best_ms": round(min(samples), 1), "median_ms": round(float(np.median(samples)), 1)}
-
-
-def machine() -> dict[str, object]:
-    import os
-
-    return {
-        "cpus": os.cpu_count(),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
-        "note": "2-core CPU, no GPU; other jobs may share the cores (see load)",
-    }
 
 
 def exposed(img: np.ndarray, ev: float) -> np.ndarray:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.analysis_photos import jpeg_bytes, machine, photo_24mp, timed
+from benchmarks.analysis_photos import jpeg_bytes, photo_24mp, timed
+from benchmarks.common import machine
 from worker.decode import decode
 from worker.phases import analysis
 

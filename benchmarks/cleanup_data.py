@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks.common import SHARED_DATA
+
 WIRE_COVERAGE = 0.1
 SUPERSAMPLE = 4
 

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+# The real photos: ../shared/data beside the checkout, or APELIER_SHARED_DATA where they were copied
+# elsewhere (a GPU machine: benchmarks/gpu_check.sh). Read from there, never copied into the repo.
+SHARED_DATA = Path(os.environ.get("APELIER_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
 
 def machine() -> dict[str, Any]:
     import torch
@@ -24,6 +28,7 @@ def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu_cores": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2),  # other work sharing the cores slows CPU timings
         "gpu": gpu,
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.analysis_photos import machine, photo_24mp, timed
+from benchmarks.analysis_photos import photo_24mp, timed
+from benchmarks.common import machine
 from worker.frame import Frame, SourceInfo
 from worker.phases import PhaseContext, composition
 from worker.phases.composition import estimate_tilt, inscribed_box, rotate_crop

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.common import SHARED_DATA
 from worker.frame import Face
 from worker.models import faces as detectors
 from worker.models import mtcnn, registry, retinaface
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+SHARED = SHARED_DATA / "faces"
 
 # Face centres (x, y) in full-resolution pixels, by hand.
 TRUTH: dict[str, list[tuple[float, float]]] = {

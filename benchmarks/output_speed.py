@@ -11,7 +11,8 @@ import json
 
 import numpy as np
 
-from benchmarks.analysis_photos import jpeg_bytes, machine, photo_24mp, timed
+from benchmarks.analysis_photos import jpeg_bytes, photo_24mp, timed
+from benchmarks.common import machine
 from worker.decode import decode
 from worker.phases.output import Watermark, apply_watermark, encode_all, encode_jpeg
 from worker.profile import EditSettings

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.common import SHARED_DATA
 from worker import style_histogram
 from worker.models import lut3d
 from worker.style_metrics import delta_e2000, psnr
 from worker.style_train import TrainConfig, train
 
-DEFAULT_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pairs" / "fivek_deeplpf"
+DEFAULT_PAIRS = SHARED_DATA / "pairs" / "fivek_deeplpf"
 OLD_DESIGN_PSNR = 19.1  # DESIGN.md: 27M-parameter head, same folds (not rerun here)
 
 

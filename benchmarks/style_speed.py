@@ -28,7 +28,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from benchmarks.common import SHARED_DATA
 from worker.models import lut3d
 from worker.style_model import LutStyle
 from worker.style_train import train
 
-# ../shared/data beside the checkout; APELIER_SHARED_DATA where it was copied elsewhere (a GPU machine).
-PAIRS = Path(os.environ.get("APELIER_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") / "pairs"
+PAIRS = SHARED_DATA / "pairs"
 
 
 def timed(fn: Callable[[], Any], repeat: int = 3, sync: bool = False) -> dict[str, float]:
