@@ -380,3 +380,17 @@ def test_gpu_paste_matches_the_exact_warp(monkeypatch, footprint):
     if footprint < 2 * 512:  # below 2× the crop the OpenCV path is the exact warp as well
         face_paste.paste(opencv, delta, alignment, "cpu")
         assert np.abs(gpu.astype(int) - opencv.astype(int)).max() <= 1
+
+
+def test_the_pasted_region_covers_every_photo_pixel_the_correction_reaches(monkeypatch):
+    """Bilinear sampling reaches one crop pixel beyond the correction's support on every side; the
+    box that is read and written must include it on the top and left too."""
+    photo = np.full((3000, 3000, 3), 100, np.uint8)
+    alignment = _rotated_alignment(2400, 0.0, (1500, 1500))  # ~4.7 photo px per crop px
+    delta = np.zeros((512, 512, 3), np.float32)
+    delta[100:400, 100:400] = 50.0  # a sharp step at the support's edge
+    pasted = photo.copy()
+    _exact_paste(monkeypatch, pasted, delta, alignment)
+    full = cv2.warpAffine(delta, alignment.inverse, (3000, 3000), flags=cv2.INTER_LINEAR)
+    expected = np.clip(np.rint(photo.astype(np.float32) + full), 0, 255).astype(np.uint8)
+    assert np.abs(pasted.astype(int) - expected.astype(int)).max() <= 1

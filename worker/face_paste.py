@@ -90,7 +90,9 @@ def paste(
         return None
     s = FACE_SIZE / size
     inverse = alignment.inverse * np.array([[s, s, 1.0], [s, s, 1.0]])  # crop(size) → photo
-    right, bottom = left + w, top + h
+    # Bilinear sampling reaches one crop pixel beyond the support on each side: (left - 1, top - 1)
+    # to (left + w, top + h) in pixel-centre coordinates.
+    left, top, right, bottom = left - 1, top - 1, left + w, top + h
     corners = np.array([[left, top, 1], [right, top, 1], [right, bottom, 1], [left, bottom, 1]], np.float64)
     height, width = target.shape[:2]
     box = bounds(corners @ inverse.T, width, height)
