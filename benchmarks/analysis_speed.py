@@ -1,5 +1,8 @@
 """Decode + analysis of one 24 MP JPEG on this machine's CPU cores (target: ≤ 600 ms on two).
 
+The analysis is the phase as the pipeline runs it (no face detector): scores, hashes, scene, and
+the straightening estimate phase 4 acts on (``tilt_measure``: that part alone).
+
 python -m benchmarks.analysis_speed
 """
 
@@ -9,8 +12,9 @@ import json
 
 from benchmarks.analysis_photos import jpeg_bytes, photo_24mp, timed
 from benchmarks.common import machine
+from worker import straighten
 from worker.decode import decode
-from worker.phases import analysis
+from worker.phases import PhaseContext, analysis
 
 
 def main() -> None:
@@ -19,7 +23,9 @@ def main() -> None:
 
     def both() -> None:
         f = decode(data, photo_id="bench", filename="bench.jpg", max_pixels=250_000_000)
-        analysis.analyse(f.image, [])
+        analysis.run([f], PhaseContext())
+
+    grey = analysis.WorkingCopies.of(frame.image).grey_small
 
     print(
         json.dumps(
@@ -28,7 +34,8 @@ def main() -> None:
                 "size": [frame.width, frame.height],
                 "jpeg_mb": round(len(data) / 1e6, 2),
                 "decode": timed(lambda: decode(data, photo_id="b", filename="b.jpg", max_pixels=250_000_000)),
-                "analysis": timed(lambda: analysis.analyse(frame.image, [])),
+                "analysis": timed(lambda: analysis.run([frame], PhaseContext())),
+                "tilt_measure": timed(lambda: straighten.measure(grey)),
                 "decode_plus_analysis": timed(both),
                 "target_ms": 600,
                 "machine": machine(),

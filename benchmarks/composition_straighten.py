@@ -25,7 +25,8 @@ import json
 import numpy as np
 
 from benchmarks.analysis_photos import named_photos
-from worker.phases.composition import MIN_ROTATION_DEG, estimate_tilt, inscribed_box, rotate_crop
+from worker.phases.composition import inscribed_box, rotate_crop
+from worker.straighten import MIN_ROTATION_DEG, estimate_tilt
 
 PATTERNS = (
     "pairs/*/before/*",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -11,9 +12,10 @@ from tests import photo_files as pf
 from tests.test_analysis import ASTRONAUT_FACE, frame_of
 from worker.frame import Face
 from worker.models.bundle import ModelBundle
-from worker.phases import PhaseContext, composition
-from worker.phases.composition import estimate_tilt, inscribed_box, rotate_crop
+from worker.phases import PhaseContext, analysis, composition
+from worker.phases.composition import inscribed_box, rotate_crop
 from worker.profile import EditSettings
+from worker.straighten import estimate_tilt
 
 # A phone photo of a corridor, held about 4.5° off: door frames and walls give strong verticals.
 CORRIDOR = "exit_signs/ucsc_exitsign_5630.313210708.jpg"
@@ -117,8 +119,35 @@ def test_photos_without_clear_lines_are_left_alone(name: str) -> None:
 def test_horizon_correction_off(shared_data) -> None:
     corridor = pf.np.asarray(pf.Image.open(shared_data / CORRIDOR).convert("RGB"))
     frame = frame_of(rotated(corridor, 3.0))
-    composition.run([frame], PhaseContext(edit=EditSettings(horizon_correction=False)))
+    off = PhaseContext(edit=EditSettings(horizon_correction=False))
+    analysis.run([frame], off)
+    assert frame.tilt is None
+    composition.run([frame], off)
     assert frame.report["composition"]["rotation_deg"] == 0.0
+
+
+def test_phase_4_acts_on_the_tilt_phase_0_measured(shared_data, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate is made once, in phase 0 on its working copy; phase 4 does not measure again,
+    and the result is the same as measuring in phase 4 (full-resolution photo, so the working
+    copies differ in how they were made)."""
+    corridor = pf.np.asarray(pf.Image.open(shared_data / CORRIDOR).convert("RGB"))
+    big = cv2.resize(rotated(corridor, 3.0), None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    alone = frame_of(big)
+    composition.run([alone], PhaseContext())
+    frame = frame_of(big)
+    analysis.run([frame], PhaseContext())
+    assert frame.tilt is not None and frame.tilt["confident"]
+    assert "tilt" not in frame.report["analysis"]  # reported once, by the phase that acts on it
+
+    def measured_twice(image: np.ndarray) -> None:
+        raise AssertionError("phase 4 measured the tilt again")
+
+    monkeypatch.setattr(composition, "estimate_tilt", measured_twice)
+    composition.run([frame], PhaseContext())
+    report, reference = frame.report["composition"], alone.report["composition"]
+    assert report["straighten"]["estimate_deg"] == pytest.approx(frame.tilt["estimate_deg"])
+    assert abs(report["rotation_deg"] - reference["rotation_deg"]) <= 0.1
+    assert report["rotation_deg"] != 0.0 and report["size"] == [frame.width, frame.height]
 
 
 def test_tiny_and_extreme_frames() -> None:

@@ -6,7 +6,7 @@ batch of frames (``list[Frame]``; a single photo is a batch of one) and may
 * replace ``frame.image`` with its edited version (same dtype and layout),
 * write its decisions, JSON-able, under ``frame.report[<phase name>]`` — the
   report becomes ``photos.ai_edits`` and the ``process`` command's JSON,
-* fill the typed fields it owns (``faces`` for analysis, ``outputs`` for output).
+* fill the typed fields it owns (``faces`` and ``tilt`` for analysis, ``outputs`` for output).
 
 Phases never touch the database or storage; those live in ``queue.py`` and
 ``storage.py``.
@@ -91,6 +91,7 @@ class Frame:
     exif: dict[str, Any] = field(default_factory=dict)  # summary → photos.exif_data
     exif_bytes: bytes | None = None  # the raw EXIF block, for the output files
     faces: list[Face] = field(default_factory=list)
+    tilt: dict[str, Any] | None = None  # phase 0's straightening estimate (worker.straighten), acted on in phase 4
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Encoded] = field(default_factory=dict)  # "edited", "web", "thumb", …

@@ -32,12 +32,14 @@ gallery-level culling (``worker.culling``) and the app need, under ``report["ana
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from worker import straighten
 from worker.colour import srgb_to_linear
 from worker.frame import Face, Frame
 from worker.phases import PhaseContext
@@ -66,7 +68,10 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
     faces_per_frame = detector.detect([f.image for f in frames]) if detector and frames else [[] for _ in frames]
     for frame, faces in zip(frames, faces_per_frame, strict=True):
         frame.faces = list(faces)
-        report = analyse(frame.image, frame.faces)
+        copies = WorkingCopies.of(frame.image)
+        report = analyse(frame.image, frame.faces, copies)
+        if ctx.edit.horizon_correction:  # measured here, on the copy already made; phase 4 acts on it
+            frame.tilt = straighten.measure(copies.grey_small)
         frame.report[NAME] = {
             "source": frame.source.to_json(),
             "faces": [face.to_json() for face in frame.faces],
@@ -75,14 +80,25 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         }
 
 
-def analyse(image: Pixels, faces: list[Face]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WorkingCopies:
+    """The smaller copies phase 0 works on, made once per photo."""
+
+    reduced: Pixels  # halved fast while at least twice SHARP_EDGE: where the subject's sharpness is judged
+    tiny: Pixels  # STATS_EDGE px: global colour statistics
+    grey_small: Pixels  # WORK_EDGE px grey: saliency, hashes, straightening
+
+    @classmethod
+    def of(cls, image: Pixels) -> WorkingCopies:
+        reduced = halve_to(image, SHARP_EDGE)
+        small = shrink(reduced, WORK_EDGE)
+        return cls(reduced, shrink(small, STATS_EDGE), cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+
+
+def analyse(image: Pixels, faces: list[Face], copies: WorkingCopies | None = None) -> dict[str, Any]:
     """Everything phase 0 measures on one upright sRGB image; JSON-able."""
-    # Halve fast while the photo is at least twice the working size; the rest of the work is on
-    # copies of 1024 px (saliency, hashes, scene) and 512 px (global colour statistics).
-    reduced = halve_to(image, SHARP_EDGE)
-    small = shrink(reduced, WORK_EDGE)
-    tiny = shrink(small, STATS_EDGE)
-    grey_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    copies = copies or WorkingCopies.of(image)
+    reduced, tiny, grey_small = copies.reduced, copies.tiny, copies.grey_small
     judged = [f for f in faces if f.size >= MIN_FACE_PX]
 
     sharp = sharpness(image, reduced, grey_small, judged)
