@@ -1,7 +1,7 @@
 """A gallery of 24 MP JPEGs through the daemon end to end (embedded PostgreSQL, local storage):
 photos per minute and the time per photo of each phase.
 
-    python -m benchmarks.pipeline_throughput [--photos 12] [--with-style]     # prints JSON
+    python -m benchmarks.pipeline_throughput [--photos 12] [--with-style] [--lanes 1]   # prints JSON
 
 The gallery cycles through a landscape, two portraits and a still life (real photos from the
 wheels, upscaled to a 6000 px long edge), so face detection and retouch do real work. With
@@ -13,6 +13,8 @@ ParseNet and big-lama with their real architectures and random weights (``benchm
 builds the LaMa one): the photos come out wrong, but the time is what the licensed weights cost
 — how a GPU box runs when its operator has fetched the models. Faces are still found by MTCNN,
 whose weights ship in its wheel.
+
+``--lanes N`` runs the batch phases of N batches at once (``WORKER_PHASE_LANES``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=12)
     parser.add_argument("--with-style", action="store_true", help="train a style first and apply it")
     parser.add_argument("--stand-in-models", action="store_true", help="CodeFormer, ParseNet, LaMa, random weights")
+    parser.add_argument("--lanes", type=int, default=1, help="batches in the batch phases at once")
     args = parser.parse_args()
     logs.configure("warning")
     with database() as url, tempfile.TemporaryDirectory() as tmp:
@@ -51,7 +54,7 @@ def main() -> None:
             key = f"{pid}/{gallery}/uploads/IMG_{i:04d}.jpg"
             storage.put(key, photo_24mp(i, sources[i % len(sources)]), "image/jpeg")
             queue.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
-        settings = Settings(data_dir=Path(tmp), worker_id="bench")
+        settings = Settings(data_dir=Path(tmp), worker_id="bench", phase_lanes=args.lanes)
         models = bundle.load(settings)
         if args.stand_in_models:
             batch = 8 if models.device == "cuda" else 1
@@ -87,6 +90,7 @@ def main() -> None:
             "photos": args.photos,
             "megapixels": 24,
             "device": runtime.models.device,
+            "phase_lanes": args.lanes,
             "models": runtime.models.describe(),
             "model_weights": "stand-ins: real architectures, random weights" if args.stand_in_models else "as found",
             "status": job.get("status"),

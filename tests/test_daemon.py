@@ -3,6 +3,7 @@ tenant isolation, resume without double work, retry with backoff, cancel, NOTIFY
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -78,10 +79,11 @@ def photo_rows(queue: Queue, gallery_id: str) -> dict[str, dict[str, Any]]:
     return {r["filename"]: r for r in rows}
 
 
-def test_a_gallery_is_processed_end_to_end(queue, db_url, storage, settings, real_photos) -> None:
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_a_gallery_is_processed_end_to_end(queue, db_url, storage, settings, real_photos, lanes: int) -> None:
     gallery = make_gallery(queue, storage, real_photos)
     job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
-    drain(db_url, storage, settings)
+    drain(db_url, storage, dataclasses.replace(settings, phase_lanes=lanes))
 
     job = queue.get_job(job_id)
     assert job is not None
@@ -109,8 +111,9 @@ def test_a_gallery_is_processed_end_to_end(queue, db_url, storage, settings, rea
     assert queue.images_edited_count(gallery.photographer_id) == len(real_photos)
 
 
+@pytest.mark.parametrize("lanes", [1, 3])
 def test_bad_photos_fail_alone_with_a_reason_and_the_gallery_completes(
-    queue, db_url, storage, settings, real_photos, astronaut
+    queue, db_url, storage, settings, real_photos, astronaut, lanes: int
 ) -> None:
     good = real_photos[:2]
     truncated = jpeg_bytes(astronaut)[:3000]
@@ -126,7 +129,7 @@ def test_bad_photos_fail_alone_with_a_reason_and_the_gallery_completes(
     ]
     gallery = make_gallery(queue, storage, files)
     job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
-    drain(db_url, storage, settings)
+    drain(db_url, storage, dataclasses.replace(settings, phase_lanes=lanes))
 
     job = queue.get_job(job_id)
     assert job is not None and job["status"] == "completed"

@@ -16,7 +16,7 @@ from worker import notify
 from worker.frame import Frame
 from worker.notify import Notifier, read_liveness
 from worker.phases import PhaseContext
-from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, PipelineWatcher, watching
+from worker.pipeline import BATCH_PHASES, PhotoTask, Pipeline, PipelineStats, PipelineWatcher, watching
 from worker.service import StatusReporter, io_budget_s
 
 from .conftest import jpeg_bytes
@@ -183,16 +183,37 @@ def test_the_io_budget_covers_every_storage_retry() -> None:
     assert io_budget_s(settings) > 6 * 60 + 5 * 30  # one file, every attempt timing out, max backoff
 
 
+class _WatchedRun:
+    """A pipeline run under a fake systemd, the daemon's StatusReporter watching it."""
+
+    def __init__(self) -> None:
+        self.manager = FakeSystemd()
+        self.notifier = Notifier(self.manager.address, watchdog_s=0.2)  # a ping at most every 50 ms
+        self._marker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def mark(self, text: str) -> None:
+        """Queued in order with the notifier's datagrams: reading late cannot blur the window."""
+        self._marker.sendto(text.encode(), b"\0" + self.manager.name.encode())
+
+    def run(self, pipeline: Pipeline, tasks: list[PhotoTask]) -> tuple[PipelineStats, list[str]]:
+        notify.install(self.notifier)
+        try:
+            with watching(StatusReporter(self.notifier)):
+                stats = pipeline.run(tasks, lambda r: None)
+            last = f"STATUS=composition, {len(tasks)} of {len(tasks)} photos"
+            wait_for(lambda: last in self.manager.lines(), timeout=5)  # every datagram has been read
+            return stats, self.manager.lines()
+        finally:
+            notify.install(None)
+            self.manager.close()
+            self._marker.close()
+            self.notifier.close()
+
+
 def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_hangs(astronaut) -> None:
     """A slow phase on the main thread stops the pings even though uploads go on beside it."""
-    manager = FakeSystemd()
-    n = Notifier(manager.address, watchdog_s=0.2)  # a ping at most every 50 ms
-    marker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    watched = _WatchedRun()
     data = jpeg_bytes(astronaut[::4, ::4])
-
-    def mark(text: str) -> None:
-        """Queued in order with the notifier's datagrams: reading late cannot blur the window."""
-        marker.sendto(text.encode(), b"\0" + manager.name.encode())
 
     def slow_download() -> bytes:
         time.sleep(2.0)
@@ -200,9 +221,9 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
 
     def composition(frames: list[Frame], ctx: PhaseContext) -> None:
         if any(f.photo_id == "p3" for f in frames):  # this batch "hangs" in a GPU call for 1.5 s
-            mark("HANG-START")
+            watched.mark("HANG-START")
             time.sleep(1.5)
-            mark("HANG-END")
+            watched.mark("HANG-END")
 
     def deliver(frame: Frame) -> dict:
         time.sleep(0.3)  # uploads of earlier photos run while the phase hangs ...
@@ -212,18 +233,8 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
     tasks = [PhotoTask(f"p{i}", f"p{i}.jpg", slow_download if i == 5 else (lambda: data)) for i in range(8)]
     phases = [(name, composition if name == "composition" else fn) for name, fn in BATCH_PHASES]
     pipeline = Pipeline(PhaseContext(), deliver, batch_size=1, io_threads=4, prefetch=1, phases=phases)
-    notify.install(n)
-    try:
-        with watching(StatusReporter(n)):
-            stats = pipeline.run(tasks, lambda r: None)
-        wait_for(lambda: manager.lines()[-1:] == ["STATUS=composition, 8 of 8 photos"], timeout=5)
-    finally:
-        notify.install(None)
-        manager.close()
-        marker.close()
-        n.close()
+    stats, lines = watched.run(pipeline, tasks)
     assert stats.done == 8
-    lines = manager.lines()
     start, end = lines.index("HANG-START"), lines.index("HANG-END")
     assert "WATCHDOG=1" not in lines[start:end], "pings arrived while the main thread was stuck in a phase"
     assert lines.count("WATCHDOG=1") >= 5
@@ -231,9 +242,34 @@ def test_the_pipeline_pings_from_its_main_thread_and_goes_silent_while_a_phase_h
     before_hang = [line for line in lines[:start] if line.startswith("STATUS=")]
     assert before_hang[-1].startswith("STATUS=composition, ") and before_hang[-1].endswith(" of 8 photos")
     # The main thread waited on p5's download, and kept pinging meanwhile (from the main thread).
-    waiting = manager.index(lambda line: line.endswith("(waiting on download)"))
-    resumed = manager.index(lambda line: line.startswith("STATUS=") and "waiting" not in line, waiting)
+    waiting = watched.manager.index(lambda line: line.endswith("(waiting on download)"))
+    resumed = watched.manager.index(lambda line: line.startswith("STATUS=") and "waiting" not in line, waiting)
     assert 0 < waiting < resumed and "WATCHDOG=1" in lines[waiting:resumed]
+
+
+def test_with_lanes_a_hung_phase_starves_the_watchdog_once_the_other_lanes_are_blocked(astronaut) -> None:
+    """In lanes, the other lane's phase events are signs of life; once it waits for the hung phase,
+    the main thread (waiting on the lanes, not on I/O) must not keep the watchdog fed."""
+    watched = _WatchedRun()
+    data = jpeg_bytes(astronaut[::4, ::4])
+
+    def composition(frames: list[Frame], ctx: PhaseContext) -> None:
+        if any(f.photo_id == "p3" for f in frames):
+            watched.mark("HANG-START")
+            time.sleep(0.4)  # the other lane reaches composition and waits for it
+            watched.mark("HANG-QUIET")
+            time.sleep(1.5)
+            watched.mark("HANG-END")
+
+    tasks = [PhotoTask(f"p{i}", f"p{i}.jpg", lambda: data) for i in range(8)]
+    phases = [(name, composition if name == "composition" else fn) for name, fn in BATCH_PHASES]
+    pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=1, io_threads=2, phases=phases, lanes=2)
+    stats, lines = watched.run(pipeline, tasks)
+    assert stats.done == 8
+    start, quiet, end = lines.index("HANG-START"), lines.index("HANG-QUIET"), lines.index("HANG-END")
+    assert "WATCHDOG=1" not in lines[quiet:end], "pings arrived while every lane was stuck"
+    assert any(line.endswith("(waiting on phases)") for line in lines[start:end])  # it says what it waits on
+    assert "WATCHDOG=1" in lines[:start] and "WATCHDOG=1" in lines[end:]  # fed before, and again after
 
 
 @pytest.mark.timeout(30)

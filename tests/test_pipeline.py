@@ -1,12 +1,18 @@
-"""The pipeline: batches, per-photo isolation of failures, the circuit breaker, stopping early."""
+"""The pipeline: batches, per-photo isolation of failures, the circuit breaker, stopping early —
+with the batch phases on the calling thread (``lanes=1``) and in lanes that overlap (``lanes=3``)."""
 
 from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
 
 import pytest
 
 from worker.frame import Frame
 from worker.phases import PhaseContext
-from worker.pipeline import BATCH_PHASES, PhotoResult, PhotoTask, Pipeline
+from worker.pipeline import BATCH_PHASES, PhotoResult, PhotoTask, Pipeline, PipelineWatcher, watching
 
 from .conftest import jpeg_bytes
 
@@ -26,7 +32,11 @@ def with_phase(name: str, fn) -> list:
     return [(n, fn if n == name else f) for n, f in BATCH_PHASES]
 
 
-def test_batches_flow_in_order_and_every_phase_reports(astronaut) -> None:
+LANES = pytest.mark.parametrize("lanes", [1, 3])
+
+
+@LANES
+def test_batches_flow_in_order_and_every_phase_reports(astronaut, lanes: int) -> None:
     seen_batches: list[int] = []
     counted: dict[str, int] = {}
 
@@ -41,6 +51,7 @@ def test_batches_flow_in_order_and_every_phase_reports(astronaut) -> None:
         batch_size=3,
         phases=with_phase("style", style),
         on_phase=lambda name, n: counted.__setitem__(name, counted.get(name, 0) + n),
+        lanes=lanes,
     )
     results, stats = run(pipeline, tasks(astronaut, 7))
     assert [r.task.photo_id for r in results] == [f"id{i}" for i in range(7)]
@@ -51,35 +62,118 @@ def test_batches_flow_in_order_and_every_phase_reports(astronaut) -> None:
     assert set(results[0].timings) >= {"download", "decode", "analysis", "output", "upload"}
 
 
-def test_a_phase_crashing_on_one_photo_fails_only_that_photo(astronaut) -> None:
+@LANES
+def test_a_phase_crashing_on_one_photo_fails_only_that_photo(astronaut, lanes: int) -> None:
     def retouch(frames: list[Frame], ctx: PhaseContext) -> None:
         if any(f.photo_id == "id4" for f in frames):
             raise ValueError("cannot retouch this one")
 
-    pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=4, phases=with_phase("retouch", retouch))
+    pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=4, phases=with_phase("retouch", retouch), lanes=lanes)
     results, stats = run(pipeline, tasks(astronaut, 8))
+    assert [r.task.photo_id for r in results] == [f"id{i}" for i in range(8)]
     failed = [r for r in results if not r.ok]
     assert [r.task.photo_id for r in failed] == ["id4"]
     assert failed[0].failed_phase == "retouch" and "internal error in retouch" in failed[0].failure.reason  # type: ignore[union-attr]
     assert stats.done == 7  # type: ignore[attr-defined]
 
 
-def test_a_fault_in_every_photo_trips_the_breaker_and_fails_the_job(astronaut) -> None:
+@LANES
+def test_a_fault_in_every_photo_trips_the_breaker_and_fails_the_job(astronaut, lanes: int) -> None:
     def cleanup(frames: list[Frame], ctx: PhaseContext) -> None:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
-    pipeline = Pipeline(PhaseContext(), lambda f: {}, phases=with_phase("cleanup", cleanup))
+    pipeline = Pipeline(PhaseContext(), lambda f: {}, phases=with_phase("cleanup", cleanup), lanes=lanes)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         run(pipeline, tasks(astronaut, 10))
 
 
-def test_stop_leaves_the_rest_untouched(astronaut) -> None:
+@LANES
+def test_stop_leaves_the_rest_untouched(astronaut, lanes: int) -> None:
     done: list[str] = []
 
     def on_result(r: PhotoResult) -> None:
         done.append(r.task.photo_id)
 
-    pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=1, prefetch=1, io_threads=1)
+    pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=1, prefetch=1, io_threads=1, lanes=lanes)
     stats = pipeline.run(tasks(astronaut, 20), on_result, should_stop=lambda: len(done) >= 3)
     assert stats.stopped
     assert 3 <= len(done) < 20
+    assert done == [f"id{i}" for i in range(len(done))]  # in order, none skipped
+
+
+class _Recorder(PipelineWatcher):
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+        self.events: list[tuple[str, str]] = []
+
+    def phase_started(self, phase: str, photos: int) -> None:
+        self.threads.add(threading.get_ident())
+        self.events.append(("started", phase))
+
+    def phase_done(self, phase: str, photos: int, seconds: float) -> None:
+        self.threads.add(threading.get_ident())
+        self.events.append(("done", phase))
+
+    def photo_done(self, result: PhotoResult) -> None:
+        self.threads.add(threading.get_ident())
+
+
+def test_lanes_overlap_batches_but_never_run_a_phase_twice_at_once(astronaut) -> None:
+    """Phases of successive batches run at the same time; each phase on one batch at a time; the
+    caller hears every event on its own thread and gets the photos in order."""
+    intervals: dict[str, list[tuple[float, float, tuple[str, ...]]]] = {}
+    lock = threading.Lock()
+
+    def timed(name: str) -> Any:
+        def fn(frames: list[Frame], ctx: PhaseContext) -> None:
+            t0 = time.perf_counter()
+            time.sleep(0.05)  # a GPU call: the thread waits, the GIL is free
+            with lock:
+                intervals.setdefault(name, []).append((t0, time.perf_counter(), tuple(f.photo_id for f in frames)))
+
+        return fn
+
+    on_phase_threads: set[int] = set()
+    recorder = _Recorder()
+    pipeline = Pipeline(
+        PhaseContext(),
+        lambda f: {},
+        batch_size=2,
+        phases=[(name, timed(name)) for name, _ in BATCH_PHASES],
+        on_phase=lambda name, n: on_phase_threads.add(threading.get_ident()),
+        lanes=3,
+    )
+    with watching(recorder):
+        results, _ = run(pipeline, tasks(astronaut, 12))
+    assert [r.task.photo_id for r in results] == [f"id{i}" for i in range(12)] and all(r.ok for r in results)
+    caller = threading.get_ident()
+    assert on_phase_threads == {caller} and recorder.threads == {caller}
+    assert recorder.events.count(("done", "retouch")) == 6
+    for name, spans in intervals.items():
+        spans.sort()
+        assert len(spans) == 6
+        # One batch at a time in each phase: no two intervals of the same phase overlap.
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), name
+    # …but different phases did run at once (batches overlapped), which one thread never does.
+    every = sorted((t0, t1, name) for name, spans in intervals.items() for t0, t1, _ in spans)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(every))
+
+
+def test_a_job_error_in_a_lane_reaches_the_caller_and_stops_the_other_lanes(astronaut) -> None:
+    ran_after: list[str] = []
+
+    def retouch(frames: list[Frame], ctx: PhaseContext) -> None:
+        if any(f.photo_id == "id2" for f in frames):
+            raise MemoryError("out of host memory")  # job-level: not the photo's fault
+        time.sleep(0.02)
+
+    def composition(frames: list[Frame], ctx: PhaseContext) -> None:
+        ran_after.extend(f.photo_id for f in frames)
+
+    phases = [(n, retouch if n == "retouch" else composition if n == "composition" else f) for n, f in BATCH_PHASES]
+    pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=1, phases=phases, lanes=3)
+    results: list[PhotoResult] = []
+    with pytest.raises(MemoryError):
+        pipeline.run(tasks(astronaut, 30), results.append)
+    assert [r.task.photo_id for r in results] == ["id0", "id1"]
+    assert len(ran_after) < 10  # the lanes stopped soon after, they did not run the job to its end

@@ -195,6 +195,7 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
         prefetch=settings.prefetch_photos,
         max_pixels=settings.max_image_pixels,
         on_phase=tracker.phase_finished,
+        lanes=settings.phase_lanes,
     )
     stats = pipeline.run([fetch_for(p) for p in todo], on_result, control.should_stop)
 

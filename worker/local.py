@@ -96,6 +96,7 @@ def process_files(
         io_threads=min(settings.io_threads, 4),
         prefetch=settings.prefetch_photos,
         max_pixels=settings.max_image_pixels,
+        lanes=settings.phase_lanes,
     )
     entries: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=len(files), unit="photo", disable=not progress, desc="processing")

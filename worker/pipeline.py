@@ -3,9 +3,16 @@
 ::
 
     fetch + decode (I/O threads, ``prefetch`` ahead)
-        → analysis → style → retouch → cleanup → composition   (main thread, batches)
+        → analysis → style → retouch → cleanup → composition   (batches: main thread, or ``lanes``)
         → output encode + deliver (I/O threads)
         → ``on_result`` (main thread: the caller writes the photo row)
+
+With ``lanes`` > 1, that many batches are in the batch phases at once, each in its own thread,
+and a phase runs on one batch at a time (a lock per phase), so the phases of successive batches
+overlap like stations of an assembly line: while one batch is retouched on the GPU the next one
+is analysed on the CPU. A model is never called from two threads at once, and the device holds
+one batch per phase at most. Everything that reaches the caller — ``on_phase``, the watchers,
+``on_result`` — still happens on the calling thread, in photo order.
 
 The pipeline knows nothing about where bytes come from or go to: each
 :class:`PhotoTask` brings a ``fetch`` callable and the caller passes a
@@ -17,6 +24,8 @@ propagates to the caller, which decides about retrying.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
@@ -44,8 +53,10 @@ assert (*tuple(name for name, _ in BATCH_PHASES), "output") == PHASES
 
 # This many photos in a row failing with an unexpected error means the fault is not in the photos.
 _CIRCUIT_BREAKER = 5
-# While the main thread waits on a download or an upload, it tells the watchers this often.
+# While the main thread waits on a download, an upload or the lanes, it tells the watchers this often.
 _WAIT_SLICE_S = 0.5
+# What ``PipelineWatcher.waiting`` is told while the main thread waits on the lanes (not on I/O).
+WAITING_ON_PHASES = "phases"
 
 log = logs.get("pipeline")
 _T = TypeVar("_T")
@@ -111,7 +122,8 @@ class PipelineWatcher:
         """A photo is finished (delivered and reported, or failed)."""
 
     def waiting(self, on: str) -> None:
-        """The main thread is blocked on I/O (``download`` or ``upload``); called every ~0.5 s."""
+        """The main thread is blocked (``download``, ``upload``, or :data:`WAITING_ON_PHASES`: on the
+        lanes, whose own events show whether they progress); called every ~0.5 s."""
 
 
 # Process-wide: the daemon registers its watchers once at start (see ``watching``).
@@ -148,6 +160,9 @@ def _wait(fut: Future[_T], on: str) -> _T:
             _tell("waiting", on)
 
 
+Emit = Callable[[tuple[str, tuple[Any, ...]]], None]
+
+
 @dataclass
 class _Decoded:
     task: PhotoTask
@@ -155,6 +170,14 @@ class _Decoded:
     failure: Failure | None
     failed_phase: str | None
     timings: dict[str, float]
+
+
+@dataclass
+class _Outcome:
+    """A batch after the batch phases: the photos that went through (None: stopped part-way), the failed."""
+
+    survivors: list[_Decoded] | None
+    failed: list[PhotoResult]
 
 
 class Pipeline:
@@ -171,6 +194,7 @@ class Pipeline:
         max_pixels: int = 250_000_000,
         on_phase: Callable[[str, int], None] | None = None,
         phases: Sequence[tuple[str, PhaseFn]] = BATCH_PHASES,
+        lanes: int = 1,
     ) -> None:
         self.ctx = ctx
         self.phases = tuple(phases)
@@ -180,9 +204,15 @@ class Pipeline:
         self.io_threads = max(1, io_threads)
         self.prefetch = max(self.batch_size, prefetch)
         self.max_pixels = max_pixels
+        self.lanes = max(1, lanes)
         self.current_phase = "download"
         self._unexpected_in_a_row = 0
         self._exhausted = False
+        self._breaker_lock = threading.Lock()
+        self._phase_locks = {name: threading.Lock() for name, _ in self.phases}
+        # Lanes report here; the calling thread passes each event on (see ``_emit``).
+        self._events: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._stop_lanes = threading.Event()
 
     # -- public -------------------------------------------------------------------------------
     def run(
@@ -201,6 +231,10 @@ class Pipeline:
         _tell("started", len(tasks) if isinstance(tasks, Sized) else None)
         pending_out: deque[Future[PhotoResult]] = deque()
         max_out = 2 * self.batch_size + self.io_threads
+        # Batches in the batch phases, oldest first, with the photos that failed before them.
+        in_phases: deque[tuple[list[PhotoResult], Future[_Outcome]]] = deque()
+        self._stop_lanes.clear()
+        self._discard_events()
 
         def drain(keep: int) -> None:
             """Report finished photos in order; block while more than ``keep`` are in flight."""
@@ -214,6 +248,20 @@ class Pipeline:
                 on_result(result)
                 _tell("photo_done", result)
 
+        def collect(out_pool: ThreadPoolExecutor) -> bool:
+            """Hand the oldest batch on to encoding; False when it was stopped part-way."""
+            failed_before, fut = in_phases.popleft()
+            outcome = self._wait_for_lane(fut, should_stop)
+            for result in (*failed_before, *outcome.failed):
+                pending_out.append(_done_future(result))
+            if outcome.survivors is None:
+                return False
+            for item in outcome.survivors:
+                pending_out.append(out_pool.submit(self._output_and_deliver, item))
+            drain(max_out)
+            return True
+
+        lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="phases") if self.lanes > 1 else None
         with (
             ThreadPoolExecutor(self.io_threads, thread_name_prefix="fetch") as fetch_pool,
             ThreadPoolExecutor(self.io_threads, thread_name_prefix="deliver") as out_pool,
@@ -224,26 +272,74 @@ class Pipeline:
                     if should_stop():
                         stats.stopped = True
                         break
-                    ready: list[_Decoded] = []
-                    for item in batch:
-                        if item.frame is None:
-                            pending_out.append(_done_future(self._failed(item)))
-                        else:
-                            ready.append(item)
-                    survivors = self._run_phases(ready, pending_out, should_stop)
-                    if survivors is None:
-                        stats.stopped = True
+                    failed_before = [self._failed(item) for item in batch if item.frame is None]
+                    ready = [item for item in batch if item.frame is not None]
+                    if lane_pool is None:  # on this thread, as it comes
+                        outcome = self._run_phases(ready, should_stop, self._dispatch)
+                        in_phases.append((failed_before, _done_future(outcome)))
+                    else:
+                        fut = lane_pool.submit(self._run_phases, ready, self._stop_lanes.is_set, self._events.put)
+                        # Wakes the wait below once the result is set (a put at the lane's end could come first).
+                        fut.add_done_callback(lambda _: self._events.put(("lane_done", ())))
+                        in_phases.append((failed_before, fut))
+                    while len(in_phases) >= self.lanes and not stats.stopped:
+                        stats.stopped = not collect(out_pool)
+                    if stats.stopped:
                         break
-                    for item in survivors:
-                        pending_out.append(out_pool.submit(self._output_and_deliver, item))
-                    drain(max_out)
                 else:
-                    stats.stopped = not self._exhausted
+                    while in_phases and not stats.stopped:
+                        stats.stopped = not collect(out_pool)
+                    stats.stopped = stats.stopped or not self._exhausted
             finally:
+                self._stop_lanes.set()  # lanes still running stop at their next phase; their photos stay untouched
+                if lane_pool is not None:
+                    lane_pool.shutdown(wait=True)
+                self._discard_events()  # of batches that are left untouched
                 decoded_stream.close()
                 drain(0)
         stats.wall_s = time.perf_counter() - start
         return stats
+
+    # -- lanes --------------------------------------------------------------------------------
+    def _wait_for_lane(self, fut: Future[_Outcome], should_stop: Callable[[], bool]) -> _Outcome:
+        """``fut.result()``, passing the lanes' events on meanwhile (on this, the calling thread)."""
+        while not fut.done():
+            if should_stop():
+                self._stop_lanes.set()
+            try:
+                self._dispatch(self._events.get(timeout=_WAIT_SLICE_S))
+            except queue.Empty:
+                _tell("waiting", WAITING_ON_PHASES)
+        self._pump()
+        return fut.result()
+
+    def _pump(self) -> None:
+        """Pass on every event the lanes have reported so far."""
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._dispatch(event)
+
+    def _discard_events(self) -> None:
+        while True:
+            try:
+                self._events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _dispatch(self, event: tuple[str, tuple[Any, ...]]) -> None:
+        kind, args = event
+        if kind == "phase_started":
+            name, photos = args
+            self.current_phase = name
+            _tell("phase_started", name, photos)
+        elif kind == "phase_done":
+            name, photos, seconds = args
+            if self.on_phase is not None:
+                self.on_phase(name, photos)
+            _tell("phase_done", name, photos, seconds)
 
     # -- stages -------------------------------------------------------------------------------
     def _decoded(
@@ -286,29 +382,28 @@ class Pipeline:
             failed_phase = exc.phase if isinstance(exc, PhotoError) else phase
             return _Decoded(task, None, failure, failed_phase, timings)
 
-    def _run_phases(
-        self, items: list[_Decoded], pending_out: deque[Future[PhotoResult]], should_stop: Callable[[], bool]
-    ) -> list[_Decoded] | None:
-        """Run the batch phases; returns the items that survived, or None when asked to stop."""
-        alive = items
+    def _run_phases(self, items: list[_Decoded], should_stop: Callable[[], bool], emit: Emit) -> _Outcome:
+        """Run the batch phases; the photos that survived (None when asked to stop) and those that failed.
+
+        ``emit`` receives the progress events (``_dispatch`` on the calling thread, a queue in a lane).
+        """
+        outcome = _Outcome(items, [])
         for name, fn in self.phases:
-            if not alive:
+            if not outcome.survivors:
                 break
-            if should_stop():
-                return None
-            self.current_phase = name
-            _tell("phase_started", name, len(alive))
-            alive = self._phase_over_batch(name, fn, alive, pending_out)
-        if alive:
-            self._unexpected_in_a_row = 0  # a photo came through every phase: the fault is not everywhere
-        return alive
+            with self._phase_locks[name]:  # one batch per phase at a time, whatever the lanes
+                if should_stop():
+                    outcome.survivors = None
+                    return outcome
+                emit(("phase_started", (name, len(outcome.survivors))))
+                outcome.survivors = self._phase_over_batch(name, fn, outcome.survivors, outcome.failed, emit)
+        if outcome.survivors:
+            with self._breaker_lock:
+                self._unexpected_in_a_row = 0  # a photo came through every phase: the fault is not everywhere
+        return outcome
 
     def _phase_over_batch(
-        self,
-        name: str,
-        fn: PhaseFn,
-        items: list[_Decoded],
-        pending_out: deque[Future[PhotoResult]],
+        self, name: str, fn: PhaseFn, items: list[_Decoded], failed: list[PhotoResult], emit: Emit
     ) -> list[_Decoded]:
         frames = [item.frame for item in items if item.frame is not None]
         t0 = time.perf_counter()
@@ -318,12 +413,12 @@ class Pipeline:
             if classify(exc).scope == "job" and not _is_unexpected(exc):
                 raise
             if len(items) == 1:
-                self._fail_item(items[0], name, exc, pending_out)
+                failed.append(self._fail_item(items[0], name, exc))
                 return []
             # Find the photo(s) at fault by running the phase on each photo alone.
             survivors = []
             for item in items:
-                if self._phase_over_batch(name, fn, [item], pending_out):
+                if self._phase_over_batch(name, fn, [item], failed, emit):
                     survivors.append(item)
             return survivors
         elapsed = time.perf_counter() - t0
@@ -332,20 +427,20 @@ class Pipeline:
             item.timings[name] = per_photo
             if item.frame is not None:
                 item.frame.timings[name] = per_photo
-        if self.on_phase is not None:
-            self.on_phase(name, len(frames))
-        _tell("phase_done", name, len(frames), elapsed)
+        emit(("phase_done", (name, len(frames), elapsed)))
         return items
 
-    def _fail_item(self, item: _Decoded, phase: str, exc: Exception, pending_out: deque[Future[PhotoResult]]) -> None:
+    def _fail_item(self, item: _Decoded, phase: str, exc: Exception) -> PhotoResult:
         failure = classify(exc)
         if _is_unexpected(exc):
-            self._unexpected_in_a_row += 1
-            if self._unexpected_in_a_row >= _CIRCUIT_BREAKER:
+            with self._breaker_lock:
+                self._unexpected_in_a_row += 1
+                tripped = self._unexpected_in_a_row >= _CIRCUIT_BREAKER
+            if tripped:
                 raise exc
             failure = Failure("photo", False, f"internal error in {phase}: {failure.reason}", failure.kind)
         item.failure, item.failed_phase = failure, phase
-        pending_out.append(_done_future(self._failed(item)))
+        return self._failed(item)
 
     def _output_and_deliver(self, item: _Decoded) -> PhotoResult:
         frame = item.frame
@@ -393,7 +488,7 @@ def _batches(items: Iterator[_Decoded], size: int) -> Iterator[list[_Decoded]]:
         yield batch
 
 
-def _done_future(result: PhotoResult) -> Future[PhotoResult]:
-    fut: Future[PhotoResult] = Future()
+def _done_future(result: _T) -> Future[_T]:
+    fut: Future[_T] = Future()
     fut.set_result(result)
     return fut

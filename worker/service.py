@@ -22,7 +22,7 @@ from worker import __version__, logs, notify, pipeline
 from worker.config import Settings
 from worker.errors import first_line
 from worker.metrics import Metrics
-from worker.pipeline import PhotoResult, PipelineWatcher
+from worker.pipeline import WAITING_ON_PHASES, PhotoResult, PipelineWatcher
 
 log = logs.get("service")
 
@@ -120,7 +120,10 @@ class StatusReporter(PipelineWatcher):
 
     def waiting(self, on: str) -> None:
         self.notifier.status(f"{self._progress()} (waiting on {on})")
-        self.notifier.waiting()
+        if on != WAITING_ON_PHASES:
+            self.notifier.waiting()
+        # Waiting on the lanes is no sign of life: their phase events are. A lane stuck in a GPU
+        # call must starve the watchdog as a phase stuck on this thread would.
 
 
 @dataclass
