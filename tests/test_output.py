@@ -240,3 +240,24 @@ def test_watermark_asked_but_no_logo(big_photo: np.ndarray) -> None:
     output.run([frame], PhaseContext(edit=EditSettings(watermark=True)))
     assert "watermarked" not in frame.outputs
     assert frame.report["output"]["watermark"]["applied"] is False
+
+
+def test_a_soft_edged_logo_keeps_its_colour_where_it_is_faint() -> None:
+    """One colour with a soft alpha ramp (an anti-aliased edge, a glow): scaled, the colour stays that
+    colour however faint the alpha, and the blend matches compositing the ramp by hand."""
+    h, w = 64, 512
+    ramp = np.tile(np.linspace(0, 255, w), (h, 1)).astype(np.uint8)
+    logo = np.dstack(
+        [np.full((h, w), 200, np.uint8), np.full((h, w), 40, np.uint8), np.full((h, w), 90, np.uint8), ramp]
+    )
+    mark = output.Watermark(logo)
+    alpha, colour = mark.scaled(128, 16)
+    seen = alpha[..., 0] > 0.02
+    assert seen.mean() > 0.9
+    assert np.abs(colour[seen] - np.array([200, 40, 90])).max() <= 1.5
+    photo = np.full((400, 1000, 3), 128, np.uint8)
+    marked, placed = output.apply_watermark(photo, logo, "center", 1.0)
+    x0, y0, x1, y1 = placed["box"]
+    a = np.asarray(Image.fromarray(ramp).resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS), np.float64) / 255
+    expected = 128 * (1 - a[..., None]) + np.array([200, 40, 90]) * a[..., None]
+    assert np.abs(marked[y0:y1, x0:x1].astype(np.float64) - expected).max() <= 2.0

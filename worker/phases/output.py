@@ -181,8 +181,8 @@ def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
 
 # --- watermark ---
 class Watermark:
-    """The photographer's logo, prepared once per job: premultiplied when it is made, and scaled once
-    per target size (a gallery has two or three: landscape, portrait, square), not once per photo.
+    """The photographer's logo, prepared once per job: scaled once per target size (a gallery has two
+    or three: landscape, portrait, square), not once per photo.
 
     Safe to share between the encode threads (two threads may scale the same size once each).
     """
@@ -193,13 +193,13 @@ class Watermark:
             logo = np.dstack([logo, logo, logo])
         if logo.shape[2] == 3:
             logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
-        self.logo: Pixels = logo  # H×W×4 RGBA
+        self.logo: Pixels = np.ascontiguousarray(logo, dtype=np.uint8)  # H×W×4 straight RGBA
         self.height, self.width = logo.shape[:2]
-        self._premultiplied = PILImage.fromarray(_to_uint8(self._premultiply()), "RGBA")  # what is resampled
         self._scaled: dict[tuple[int, int], tuple[Pixels, Pixels]] = {}
         self._lock = threading.Lock()
 
     def _premultiply(self) -> Pixels:
+        """Colour × alpha and alpha (0–255), in float: what is resampled, so a faint edge keeps its colour."""
         alpha = self.logo[..., 3:4].astype(np.float32) / 255.0
         return np.concatenate([self.logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
 
@@ -209,13 +209,16 @@ class Watermark:
             cached = self._scaled.get((width, height))
         if cached is not None:
             return cached
+        small = self._premultiply()
         if (width, height) != (self.width, self.height):
-            resized = self._premultiplied.resize((width, height), PILImage.Resampling.LANCZOS)
-            small = np.asarray(resized).astype(np.float32)
-        else:
-            small = self._premultiply()
-        alpha = small[..., 3:4] / 255.0
-        colour = np.where(small[..., 3:4] > 0, small[..., :3] / np.maximum(small[..., 3:4] / 255.0, 1e-6), 0.0)
+            # Lanczos per channel in float ("F" images): 8-bit premultiplied values would round a faint
+            # edge's colour away (to black), and Pillow premultiplies RGBA by itself.
+            lanczos = PILImage.Resampling.LANCZOS
+            channels = [PILImage.fromarray(np.ascontiguousarray(small[..., c]), "F") for c in range(4)]
+            small = np.dstack([np.asarray(ch.resize((width, height), lanczos)) for ch in channels])
+        a = np.clip(small[..., 3:4], 0.0, 255.0)  # Lanczos rings a little past the ends
+        alpha = a / 255.0
+        colour = np.where(a > 0, np.clip(small[..., :3] / np.maximum(alpha, 1e-6), 0.0, 255.0), 0.0)
         with self._lock:
             return self._scaled.setdefault((width, height), (alpha, colour))
 
