@@ -177,3 +177,35 @@ def test_a_job_error_in_a_lane_reaches_the_caller_and_stops_the_other_lanes(astr
         pipeline.run(tasks(astronaut, 30), results.append)
     assert [r.task.photo_id for r in results] == ["id0", "id1"]
     assert len(ran_after) < 10  # the lanes stopped soon after, they did not run the job to its end
+
+
+def test_lanes_change_no_pixel_and_no_decision(tmp_path, real_photos) -> None:
+    """Every phase for real (faces, classical retouch, cleanup, straightening, outputs) with one lane
+    and with three: the same bytes in every file and the same report for every photo."""
+    from dataclasses import replace
+
+    from worker.config import Settings
+    from worker.local import process_files
+    from worker.models import bundle
+
+    files = []
+    for i in range(3):  # 12 photos, batches of 2: the lanes really overlap
+        for name, data in real_photos:
+            path = tmp_path / "in" / f"{i}-{name}"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
+            files.append(path)
+    base = Settings(data_dir=tmp_path / "data", device="cpu", batch_size=2)
+    models = bundle.load(base)
+    runs = {}
+    for lanes in (1, 3):
+        out = tmp_path / f"out{lanes}"
+        entries = process_files(files, out, replace(base, phase_lanes=lanes), models, progress=False)
+        written = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.jpg"))}
+        reports = [{k: v for k, v in e.items() if k not in ("timings_s", "output")} for e in entries]
+        for report in reports:
+            report["cleanup"].pop("detect_ms")  # a time, the only field that may differ
+        runs[lanes] = (written, reports)
+    assert len(runs[1][0]) >= 3 * len(files) and all(e["error"] is None for e in runs[1][1])
+    assert runs[1][0] == runs[3][0]
+    assert runs[1][1] == runs[3][1]
