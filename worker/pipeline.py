@@ -210,7 +210,7 @@ class Pipeline:
         self._exhausted = False
         self._breaker_lock = threading.Lock()
         self._phase_locks = {name: threading.Lock() for name, _ in self.phases}
-        # Lanes report here; the calling thread passes each event on (see ``_emit``).
+        # Lanes report here; the calling thread passes each event on (``_dispatch``).
         self._events: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self._stop_lanes = threading.Event()
 
