@@ -53,6 +53,18 @@ def training_photos() -> list[np.ndarray]:
     return [np.asarray(getattr(data, n)())[:, :, :3] for n in names]
 
 
+def new_photographer(queue: Queue) -> str:
+    photographer = str(uuid.uuid4())
+    queue.upsert_photographer(photographer, "Studio")
+    return photographer
+
+
+def studio_with_profile(queue: Queue) -> tuple[str, str]:
+    """A photographer and a style profile of theirs: (photographer id, profile id)."""
+    photographer = new_photographer(queue)
+    return photographer, new_profile(queue, photographer)
+
+
 def new_profile(queue: Queue, photographer: str) -> str:
     row = queue.conn.execute(
         "INSERT INTO style_profiles (photographer_id, name) VALUES (%s, 'Warm') RETURNING id", (photographer,)
@@ -62,9 +74,7 @@ def new_profile(queue: Queue, photographer: str) -> str:
 
 
 def test_train_a_style_then_apply_it_to_a_gallery(queue, db_url, storage, settings, real_photos) -> None:
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
-    profile = new_profile(queue, photographer)
+    photographer, profile = studio_with_profile(queue)
     pairs = upload_pairs(storage, photographer, training_photos())
     job_id = queue.enqueue(
         photographer_id=photographer,
@@ -99,9 +109,7 @@ def test_train_a_style_then_apply_it_to_a_gallery(queue, db_url, storage, settin
 
 
 def test_too_few_usable_pairs_end_with_a_training_error_that_says_why(queue, db_url, storage, settings) -> None:
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
-    profile = new_profile(queue, photographer)
+    photographer, profile = studio_with_profile(queue)
     pairs = upload_pairs(storage, photographer, training_photos()[:3])
     pairs.append({"original_key": f"{photographer}/missing/a.jpg", "edited_key": f"{photographer}/missing/b.jpg"})
     pairs.append({"original_key": f"{uuid.uuid4()}/theirs.jpg", "edited_key": pairs[0]["edited_key"]})
@@ -154,9 +162,7 @@ def gallery_job_for(photographer: str, profile: str) -> Job:
 def test_a_profile_keeps_its_model_while_it_retrains_and_after_a_failed_retrain(
     queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, coffee: np.ndarray
 ) -> None:
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
-    profile = new_profile(queue, photographer)
+    photographer, profile = studio_with_profile(queue)
     runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
     job = gallery_job_for(photographer, profile)
 
@@ -184,9 +190,7 @@ def test_a_profile_keeps_its_model_while_it_retrains_and_after_a_failed_retrain(
 def test_canceling_a_training_keeps_a_model_it_had_ready(
     queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, had_model: bool
 ) -> None:
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
-    profile = new_profile(queue, photographer)
+    photographer, profile = studio_with_profile(queue)
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
     before = queue.style_profile(profile)
@@ -215,8 +219,7 @@ def test_canceling_a_training_keeps_a_model_it_had_ready(
 def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue: Queue) -> None:
     """The profile leaves 'training' however its job ends failed: here a retryable error on the last
     attempt and a worker that stopped responding (neither passes the worker's own error handling)."""
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
+    photographer = new_photographer(queue)
 
     def training_job(max_attempts: int) -> tuple[str, str]:
         profile = new_profile(queue, photographer)
@@ -257,9 +260,7 @@ def test_canceling_a_training_that_waits_for_a_retry_ends_its_profiles_training(
     queue: Queue, storage: LocalStorage, astronaut: np.ndarray, had_model: bool
 ) -> None:
     """No worker holds the job, so the trigger does what the worker does on a cancel it sees."""
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
-    profile = new_profile(queue, photographer)
+    photographer, profile = studio_with_profile(queue)
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
     before = queue.style_profile(profile) or {}
@@ -282,8 +283,7 @@ def test_training_keeps_only_small_copies_of_the_photos(
     queue: Queue, storage: LocalStorage, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each photo is shrunk as it is decoded (200 pairs of 24 MP would otherwise hold ~29 GB)."""
-    photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
+    photographer = new_photographer(queue)
     photos = training_photos()[:5]
     assert max(max(p.shape[:2]) for p in photos) > 512
     pairs = upload_pairs(storage, photographer, photos)
