@@ -8,6 +8,7 @@ image per photo, with the job's prepared logo (scaled once per size) and with a 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -28,8 +29,15 @@ def main() -> None:
     watermark = {}
     for lw, lh in ((1200, 400), (5000, 3000)):  # a typical logo, and a big one (MAX_LOGO_PIXELS is 16 MP)
         logo = np.random.default_rng(0).integers(0, 256, (lh, lw, 4), dtype=np.uint8)
-        mark = Watermark(logo)
+        mark = Watermark(logo, 2048)  # as the job prepares it, for 2048 px web images
+        sizes = iter(range(300, 400))  # straightening and crops make new web sizes: each scaled once
+
+        def new_size(m: Watermark = mark, sizes: Iterator[int] = sizes) -> None:
+            m.scaled(next(sizes), 80)
+
         watermark[f"{lw}x{lh}"] = {
+            "prepare_once_per_job": timed(lambda a=logo: Watermark(a, 2048), repeat=3),
+            "a_new_size_first_time": timed(new_size),
             "prepared_per_photo": timed(lambda m=mark: apply_watermark(web, m, "bottom-right", 0.5)),
             "raw_logo_per_photo": timed(lambda a=logo: apply_watermark(web, a, "bottom-right", 0.5), repeat=3),
         }

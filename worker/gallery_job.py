@@ -337,7 +337,7 @@ def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:
                     f"the watermark logo {key} is {logo.width}×{logo.height}; upload one under "
                     f"{MAX_LOGO_PIXELS // 1_000_000} MP"
                 )
-            return Watermark(np.asarray(logo.convert("RGBA")))  # premultiplied once for the whole job
+            return Watermark(np.asarray(logo.convert("RGBA")), edit.web_long_edge)  # prepared once for the job
     except (OSError, ValueError) as exc:
         raise JobInputError(f"the watermark logo {key} is not a readable image ({exc}); upload a PNG") from None
 

@@ -22,6 +22,7 @@ while the smaller ones are made (libjpeg releases the GIL), so the three overlap
 
 from __future__ import annotations
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,7 +38,7 @@ from worker.exif import photographic
 from worker.frame import Encoded, Frame
 from worker.phases import PhaseContext
 from worker.profile import EditSettings
-from worker.resize import downscale
+from worker.resize import downscale, halve_to
 
 NAME = "output"
 CONTENT_TYPE = "image/jpeg"
@@ -46,6 +47,7 @@ THUMB_QUALITY = 80
 _SRGB_ICC: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 _MAX_EXIF = 65000  # a JPEG APP1 segment holds at most 65533 bytes
 
+LOGO_WIDTH, LOGO_HEIGHT = 0.2, 0.15  # a watermark is at most this much of the image's width and height
 VARIANTS: tuple[str, ...] = ("edited", "web", "thumb", "watermarked")
 Pixels = npt.NDArray[Any]
 
@@ -181,13 +183,15 @@ def public_exif_block(exif_bytes: bytes | None) -> bytes | None:
 
 # --- watermark ---
 class Watermark:
-    """The photographer's logo, prepared once per job: scaled once per target size (a gallery has two
-    or three: landscape, portrait, square), not once per photo.
+    """The photographer's logo, prepared once per job: premultiplied by its alpha (in float, so a faint
+    edge keeps its colour) and, given ``largest`` (the long edge of the biggest image it will mark:
+    the web size), kept only at about the largest size it can be drawn at. Each size it is drawn at
+    is then scaled once from that small copy, however many sizes straightening and cropping make.
 
     Safe to share between the encode threads (two threads may scale the same size once each).
     """
 
-    def __init__(self, logo: Pixels) -> None:
+    def __init__(self, logo: Pixels, largest: int | None = None) -> None:
         logo = np.asarray(logo)
         if logo.ndim == 2:
             logo = np.dstack([logo, logo, logo])
@@ -195,13 +199,14 @@ class Watermark:
             logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
         self.logo: Pixels = np.ascontiguousarray(logo, dtype=np.uint8)  # H×W×4 straight RGBA
         self.height, self.width = logo.shape[:2]
+        alpha = self.logo[..., 3:4].astype(np.float32) / 255.0
+        premultiplied = np.concatenate([self.logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
+        if largest:
+            scale = min(LOGO_WIDTH * largest / self.width, LOGO_HEIGHT * largest / self.height, 1.0)
+            premultiplied = halve_to(premultiplied, max(1, math.ceil(scale * max(self.width, self.height))))
+        self._premultiplied: Pixels = np.ascontiguousarray(premultiplied)  # colour × alpha, alpha (0–255)
         self._scaled: dict[tuple[int, int], tuple[Pixels, Pixels]] = {}
         self._lock = threading.Lock()
-
-    def _premultiply(self) -> Pixels:
-        """Colour × alpha and alpha (0–255), in float: what is resampled, so a faint edge keeps its colour."""
-        alpha = self.logo[..., 3:4].astype(np.float32) / 255.0
-        return np.concatenate([self.logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
 
     def scaled(self, width: int, height: int) -> tuple[Pixels, Pixels]:
         """The logo at ``width``×``height``: its alpha (0–1, before opacity) and its straight colour."""
@@ -209,8 +214,8 @@ class Watermark:
             cached = self._scaled.get((width, height))
         if cached is not None:
             return cached
-        small = self._premultiply()
-        if (width, height) != (self.width, self.height):
+        small = self._premultiplied
+        if small.shape[:2] != (height, width):
             # Lanczos per channel in float ("F" images): 8-bit premultiplied values would round a faint
             # edge's colour away (to black), and Pillow premultiplies RGBA by itself.
             lanczos = PILImage.Resampling.LANCZOS
@@ -228,19 +233,19 @@ def _to_uint8(values: Pixels) -> Pixels:
 
 
 def apply_watermark(
-    image: Pixels, logo: Watermark | Pixels, position: str, opacity: float, *, width_fraction: float = 0.2
+    image: Pixels, logo: Watermark | Pixels, position: str, opacity: float
 ) -> tuple[Pixels, dict[str, Any]]:
     """``image`` with ``logo`` (a :class:`Watermark`, or an H×W×4 RGBA / RGB array) blended in at
     ``position`` with ``opacity``.
 
-    The logo is scaled (never up) to ``width_fraction`` of the image width, and at most 15 % of
+    The logo is scaled (never up) to :data:`LOGO_WIDTH` of the image width, and at most :data:`LOGO_HEIGHT` of
     its height, with a margin of 3 % of the shorter side; alpha is premultiplied while
     resampling so its edges do not fringe.
     """
     mark = logo if isinstance(logo, Watermark) else Watermark(logo)
     h, w = image.shape[:2]
     lh, lw = mark.height, mark.width
-    scale = min(width_fraction * w / lw, 0.15 * h / lh, 1.0)
+    scale = min(LOGO_WIDTH * w / lw, LOGO_HEIGHT * h / lh, 1.0)
     tw, th = max(1, round(lw * scale)), max(1, round(lh * scale))
     alpha, colour = mark.scaled(tw, th)
     a = alpha * float(np.clip(opacity, 0.0, 1.0))
