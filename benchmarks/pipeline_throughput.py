@@ -1,7 +1,7 @@
 """A gallery of 24 MP JPEGs through the daemon end to end (embedded PostgreSQL, local storage):
 photos per minute and the time per photo of each phase.
 
-    python -m benchmarks.pipeline_throughput [--photos 12] [--with-style] [--lanes 1]   # prints JSON
+    python -m benchmarks.pipeline_throughput [--photos 12] [--with-style] [--lanes N]   # prints JSON
 
 The gallery cycles through a landscape, two portraits and a still life (real photos from the
 wheels, upscaled to a 6000 px long edge), so face detection and retouch do real work. With
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=12)
     parser.add_argument("--with-style", action="store_true", help="train a style first and apply it")
     parser.add_argument("--stand-in-models", action="store_true", help="CodeFormer, ParseNet, LaMa, random weights")
-    parser.add_argument("--lanes", type=int, default=1, help="batches in the batch phases at once")
+    parser.add_argument("--lanes", type=int, default=Settings.phase_lanes, help="batches in the batch phases at once")
     args = parser.parse_args()
     logs.configure("warning")
     with database() as url, tempfile.TemporaryDirectory() as tmp:

@@ -179,6 +179,32 @@ def test_a_job_error_in_a_lane_reaches_the_caller_and_stops_the_other_lanes(astr
     assert len(ran_after) < 10  # the lanes stopped soon after, they did not run the job to its end
 
 
+@LANES
+def test_every_thread_logs_with_the_fields_bound_to_the_job(astronaut, lanes: int) -> None:
+    """Phases in lanes, downloads and uploads in pools: each log line still names its job."""
+    import structlog
+
+    from worker import logs
+
+    seen: list[tuple[str, object]] = []
+
+    def fetch() -> bytes:
+        seen.append(("download", structlog.contextvars.get_contextvars().get("job_id")))
+        return jpeg_bytes(astronaut[::4, ::4])
+
+    def cleanup(frames: list[Frame], ctx: PhaseContext) -> None:
+        seen.append(("cleanup", structlog.contextvars.get_contextvars().get("job_id")))
+
+    def deliver(frame: Frame) -> dict:
+        seen.append(("upload", structlog.contextvars.get_contextvars().get("job_id")))
+        return {}
+
+    pipeline = Pipeline(PhaseContext(), deliver, phases=with_phase("cleanup", cleanup), lanes=lanes)
+    with logs.bind(job_id="job-42"):
+        run(pipeline, [PhotoTask(f"id{i}", f"p{i}.jpg", fetch) for i in range(6)])
+    assert len(seen) == 18 and {job for _, job in seen} == {"job-42"}
+
+
 def test_lanes_change_no_pixel_and_no_decision(tmp_path, real_photos) -> None:
     """Every phase for real (faces, classical retouch, cleanup, straightening, outputs) with one lane
     and with three: the same bytes in every file and the same report for every photo."""

@@ -56,7 +56,7 @@ class Settings:
     retry_max_delay_s: float = 600.0
     # Throughput.
     batch_size: int = 0  # 0: 8 on a GPU, 1 on the CPU
-    phase_lanes: int = 2  # batches in the batch phases at once (worker/pipeline.py)
+    phase_lanes: int = 2  # batches in the batch phases at once, at most one per phase (worker/pipeline.py)
     io_threads: int = 8
     prefetch_photos: int = 16
     max_image_pixels: int = 250_000_000
@@ -141,7 +141,7 @@ class Settings:
         values["retry_base_delay_s"] = number("WORKER_RETRY_BASE_DELAY_S", float, 0)
         values["retry_max_delay_s"] = number("WORKER_RETRY_MAX_DELAY_S", float, 0)
         values["batch_size"] = number("WORKER_BATCH_SIZE", int, 0)
-        values["phase_lanes"] = number("WORKER_PHASE_LANES", int, 1, 8)
+        values["phase_lanes"] = number("WORKER_PHASE_LANES", int, 1, 5)
         values["io_threads"] = number("WORKER_IO_THREADS", int, 1)
         values["prefetch_photos"] = number("WORKER_PREFETCH_PHOTOS", int, 1)
         values["max_image_pixels"] = number("WORKER_MAX_IMAGE_PIXELS", int, 1)

@@ -112,10 +112,11 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, psycopg.OperationalError):
         return Failure("job", True, f"database connection lost: {first_line(exc)}", "DatabaseUnavailable")
     if isinstance(exc, MemoryError):
-        return Failure("job", True, "out of memory; lower WORKER_BATCH_SIZE or WORKER_PREFETCH_PHOTOS", "OOM")
+        hint = "lower WORKER_BATCH_SIZE, WORKER_PHASE_LANES or WORKER_PREFETCH_PHOTOS"
+        return Failure("job", True, f"out of memory; {hint}", "OOM")
     name = type(exc).__name__
     if name == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
-        return Failure("job", True, "GPU out of memory; lower WORKER_BATCH_SIZE", "GpuOOM")
+        return Failure("job", True, "GPU out of memory; lower WORKER_BATCH_SIZE or WORKER_PHASE_LANES", "GpuOOM")
     return Failure("job", True, f"internal error {name}: {first_line(exc)}", name)
 
 

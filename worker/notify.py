@@ -13,7 +13,8 @@ in a container, or in a terminal.
 * ``WATCHDOG=1`` while the thread that does the work is alive. ``WATCHDOG_USEC``
   (set by ``WatchdogSec=``) gives the deadline; the pings come at most every
   quarter of it. Pings are only ever sent **from the thread that created the
-  notifier** (the daemon's main thread, which runs the GPU phases): a call from
+  notifier** (the daemon's main thread, which runs the GPU phases or hears the phase lanes'
+  progress): a call from
   any other thread is ignored, so an upload or heartbeat thread can never keep
   a hung GPU call alive.
 * While that thread is blocked on I/O (waiting for a download or an upload) it

@@ -24,6 +24,7 @@ propagates to the caller, which decides about retrying.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -40,7 +41,7 @@ from worker.errors import Failure, PhotoError, WorkerError, classify
 from worker.frame import Frame
 from worker.phases import PHASES, PhaseContext, analysis, cleanup, composition, output, retouch, style
 
-# The phases that run on the main thread, over batches; "output" runs per photo in the I/O threads.
+# The phases that run over batches (on the calling thread, or in lanes); "output" runs per photo in the I/O threads.
 PhaseFn = Callable[[list[Frame], PhaseContext], None]
 BATCH_PHASES: tuple[tuple[str, PhaseFn], ...] = (
     ("analysis", analysis.run),
@@ -104,9 +105,10 @@ Deliver = Callable[[Frame], dict[str, Any]]
 class PipelineWatcher:
     """Sees every pipeline's progress (the daemon's systemd notifier and its metrics are watchers).
 
-    Every method is called on the thread that runs the phases — never from an I/O thread — so a
-    watcher that pings a watchdog proves that *this* thread is alive: a GPU call that hangs stops
-    the calls. The defaults do nothing; a watcher's exception is logged and never fails a job.
+    Every method is called on the thread that called :meth:`Pipeline.run` — never from an I/O thread
+    or a lane — so a watcher that pings a watchdog proves that *this* thread is alive; the lanes'
+    progress reaches it as events, so a GPU call that hangs, here or in a lane, stops the calls.
+    The defaults do nothing; a watcher's exception is logged and never fails a job.
     """
 
     def started(self, photos: int | None) -> None:
@@ -204,8 +206,7 @@ class Pipeline:
         self.io_threads = max(1, io_threads)
         self.prefetch = max(self.batch_size, prefetch)
         self.max_pixels = max_pixels
-        self.lanes = max(1, lanes)
-        self.current_phase = "download"
+        self.lanes = max(1, min(lanes, len(self.phases)))  # more lanes than phases could only wait
         self._unexpected_in_a_row = 0
         self._exhausted = False
         self._breaker_lock = threading.Lock()
@@ -234,7 +235,6 @@ class Pipeline:
         # Batches in the batch phases, oldest first, with the photos that failed before them.
         in_phases: deque[tuple[list[PhotoResult], Future[_Outcome]]] = deque()
         self._stop_lanes.clear()
-        self._discard_events()
 
         def drain(keep: int) -> None:
             """Report finished photos in order; block while more than ``keep`` are in flight."""
@@ -257,7 +257,7 @@ class Pipeline:
             if outcome.survivors is None:
                 return False
             for item in outcome.survivors:
-                pending_out.append(out_pool.submit(self._output_and_deliver, item))
+                pending_out.append(_submit(out_pool, self._output_and_deliver, item))
             drain(max_out)
             return True
 
@@ -278,7 +278,7 @@ class Pipeline:
                         outcome = self._run_phases(ready, should_stop, self._dispatch)
                         in_phases.append((failed_before, _done_future(outcome)))
                     else:
-                        fut = lane_pool.submit(self._run_phases, ready, self._stop_lanes.is_set, self._events.put)
+                        fut = _submit(lane_pool, self._run_phases, ready, self._stop_lanes.is_set, self._events.put)
                         # Wakes the wait below once the result is set (a put at the lane's end could come first).
                         fut.add_done_callback(lambda _: self._events.put(("lane_done", ())))
                         in_phases.append((failed_before, fut))
@@ -294,7 +294,7 @@ class Pipeline:
                 self._stop_lanes.set()  # lanes still running stop at their next phase; their photos stay untouched
                 if lane_pool is not None:
                     lane_pool.shutdown(wait=True)
-                self._discard_events()  # of batches that are left untouched
+                self._pump(lambda event: None)  # events of batches that are left untouched
                 decoded_stream.close()
                 drain(0)
         stats.wall_s = time.perf_counter() - start
@@ -313,27 +313,19 @@ class Pipeline:
         self._pump()
         return fut.result()
 
-    def _pump(self) -> None:
-        """Pass on every event the lanes have reported so far."""
+    def _pump(self, handle: Callable[[tuple[str, tuple[Any, ...]]], None] | None = None) -> None:
+        """Pass on (``handle``: ``_dispatch`` by default) every event the lanes have reported so far."""
         while True:
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
                 return
-            self._dispatch(event)
-
-    def _discard_events(self) -> None:
-        while True:
-            try:
-                self._events.get_nowait()
-            except queue.Empty:
-                return
+            (handle or self._dispatch)(event)
 
     def _dispatch(self, event: tuple[str, tuple[Any, ...]]) -> None:
         kind, args = event
         if kind == "phase_started":
             name, photos = args
-            self.current_phase = name
             _tell("phase_started", name, photos)
         elif kind == "phase_done":
             name, photos, seconds = args
@@ -350,7 +342,7 @@ class Pipeline:
         self._exhausted = False
         try:
             for task in tasks:
-                window.append(pool.submit(self._fetch_decode, task))
+                window.append(_submit(pool, self._fetch_decode, task))
                 if len(window) >= self.prefetch:
                     yield _wait(window.popleft(), "download")
                 if should_stop():
@@ -486,6 +478,12 @@ def _batches(items: Iterator[_Decoded], size: int) -> Iterator[list[_Decoded]]:
             batch = []
     if batch:
         yield batch
+
+
+def _submit(pool: ThreadPoolExecutor, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+    """``pool.submit`` in a copy of this thread's context: the job and photo ids bound to the logs
+    (``logs.bind``) stay on every line the task logs."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
 
 
 def _done_future(result: _T) -> Future[_T]:
