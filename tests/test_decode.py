@@ -342,13 +342,19 @@ def test_dng_over_the_pixel_limit(astronaut: np.ndarray) -> None:
 
 
 # --- EXIF summary ---
-def test_camera_jpeg_profiles_on_the_fast_path(coffee: np.ndarray) -> None:
-    from PIL import ImageCms
+def test_camera_jpeg_profiles_on_the_fast_path(coffee: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image, ImageCms
 
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     plain = run(pf.jpeg(coffee, quality=95), "plain.jpg")
-    tagged = run(pf.encode(coffee, "JPEG", quality=95, icc_profile=srgb), "srgb.jpg")
-    odd = run(pf.encode(coffee, "JPEG", quality=95, icc_profile=b"not a profile" * 20), "odd.jpg")
+    tagged_bytes = pf.encode(coffee, "JPEG", quality=95, icc_profile=srgb)
+    odd_bytes = pf.encode(coffee, "JPEG", quality=95, icc_profile=b"not a profile" * 20)
+
+    def slow_path(*args: object, **kwargs: object) -> None:
+        raise AssertionError("handed to Pillow for a colour conversion it does not need")
+
+    monkeypatch.setattr(Image, "fromarray", slow_path)  # the fast path never hands the pixels over
+    tagged, odd = run(tagged_bytes, "srgb.jpg"), run(odd_bytes, "odd.jpg")
     assert plain.source.icc_profile is None and "sRGB" in (tagged.source.icc_profile or "")
     assert odd.source.icc_profile == "unreadable profile (ignored, assumed sRGB)"
     assert np.array_equal(tagged.image, plain.image) and np.array_equal(odd.image, plain.image)

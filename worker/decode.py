@@ -136,8 +136,8 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
         icc_profile, implied = icc.rgb_profile(icc.ADOBE_RGB), "Adobe RGB (1998) (from EXIF, no profile)"
     if fast is not None:
         fast = _orient(fast, orientation)
-        profile_name = _read_profile(icc_profile)[1] if icc_profile else None
-        if profile_name is None or _is_srgb(profile_name):
+        profile, profile_name = _read_profile(icc_profile) if icc_profile else (None, None)
+        if profile is None or _is_srgb(profile_name or ""):  # none, unreadable (assumed sRGB) or sRGB
             source = SourceInfo(fmt, width, height, orientation, profile_name, source_mode, bit_depth)
             return _frame(fast, photo_id=photo_id, filename=filename, source=source, summary=summary,
                           exif_bytes=exif_bytes)  # fmt: skip

@@ -46,7 +46,7 @@ from worker.phases import PhaseContext
 from worker.resize import fit_size, halve_to, shrink
 
 NAME = "analysis"
-WORK_EDGE = 1024  # saliency and hashes
+WORK_EDGE = straighten.WORK_EDGE  # saliency, hashes and the tilt share one 1024 px copy
 STATS_EDGE = 512  # exposure, sky, colour: global statistics
 SHARP_EDGE = 2048  # the subject's sharpness is judged at the size clients see
 FACE_EDGE = 256  # a face is judged at most this many pixels across
