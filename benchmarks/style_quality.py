@@ -2,6 +2,8 @@
 
     python -m benchmarks.style_quality [--pairs DIR] [--seeds 1] [--config '{"steps": 600}']
 
+``--seeds 0`` scores only the methods that need no training (identity, naive, histogram): seconds.
+
 Folds as in DESIGN.md: sort the 12 file names of ``../shared/data/pairs/fivek_deeplpf``;
 fold k holds out every third pair starting at k and trains on the other 8.
 Every method is scored on the held-out photos (PSNR in dB and mean CIEDE2000,
@@ -27,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from benchmarks.common import SHARED_DATA
+from benchmarks.common import SHARED_DATA, emit
 from worker import style_histogram
 from worker.models import lut3d
 from worker.style_metrics import delta_e2000, psnr
@@ -90,7 +91,9 @@ def summary(scores: list[tuple[float, float]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=DEFAULT_PAIRS)
-    parser.add_argument("--seeds", type=int, default=1, help="train lut3d with this many seeds (mean reported)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="train lut3d with this many seeds (mean reported; 0: skip lut3d)"
+    )
     parser.add_argument("--config", default="{}", help="JSON overrides of TrainConfig (experiments)")
     args = parser.parse_args()
 
@@ -139,11 +142,9 @@ def main() -> None:
         runs.append({"seed": seed, **summary(scores), "folds": fold_info})
 
     report: dict[str, Any] = {
-        "benchmark": "style_quality",
         "dataset": str(args.pairs.name),
         "protocol": "3 folds: sorted names, fold k = every third pair from k, train on the other 8",
         "photos": [names[i] for i in order],
-        "machine": f"{os.cpu_count()}-core CPU, no GPU" if not torch.cuda.is_available() else "CUDA",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "methods": {name: summary(s) for name, s in results.items()},
         "old_design": {"psnr_db": OLD_DESIGN_PSNR, "note": "quoted from DESIGN.md, not rerun"},
@@ -152,9 +153,11 @@ def main() -> None:
             "delta_e2000": round(float(np.mean([r["delta_e2000"] for r in runs])), 3),
             "parameters": lut3d.parameter_count(lut3d.build(base_cfg.model)),
             "runs": runs,
-        },
+        }
+        if runs
+        else "not run (--seeds 0)",
     }
-    print(json.dumps(report, indent=2))
+    emit("style_quality", report)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ for the CPU, and CPU seconds are the steadier figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmarks.common import SHARED_DATA
+from benchmarks.common import SHARED_DATA, emit
 from worker.models import lut3d
 from worker.style_model import LutStyle
 from worker.style_train import train
@@ -82,7 +81,8 @@ def fifty_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def photo_24mp() -> np.ndarray:
+def fivek_photo_24mp() -> np.ndarray:
+    """The first FiveK *before* photo upscaled to 6000×4000, as an array (common.photo_24mp: JPEG bytes)."""
     with Image.open(
         PAIRS / "fivek_deeplpf" / "before" / sorted(os.listdir(PAIRS / "fivek_deeplpf" / "before"))[0]
     ) as im:
@@ -128,8 +128,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {
-        "benchmark": "style_speed",
-        "machine": f"{os.cpu_count()}-core CPU" + (", CUDA" if torch.cuda.is_available() else ", no GPU"),
         "threads": args.threads,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
@@ -150,7 +148,7 @@ def main() -> None:
             "target_s": 180,
         }
 
-    image = photo_24mp()
+    image = fivek_photo_24mp()
     lut = style.lut_for(image, "cpu")
     report["apply_24mp_cpu"] = (
         "skipped (--skip-cpu)"
@@ -188,7 +186,7 @@ def main() -> None:
     else:
         report["gpu"] = "not measured: no CUDA device on this machine"
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    print(json.dumps(report, indent=2))
+    emit("style_speed", report)
 
 
 if __name__ == "__main__":

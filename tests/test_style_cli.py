@@ -111,6 +111,19 @@ def test_histogram_method_trains_from_after_photos(
     assert json.loads(capsys.readouterr().out)["method"] == "histogram"
 
 
+def test_photos_over_the_settings_pixel_limit_are_refused(
+    model_file: Path,
+    pairs_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORKER_MAX_IMAGE_PIXELS", "1000")  # the CLI reads photos with the worker's own limit
+    src = pairs_dir / "before" / "p1.png"
+    assert cli.main(["style", "apply", str(model_file), str(src), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 3
+    assert "WORKER_MAX_IMAGE_PIXELS" in capsys.readouterr().err
+
+
 def test_process_with_style_applies_phase_1(model_file: Path, pairs_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.jpg"
     Image.open(pairs_dir / "before" / "p3.png").save(src, quality=95)
@@ -160,9 +173,9 @@ def test_training_pairs_are_shrunk_as_they_are_read_and_eval_pairs_are_not(tmp_p
     (tmp_path / "after").mkdir()
     Image.fromarray(big).save(tmp_path / "before" / "a.png")
     Image.fromarray(_look(big)[::2, ::2]).save(tmp_path / "after" / "a.png")  # exported at half size
-    _, [(before, after)] = _load_pairs(tmp_path, 512)
+    _, [(before, after)] = _load_pairs(tmp_path, 512, max_pixels=10**8)
     assert max(before.shape[:2]) == 512 and before.shape == after.shape
-    _, [(before, after)] = _load_pairs(tmp_path)
+    _, [(before, after)] = _load_pairs(tmp_path, max_pixels=10**8)
     assert before.shape == big.shape and after.shape == big.shape
 
 

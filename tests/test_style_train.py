@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pytest
 import torch
 
+from worker.colour import linear_to_srgb, srgb_to_linear
 from worker.errors import JobCanceled, JobInputError
 from worker.models import lut3d
 from worker.style_metrics import psnr
@@ -48,15 +49,6 @@ def chelsea() -> U8:
     return np.asarray(data.chelsea())
 
 
-def _to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def _to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
-
-
 def global_look(img: U8) -> U8:
     """A tone curve (lifted mids, soft shoulder) plus a warm colour shift: the same for every photo."""
     y = img / 255.0
@@ -67,14 +59,14 @@ def global_look(img: U8) -> U8:
 
 
 def expose(img: U8, stops: float) -> U8:
-    return (_to_srgb(_to_linear(img / 255.0) * 2.0**stops) * 255).round().astype(np.uint8)
+    return (linear_to_srgb(np.clip(srgb_to_linear(img / 255.0) * 2.0**stops, 0.0, 1.0)) * 255).round().astype(np.uint8)
 
 
 def exposure_look(img: U8) -> U8:
     """Depends on the photo: normalise its exposure (mean luminance → 18 % grey), then a curve and a tint."""
-    lin = _to_linear(img / 255.0)
+    lin = srgb_to_linear(img / 255.0)
     gain = np.clip(0.18 / float((lin @ [0.2126, 0.7152, 0.0722]).mean()), 0.25, 4.0)
-    y = _to_srgb(lin * gain)
+    y = linear_to_srgb(np.clip(lin * gain, 0.0, 1.0))
     y = y + 0.15 * y * (1 - y) * (2 * y - 0.3)
     y = y * np.array([1.04, 1.0, 0.92]) + np.array([0.0, 0.0, 0.03])
     return (np.clip(y, 0, 1) * 255).round().astype(np.uint8)
@@ -166,6 +158,27 @@ def test_refit_trains_the_chosen_variant_on_all_pairs(photos: list[U8], chelsea:
     assert meta["steps"] > FAST.steps
     assert seen[-1].step == seen[-1].total_steps and seen[-1].epoch == seen[-1].total_epochs
     assert psnr(style.apply(chelsea, "cpu"), global_look(chelsea)) >= 35.0
+
+
+def test_a_refit_without_its_dropped_adaptive_part_reports_the_epochs_and_steps_it_ran(photos: list[U8]) -> None:
+    pairs = [(p, global_look(p)) for p in photos]
+    seen: list[TrainProgress] = []
+    # Negative thresholds: the held-out pairs always find the adaptive part "clearly worse".
+    cfg = replace(FAST, steps=40, refit=True, adaptive_fallback_z=-1e9, adaptive_fallback_db=-1e9)
+    meta = train(pairs, device="cpu", config=cfg, on_progress=seen.append).metadata
+    assert meta["adaptive"] is False and meta["refit"] is True
+    # One step per epoch (5 and 6 pairs, batches of 8): split 20 + 20 epochs, then the refit's global 20 only.
+    assert meta["epochs"] == meta["steps"] == 60
+    last = seen[-1]
+    assert (last.epoch, last.step) == (last.total_epochs, last.total_steps) == (meta["epochs"], meta["steps"])
+    assert all(p.step <= p.total_steps and p.epoch <= p.total_epochs for p in seen)
+
+
+@pytest.mark.parametrize("epochs", [0, -3, 1001, 2.5, True])
+def test_epochs_outside_1_to_1000_are_job_input_errors(photos: list[U8], epochs: object) -> None:
+    pairs = [(p, global_look(p)) for p in photos[:2]]
+    with pytest.raises(JobInputError, match=rf"^epochs={epochs!r} must be a whole number from 1 to 1000"):
+        train(pairs, epochs=epochs, device="cpu", config=FAST)  # type: ignore[arg-type]
 
 
 def test_epochs_override_and_tiny_sets(photos: list[U8]) -> None:

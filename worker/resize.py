@@ -32,7 +32,8 @@ def fit_size(width: int, height: int, long_edge: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _halve_while(image: Array, target_w: int, target_h: int, gap: float) -> Array:
+def halve_while(image: Array, target_w: int, target_h: int, gap: float) -> Array:
+    """Halve (area filter, fast) while the image stays at least ``gap`` times the target on both sides."""
     h, w = image.shape[:2]
     while w >= gap * target_w and h >= gap * target_h and w >= 4 and h >= 4:
         image = cv2.resize(image[: h // 2 * 2, : w // 2 * 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
@@ -44,7 +45,7 @@ def halve_to(image: Array, long_edge: int) -> Array:
     """Halve (area filter, fast) while the image stays at least ``long_edge`` on its longer side."""
     h, w = image.shape[:2]
     tw, th = fit_size(w, h, long_edge)
-    return _halve_while(image, tw, th, 2.0)
+    return halve_while(image, tw, th, 2.0)
 
 
 def shrink(image: Array, long_edge: int) -> Array:
@@ -53,7 +54,7 @@ def shrink(image: Array, long_edge: int) -> Array:
     tw, th = fit_size(w, h, long_edge)
     if (tw, th) == (w, h):
         return image
-    small = _halve_while(image, tw, th, 2.0)
+    small = halve_while(image, tw, th, 2.0)
     if small.shape[1] == tw and small.shape[0] == th:
         return small
     return cv2.resize(small, (tw, th), interpolation=cv2.INTER_AREA)
@@ -65,7 +66,7 @@ def downscale(image: Array, long_edge: int) -> Array:
     tw, th = fit_size(w, h, long_edge)
     if (tw, th) == (w, h):
         return image
-    small = np.ascontiguousarray(_halve_while(image, tw, th, 2.0))
+    small = np.ascontiguousarray(halve_while(image, tw, th, 2.0))
     sh, sw = small.shape[:2]
     mode = "RGB" if small.ndim == 3 else "L"
     pil = PILImage.frombuffer(mode, (sw, sh), small, "raw", mode, 0, 1)

@@ -6,7 +6,7 @@
                                          [--method lut3d|histogram]
     apelier-worker style apply MODEL INPUT... --out DIR [--device …]
     apelier-worker style eval MODEL PAIRS_DIR            (JSON on stdout)
-    apelier-worker style export-cube MODEL --out look.cube [--like PHOTO]
+    apelier-worker style export-cube MODEL --out look.cube [--like PHOTO] [--title TITLE]
 
 ``PAIRS_DIR`` holds ``before/`` and ``after/``; files pair up by name (the
 extension may differ: ``before/a.jpg`` ↔ ``after/a.png``).
@@ -67,15 +67,15 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_export_cube)
 
 
-def read_image(path: Path) -> npt.NDArray[np.uint8]:
-    """A local photo as H×W×3 uint8 sRGB, upright (the worker's own decoder)."""
+def read_image(path: Path, max_pixels: int) -> npt.NDArray[np.uint8]:
+    """A local photo as H×W×3 uint8 sRGB, upright (the worker's own decoder; larger than ``max_pixels``: an error)."""
     from worker.decode import decode
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise WorkerError(f"cannot read {path}: {exc.strerror or exc}") from None
-    frame = decode(data, photo_id=path.name, filename=path.name, max_pixels=250_000_000)
+    frame = decode(data, photo_id=path.name, filename=path.name, max_pixels=max_pixels)
     return frame.image
 
 
@@ -96,14 +96,15 @@ def find_pairs(pairs_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def _load_pairs(
-    pairs_dir: Path, long_edge: int | None = None
+    pairs_dir: Path, long_edge: int | None = None, *, max_pixels: int
 ) -> tuple[list[str], list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]]:
     """The usable pairs, each photo shrunk to ``long_edge`` as it is read (None: full size)."""
-    from worker.style_train import align_pair, downscale
+    from worker.resize import shrink
+    from worker.style_train import align_pair
 
     def load(path: Path) -> npt.NDArray[np.uint8]:
-        img = read_image(path)
-        return img if long_edge is None else downscale(img, long_edge)
+        img = read_image(path, max_pixels)
+        return img if long_edge is None else shrink(img, long_edge)
 
     names, pairs = [], []
     for stem, b, a in find_pairs(pairs_dir):
@@ -120,7 +121,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from worker import style_model
-    from worker.style_train import MIN_PAIRS, TrainConfig, TrainProgress, downscale, train
+    from worker.resize import shrink
+    from worker.style_train import MIN_PAIRS, SUMMARY_KEYS, TrainConfig, TrainProgress, train
 
     if args.method == "histogram":
         from worker import style_histogram
@@ -130,7 +132,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         if not after_dir.is_dir():
             raise WorkerError(f"{after_dir} does not exist; the histogram method reads reference photos from after/")
         refs = [
-            downscale(read_image(p), style_histogram.STAT_EDGE)
+            shrink(read_image(p, settings.max_image_pixels), style_histogram.STAT_EDGE)
             for p in sorted(after_dir.iterdir())
             if p.suffix.lower() in IMAGE_SUFFIXES
         ]
@@ -141,7 +143,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"model": str(args.out), "method": "histogram", "references_used": len(refs)}))
         return 0
 
-    _, pairs = _load_pairs(args.pairs_dir, TrainConfig().long_edge)  # training keeps only small copies
+    # Training keeps only small copies.
+    _, pairs = _load_pairs(args.pairs_dir, TrainConfig().long_edge, max_pixels=settings.max_image_pixels)
     if len(pairs) < MIN_PAIRS:
         raise WorkerError(
             f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; at least {MIN_PAIRS} are needed"
@@ -161,11 +164,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         bar.close()
     style_model.save_file(style, args.out)
     meta = style.metadata
-    keys = (
-        "pairs_used", "heldout_pairs", "heldout_psnr", "heldout_delta_e2000", "heldout_identity_psnr",
-        "heldout_identity_delta_e2000", "train_psnr", "adaptive", "epochs", "training_time_s", "device",
-    )  # fmt: skip
-    print(json.dumps({"model": str(args.out), **{k: meta[k] for k in keys if k in meta}}))
+    print(json.dumps({"model": str(args.out), **{k: meta[k] for k in SUMMARY_KEYS if k in meta}}))
     return 0
 
 
@@ -186,7 +185,7 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
     failed = 0
     for path in files:
         try:
-            edited = style.apply(read_image(path), device)
+            edited = style.apply(read_image(path, settings.max_image_pixels), device)
         except WorkerError as exc:
             print(f"  failed: {path}: {exc.message}", file=sys.stderr)
             failed += 1
@@ -226,7 +225,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from worker.models.bundle import resolve_device
 
     style = style_model.load_file(args.model)
-    _, pairs = _load_pairs(args.pairs_dir)
+    _, pairs = _load_pairs(args.pairs_dir, max_pixels=settings.max_image_pixels)
     if not pairs:
         raise WorkerError(f"no usable before/after pairs in {args.pairs_dir}")
     result = {
@@ -243,7 +242,7 @@ def cmd_export_cube(args: argparse.Namespace, settings: Settings) -> int:
     from worker.cube import write_cube
 
     style = style_model.load_file(args.model)
-    lut = style.lut_for(read_image(args.like), "cpu").numpy() if args.like else style.cube()
+    lut = style.lut_for(read_image(args.like, settings.max_image_pixels)).numpy() if args.like else style.cube()
     title = args.title or f"Apelier {args.model.stem}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(write_cube(lut, title))

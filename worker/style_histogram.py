@@ -33,7 +33,7 @@ from worker.colour import lab_to_srgb, srgb_to_lab
 from worker.errors import ModelFileError
 from worker.frame import Image
 from worker.models import lut3d
-from worker.style_train import downscale
+from worker.resize import shrink
 
 N_QUANTILES = 33
 _LEVELS = np.linspace(0.01, 0.99, N_QUANTILES)
@@ -42,7 +42,7 @@ STAT_EDGE = 256  # statistics are measured on a copy this size (references may b
 
 def _measure(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(L* quantiles at ``_LEVELS``, [mean a*, mean b*, std a*, std b*]) of a photo's small copy."""
-    small = downscale(image, STAT_EDGE)
+    small = shrink(image, STAT_EDGE)
     lab = srgb_to_lab(small.reshape(-1, 3))
     quant = np.quantile(lab[:, 0], _LEVELS)
     ab = lab[:, 1:]
@@ -82,11 +82,10 @@ class HistogramStyle:
         """Monotonic L* → L* curve: identity moved ``tone_strength`` of the way to quantile matching."""
         x = np.concatenate([[0.0], np.maximum.accumulate(quant), [100.0]])
         y = np.concatenate([[0.0], self.tone_target, [100.0]])
-        # Merge quantiles too close to interpolate between (flat regions of the histogram).
+        # Merge quantiles too close to interpolate between (flat regions of the histogram); x then rises strictly.
         keep = np.concatenate([[True], np.diff(x) > 0.25])
         x, y = x[keep], y[keep]
-        target = np.interp(x, x, y)
-        blended = x + self.tone_strength * (target - x)
+        blended = x + self.tone_strength * (y - x)
         # Bounded slope: between 1/3 and 3, so no band of tones is crushed or torn apart.
         slopes = np.clip(np.diff(blended) / np.maximum(np.diff(x), 1e-6), 1.0 / 3.0, 3.0)
         curve_y = np.concatenate([[0.0], np.cumsum(slopes * np.diff(x))])

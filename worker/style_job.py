@@ -36,6 +36,7 @@ from worker.errors import JobCanceled, JobInputError, WorkerError, classify
 from worker.frame import Image
 from worker.jobs import JobControl, Runtime
 from worker.queue import Job, Queue
+from worker.resize import shrink
 from worker.storage import check_tenant_key
 
 log = logs.get("style_job")
@@ -145,11 +146,12 @@ def _train_lut(job: Job, runtime: Runtime, progress: _Progress, control: JobCont
         progress.extra.update(training=p.to_json())
         progress.write()
 
-    epochs = job.payload.get("epochs")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 1000):
-        raise JobInputError(f"payload.epochs={epochs!r} must be a whole number from 1 to 1000 (or absent)")
     style = style_train.train(
-        pairs, epochs=epochs, device=runtime.models.device, on_progress=on_progress, should_stop=control.should_stop
+        pairs,
+        epochs=job.payload.get("epochs"),  # train() checks it: 1–1000 or absent
+        device=runtime.models.device,
+        on_progress=on_progress,
+        should_stop=control.should_stop,
     )
     return style, len(pairs)
 
@@ -181,7 +183,7 @@ def _load_image(key: Any, job: Job, runtime: Runtime, what: str, long_edge: int)
         filename=checked.rsplit("/", 1)[-1],
         max_pixels=runtime.settings.max_image_pixels,
     )
-    return style_train.downscale(frame.image, long_edge)
+    return shrink(frame.image, long_edge)
 
 
 def _load_all(items: Sequence[Any], load: Callable[[Any], Any], threads: int) -> tuple[list[Any], list[str]]:
@@ -226,7 +228,7 @@ class _Progress:
         self.bar_total = total
         state = self.queue.update_progress(
             self.job.id,
-            phase="training" if self.extra.get("stage") == "training" else str(self.extra.get("stage")),
+            phase=str(self.extra.get("stage")),
             processed=done,
             total=total,
             progress=self.as_json(),
@@ -257,5 +259,4 @@ def _stopped(job: Job, profile: dict[str, Any], queue: Queue, control: JobContro
 
 
 def _public_metrics(metadata: dict[str, Any]) -> dict[str, Any]:
-    keys = ("heldout_psnr", "heldout_delta_e", "identity_psnr", "variant", "epochs", "pairs")
-    return {k: metadata[k] for k in keys if k in metadata}
+    return {k: metadata[k] for k in style_train.SUMMARY_KEYS if k in metadata}

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,16 +97,10 @@ class LutStyle:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         return {
             "method": self.method,
-            "config": _asdict(self.model.config),
+            "config": asdict(self.model.config),
             "state": state,
             "metadata": self.metadata,
         }
-
-
-def _asdict(config: lut3d.LUT3DConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(config)
 
 
 def save(style: Style) -> bytes:
@@ -126,13 +119,9 @@ def load(data: bytes, *, source: str = "style model") -> Style:
         raise ModelFileError(f"{source} is empty; retrain the style or re-upload the model file")
     try:
         archive = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, KeyError, OSError) as exc:
+    except Exception as exc:  # not a zip, truncated, or a foreign torch/pickle file (UnpicklingError)
         raise ModelFileError(
             f"{source} is not an Apelier style model (unreadable: {type(exc).__name__}); retrain the style"
-        ) from None
-    except Exception as exc:  # pickle.UnpicklingError and friends from a foreign torch file
-        raise ModelFileError(
-            f"{source} is not an Apelier style model ({type(exc).__name__}); retrain the style"
         ) from None
     if not isinstance(archive, Mapping) or archive.get("format") != FORMAT:
         raise ModelFileError(f"{source} is not an Apelier style model (no format tag); retrain the style")

@@ -46,10 +46,17 @@ from torch import Tensor
 
 from worker.errors import JobCanceled, JobInputError
 from worker.models import lut3d
+from worker.resize import shrink
 from worker.style_metrics import delta_e2000, psnr
 from worker.style_model import LutStyle
 
 MIN_PAIRS = 5  # the daemon's and the CLI's floor; train() itself accepts fewer (tests)
+MAX_EPOCHS = 1000
+# The metadata a finished training reports: the CLI's JSON line and the job's ``progress.metrics``.
+SUMMARY_KEYS = (
+    "pairs_used", "heldout_pairs", "heldout_psnr", "heldout_delta_e2000", "heldout_identity_psnr",
+    "heldout_identity_delta_e2000", "train_psnr", "adaptive", "epochs", "training_time_s", "device",
+)  # fmt: skip
 Pair = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]
 
 
@@ -144,26 +151,12 @@ def align_pair(before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8]) -> P
     return before, after
 
 
-def downscale(img: npt.NDArray[np.uint8], long_edge: int) -> npt.NDArray[np.uint8]:
-    """A copy at most ``long_edge`` on its longer side (area filter), writable and C-ordered.
-
-    Loaders shrink each photo with it as soon as it is decoded, so only small copies are kept.
-    """
-    import cv2
-
-    h, w = img.shape[:2]
-    scale = long_edge / max(h, w)
-    if scale >= 1.0:
-        return np.array(img, order="C", copy=True)  # writable, for torch.from_numpy
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-
-
 def _prepare(pairs: Sequence[Pair], long_edge: int) -> list[_Sample]:
     samples = []
     for before, after in pairs:
         b, a = align_pair(np.asarray(before), np.asarray(after))
-        b, a = downscale(b, long_edge), downscale(a, long_edge)
+        # Writable and C-ordered, for torch.from_numpy.
+        b, a = (np.require(shrink(img, long_edge), requirements=["C", "W"]) for img in (b, a))
         samples.append(_Sample(b, a, lut3d.thumbnail(b)))
     return samples
 
@@ -176,11 +169,6 @@ def split_holdout(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     order = np.random.default_rng(seed).permutation(n)
     held = sorted(int(i) for i in order[:k])
     return [i for i in range(n) if i not in held], held
-
-
-def _jitter(x: Tensor, gains: Tensor) -> Tensor:
-    """Input-only exposure/white-balance change, in (approximately) linear light."""
-    return lut3d.input_gain(x, gains)
 
 
 @dataclass(frozen=True)
@@ -244,8 +232,8 @@ def _augment(d: _Draw, thumb: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         thumb = thumb.flip(2)
     if d.gains is not None:
         g = torch.tensor(d.gains, dtype=torch.float32).to(x.device, non_blocking=True)
-        x = _jitter(x, g)
-        thumb = _jitter(thumb, g.view(3, 1, 1))
+        x = lut3d.input_gain(x, g)  # input only, in (approximately) linear light
+        thumb = lut3d.input_gain(thumb, g.view(3, 1, 1))
     return thumb, x
 
 
@@ -504,12 +492,16 @@ def train(
     ``on_progress`` is called every ``config.eval_every`` steps and at the end
     of each stage; ``should_stop`` is polled every step, and when it returns
     True training ends with :class:`~worker.errors.JobCanceled`. A pair that
-    cannot be used (different photos, not RGB) raises
-    :class:`~worker.errors.JobInputError` naming the problem.
+    cannot be used (different photos, not RGB), or ``epochs`` outside 1–1000,
+    raises :class:`~worker.errors.JobInputError` naming the problem. Each stage
+    trains at least one epoch, so with the adaptive part ``epochs=1`` trains 2.
     """
     cfg = config or TrainConfig()
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
+    e = cfg.epochs
+    if e is not None and (not isinstance(e, int) or isinstance(e, bool) or not 1 <= e <= MAX_EPOCHS):
+        raise JobInputError(f"epochs={e!r} must be a whole number from 1 to {MAX_EPOCHS} (or absent for the default)")
     if not pairs:
         raise JobInputError("no before/after pairs to train a style from")
     started = time.monotonic()
@@ -552,6 +544,10 @@ def train(
         metadata = _metadata(model, split, fit)
         metadata.update(epochs=global_epochs + adaptive_epochs, steps=split_steps, refit=refit is not None)
         if refit is not None:
+            if not fit.adaptive:  # the adaptive part was dropped: the refit has no adaptive stage
+                counter.total_epochs -= refit_epochs[1]
+                counter.total_steps -= refit_epochs[1] * refit.steps_per_epoch
+                refit_epochs = (refit_epochs[0], 0)
             torch.manual_seed(cfg.seed + 1)
             model = lut3d.build(cfg.model).to(dev)
             _stage(refit, model, refit_epochs[0], adaptive=False)
@@ -562,15 +558,6 @@ def train(
             metadata["epochs"] = counter.total_epochs
             metadata["steps"] = counter.step
             metadata["train_psnr"] = round(_evaluate(model, samples, dev)["psnr"], 3)
-    if on_progress is not None and counter.step < counter.total_steps:  # the refit skipped its adaptive stage
-        counter.epoch, counter.step = counter.total_epochs, counter.total_steps
-        elapsed = time.monotonic() - started
-        on_progress(
-            TrainProgress(
-                counter.epoch, counter.total_epochs, counter.step, counter.total_steps,
-                None, counter.best_psnr, elapsed, 0.0,
-            )
-        )  # fmt: skip
     metadata["training_time_s"] = round(time.monotonic() - started, 2)
     model.cpu()
     return LutStyle(model, metadata)

@@ -311,13 +311,10 @@ def thumbnail(image: npt.NDArray[np.uint8], size: int = THUMB) -> Tensor:
     """``H×W×3`` uint8 → ``3×size×size`` float in [0, 1]: the whole photo, squashed (area filter)."""
     import cv2
 
-    small = image
+    from worker.resize import halve_while
+
     # Halve big photos first: INTER_AREA on 24 MP is slower than a few cheap halvings.
-    while min(small.shape[0], small.shape[1]) >= 4 * size:
-        small = np.asarray(
-            cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA),
-            dtype=np.uint8,
-        )
+    small = halve_while(image, size, size, 4.0)
     thumb = cv2.resize(np.ascontiguousarray(small), (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(thumb).permute(2, 0, 1).float().div_(255.0)
 
