@@ -71,7 +71,6 @@ class Course:
     points: FloatArray
     clean: BoolArray  # the detector's own stretches (over the sky, every test passed)
     continued: BoolArray  # added by the continuation
-    evidence: BoolArray  # the line is seen there
     bright: BoolArray  # continued where the line is brighter than what is behind it
 
 
@@ -88,7 +87,7 @@ def continue_wire(
     long_edge = max(h, w)
     vf = value.astype(np.float32)
     none = np.zeros(len(curve), bool)
-    empty = Course(curve, clean, none, none, none)
+    empty = Course(curve, clean, none, none)
     if len(curve) < 10 or not clean.any():
         return empty
     dark, bright = _evidence(vf, curve, _tangents(curve), width, p)
@@ -121,7 +120,7 @@ def continue_wire(
     continued = _reach(clean_all, seen & ~clean_all, gap, p.min_run_px) & ~clean_all
     # A bridged gap takes the polarity of the evidence before it.
     bright_all = _carry(is_bright, seen) & continued
-    return Course(points, clean_all, continued, seen, bright_all)
+    return Course(points, clean_all, continued, bright_all)
 
 
 def _carry(flags: BoolArray, defined: BoolArray) -> BoolArray:
@@ -160,30 +159,20 @@ class _Acceptance:
 
     def __call__(self, dark: _Evidence, bright: _Evidence) -> tuple[BoolArray, BoolArray]:
         """(seen as a dark line, seen as a bright line) per point."""
-        return self._dark(dark), self._bright(bright) & ~self._dark(dark)
+        seen_dark = self._common(dark) & (dark.dip >= self.dip_per_level * dark.side)
+        # In front of something darker than itself (foliage, a shaded wall) a grey wire is a bright
+        # line: the same tests on the inverted profile, but its dip is not set by the background.
+        return seen_dark, self._common(bright) & ~seen_dark
 
-    def _core_ok(self, ev: _Evidence) -> BoolArray:
+    def _common(self, ev: _Evidence) -> BoolArray:
+        """A dip deep enough, above the sides' roughness, as narrow as the wire, with the wire's core."""
         # One wire has one colour: its core is what it was over the sky, mixed with the new
         # background in the proportion the wire leaves uncovered (none for a thick wire).
         mix = (1.0 - self.opacity) * (ev.background - self.ref_background)
-        return np.asarray(np.abs(ev.core - (self.ref_core + mix)) <= self.core_tolerance, dtype=bool)
-
-    def _dark(self, ev: _Evidence) -> BoolArray:
-        return np.asarray(
-            (ev.dip >= self.min_dip)
-            & (ev.dip >= self.dip_per_level * ev.side)
-            & (ev.dip >= self.noise_factor * ev.noise)
-            & self._core_ok(ev)
-            & (ev.width <= self.max_width),
-            dtype=bool,
-        )
-
-    def _bright(self, ev: _Evidence) -> BoolArray:
-        # In front of something darker than itself (foliage, a shaded wall) a grey wire is a bright line.
         return np.asarray(
             (ev.dip >= self.min_dip)
             & (ev.dip >= self.noise_factor * ev.noise)
-            & self._core_ok(ev)
+            & (np.abs(ev.core - (self.ref_core + mix)) <= self.core_tolerance)
             & (ev.width <= self.max_width),
             dtype=bool,
         )

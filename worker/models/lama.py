@@ -41,7 +41,7 @@ class LamaInpainter:
 
     Calls run with TorchScript's optimising executor **off** (``jit_optimize=False``). With it
     on, the first calls at each new crop size profile and recompile the graph — measured on an
-    H200 with the big-lama architecture: 0.9 s, then 5.3–5.7 s, before settling at 25–33 ms
+    H200 with the big-lama architecture: 0.9 s, then 5.3–5.7 s, before settling at 32.5 ms
     per crop — and cleanup crops come in many sizes, so a worker would stall for seconds again
     and again. Off, a 1024² crop takes 42 ms from its first call (docs/benchmarks.md).
     """
