@@ -21,7 +21,7 @@ evidence of the same line:
    or a shadow is wider); and its core must have the wire's grey level over the sky, mixed with
    the new background only as much as a wire that thin leaves uncovered (a wire has one
    colour). In front of something darker than itself a grey wire is a *bright* line: the same
-   tests on the inverted profile, the same grey level.
+   tests on the inverted profile, but the one scaled to the background, the same grey level.
 3. *Reach*: starting from the stretches the detector accepted over the sky, the continuation
    takes evidence and bridges stretches without it of at most ``max_gap`` of the long edge
    (a lattice strut, a leaf in front), but after a gap only a run of at least ``min_run_px``
