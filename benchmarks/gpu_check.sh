@@ -3,16 +3,17 @@
 #
 #   benchmarks/gpu_check.sh fetch   # here, with the package registries: wheels the GPU image lacks → .whl/
 #   benchmarks/gpu_check.sh run [pipeline|models]   # there (carry .whl and .shared-data) → $OUT
-#     pipeline (default): the GPU tests, and the whole pipeline with 1 and 2 phase lanes
-#     models: the GPU tests, and CodeFormer, LaMa and style training/apply speeds
+#     pipeline (default): the GPU tests, and the whole pipeline with 1, 2 and 3 phase lanes
+#     models: the GPU tests, CodeFormer, LaMa and style training/apply speeds, phase 2 step by step
 #
 # The GPU image has Python 3.12 with torch, numpy, pillow, OpenCV, scikit-image/learn, matplotlib,
 # httpx, tqdm, prometheus-client and pytest, but not the database, logging and storage libraries, so
 # `fetch` downloads those as wheels (never torch). `../shared/data` does not travel to the device:
 # `fetch` copies the FiveK pairs the style benchmark needs into .shared-data/ (git-ignored, ~10 MB;
 # research/test use only, never committed). Then, with the device tool:
-#   run(command="benchmarks/gpu_check.sh run", carry=[".whl", ".shared-data"], timeout_s=540)
-# At most 8 files come back: one JSON per step, the steps' stderr in one log, the device in summary.txt.
+#   run(command="benchmarks/gpu_check.sh run", carry=[".whl", ".shared-data"], timeout_s=580)
+# At most 8 files come back: one JSON per step, the steps' stderr in one log, the device in summary.txt
+# (the pipeline run makes exactly 8).
 # Then write the figures (and the device's name) into docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,16 +58,20 @@ run)
       status=1; echo "$name: FAILED after $((SECONDS - t0)) s (see stderr.log)" | tee -a "$out/summary.txt"
     fi
   }
-  step gpu_tests 90 python3 -m pytest -q -rs -m gpu -p no:cacheprovider -o addopts="" tests
+  step gpu_tests 70 python3 -m pytest -q -rs -m gpu -p no:cacheprovider -o addopts="" tests
   if [ "${2:-pipeline}" = models ]; then
     step retouch_speed 90 python3 -m benchmarks.retouch_speed --device cuda --batches 1,8,16
     step lama_speed 120 python3 -m benchmarks.lama_speed --device cuda --iters 10 --modes worker,jit-optimized,eager,eager-fp16
     step style_speed 150 python3 -m benchmarks.style_speed --skip-cpu --threads 8
+    step retouch_phase 60 python3 -m benchmarks.retouch_phase --stand-in-models
   else
-    for lanes in 1 2; do  # the step limits add up to 450 s, inside the 540 s asked of the device tool
-      step "pipeline_all_models_lanes$lanes" 120 python3 -m benchmarks.pipeline_throughput --photos 32 --with-style \
+    # the step limits add up to 510 s, inside the 580 s asked of the device tool
+    for lanes in 1 2 3; do
+      step "pipeline_all_models_lanes$lanes" 110 python3 -m benchmarks.pipeline_throughput --photos 32 --with-style \
         --stand-in-models --lanes "$lanes"
-      step "pipeline_as_found_lanes$lanes" 60 python3 -m benchmarks.pipeline_throughput --photos 32 --lanes "$lanes"
+    done
+    for lanes in 1 2; do
+      step "pipeline_as_found_lanes$lanes" 55 python3 -m benchmarks.pipeline_throughput --photos 32 --lanes "$lanes"
     done
   fi
   tail -n 40 "$out"/*.json

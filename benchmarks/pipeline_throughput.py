@@ -14,7 +14,8 @@ builds the LaMa one): the photos come out wrong, but the time is what the licens
 — how a GPU box runs when its operator has fetched the models. Faces are still found by MTCNN,
 whose weights ship in its wheel.
 
-``--lanes N`` runs the batch phases of N batches at once (``WORKER_PHASE_LANES``).
+``--lanes N`` runs the batch phases of N batches at once (``WORKER_PHASE_LANES``). On a GPU the
+JSON also gives the peak GPU memory of the gallery run (each lane can hold a batch in a phase).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+import torch
 
 from benchmarks.common import database, emit, photo_24mp
 from benchmarks.lama_speed import stand_in_file
@@ -75,9 +78,20 @@ def main() -> None:
             )
             Daemon(runtime, url, drain=True).run()
         job_id = queue.enqueue(photographer_id=pid, gallery_id=gallery, style_profile_id=style_id)
+        on_gpu = runtime.models.device == "cuda"
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         Daemon(runtime, url, drain=True).run()
         wall = time.perf_counter() - t0
+        gpu_peak = (
+            {
+                "allocated": round(torch.cuda.max_memory_allocated() / 2**20),
+                "reserved": round(torch.cuda.max_memory_reserved() / 2**20),
+            }
+            if on_gpu
+            else None
+        )
         job = queue.get_job(job_id) or {}
         faces = queue.conn.execute(
             "SELECT coalesce(sum(jsonb_array_length(face_data)), 0) AS n FROM photos WHERE gallery_id = %s",
@@ -99,6 +113,7 @@ def main() -> None:
             "wall_s": round(wall, 2),
             "photos_per_min": round(60 * args.photos / wall, 1),
             "s_per_photo": round(wall / args.photos, 3),
+            "gpu_peak_mib": gpu_peak,
             "per_phase_mean_ms": {k: v["mean_ms"] for k, v in (job.get("phase_timings") or {}).items()},
             "note": "phases overlap: download/decode and output/upload run in threads beside the batch phases",
         },

@@ -20,13 +20,13 @@ def test_settings_from_env_reads_every_kind_and_validates() -> None:
         "WORKER_DEVICE": "CUDA",
         "WORKER_DATA_DIR": "/srv/apelier",
         "WORKER_BATCH_SIZE": "16",
-        "WORKER_PHASE_LANES": "3",
+        "WORKER_PHASE_LANES": "4",
         "WORKER_LEASE_S": "90",
         "WORKER_CODEFORMER_LICENSE_ACCEPTED": "yes",
     }
     s = Settings.from_env(env)
     assert (s.device, s.batch_size, s.lease_s, s.codeformer_license_accepted) == ("cuda", 16, 90.0, True)
-    assert s.phase_lanes == 3 and Settings.from_env({}).phase_lanes == 2
+    assert s.phase_lanes == 4 and Settings.from_env({}).phase_lanes == 3
     assert s.data_dir == Path("/srv/apelier") and s.models_dir == Path("/srv/apelier/models")
     safe = repr(s.redacted())
     assert "s3cret" not in safe and "eyJsecret" not in safe and "***" in safe

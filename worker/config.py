@@ -56,7 +56,7 @@ class Settings:
     retry_max_delay_s: float = 600.0
     # Throughput.
     batch_size: int = 0  # 0: 8 on a GPU, 1 on the CPU
-    phase_lanes: int = 2  # batches in the batch phases at once, at most one per phase (worker/pipeline.py)
+    phase_lanes: int = 3  # batches in the batch phases at once, at most one per phase (worker/pipeline.py)
     io_threads: int = 8
     prefetch_photos: int = 16
     max_image_pixels: int = 250_000_000
