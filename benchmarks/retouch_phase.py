@@ -96,6 +96,7 @@ def main() -> None:
         for frame in frames[:size]:
             twin = copy.copy(frame)
             twin.report = {}
+            twin.image = frame.image.copy()  # each round's photos are its own, as decoded photos are
             batch.append(twin)
         steps.clear()
         t0 = time.perf_counter()
