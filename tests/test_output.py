@@ -28,6 +28,8 @@ def camera_exif(gps: bool = True) -> bytes:
     exif[0x0112] = 6
     exif[0x013B] = "Jane Doe Photography"
     exif[0x8298] = "(c) Jane Doe"
+    exif[0x011A] = exif[0x011B] = 300.0  # exported at 300 ppi
+    exif[0x0128] = 2  # inches
     exif[0x8769] = {
         0x829D: 2.8,
         0x9003: "2024:06:01 14:03:22",
@@ -90,6 +92,7 @@ def test_edited_file_keeps_exif_with_orientation_reset_and_no_gps(big_photo: np.
     assert 0x927C not in sub and not exif.get_ifd(0xA005)  # no maker note, no "R03" Adobe RGB index
     assert 0x8825 not in exif and not exif.get_ifd(0x8825)
     assert b"maker note" not in data
+    assert Image.open(io.BytesIO(data)).info["dpi"] == (300, 300)  # the print size the photographer exported
     # Re-decoded, the edited file is upright and says so.
     again = decode(data, photo_id="x", filename="x.jpg", max_pixels=10**9)
     assert again.image.shape == (3000, 2000, 3) and again.exif["has_gps"] is False
@@ -105,8 +108,9 @@ def test_edited_file_from_a_tiff_keeps_the_photo_tags_not_the_tiff_structure() -
     frame = decode(data, photo_id="p1", filename="scan.tif", max_pixels=10**9)
     output.run([frame], PhaseContext())
     exif = exif_of(frame.outputs["edited"].data)
-    assert set(exif) == {Base.Make, Base.Model, Base.Artist, Base.Copyright, Base.Orientation, IFD.Exif}
-    assert exif[Base.Make] == "Canon" and exif[Base.Orientation] == 1
+    photo_tags = {Base.Make, Base.Model, Base.Artist, Base.Copyright, Base.Orientation, IFD.Exif}
+    assert set(exif) == photo_tags | {Base.XResolution, Base.YResolution, Base.ResolutionUnit}
+    assert exif[Base.Make] == "Canon" and exif[Base.Orientation] == 1 and exif[Base.XResolution] == 300
     sub = exif.get_ifd(IFD.Exif)
     assert sub[Base.FNumber] == 2.8 and sub[Base.DateTimeOriginal] == "2024:06:01 14:03:22"
     assert (sub[Base.ExifImageWidth], sub[Base.ExifImageHeight]) == (400, 600)

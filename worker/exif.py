@@ -14,7 +14,8 @@ from typing import Any
 from PIL import Image
 from PIL.ExifTags import IFD, Base
 
-# IFD0: who made the photo, with what, when, and which way up.
+# IFD0: who made the photo, with what, when, which way up, and at what print density (the pixels
+# per inch a photographer exported at: print labs and layout software size the print from it).
 PHOTO_TAGS: tuple[int, ...] = (
     Base.Make,
     Base.Model,
@@ -23,6 +24,9 @@ PHOTO_TAGS: tuple[int, ...] = (
     Base.Artist,
     Base.Copyright,
     Base.Orientation,
+    Base.XResolution,
+    Base.YResolution,
+    Base.ResolutionUnit,
 )
 # Dropped from the EXIF sub-IFD: an opaque camera blob whose offsets point into the source file,
 # and the pointer to the source's interoperability IFD.
