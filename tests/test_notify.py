@@ -165,6 +165,27 @@ def test_waiting_on_io_pings_only_within_the_budget_since_the_last_progress(rece
     n.close()
 
 
+def test_storage_requests_finishing_on_other_threads_keep_the_wait_within_budget(receiver: Receiver) -> None:
+    """A resumable upload is many requests: each one that finishes, on an I/O thread, restarts the budget."""
+    clock = Clock()
+    n = Notifier(receiver.address, watchdog_s=4.0, io_budget_s=60.0, clock=clock)
+    n.alive()
+    pings = 0
+    for second in range(1, 201):  # 200 s on one big upload; a chunk finishes every 50 s
+        clock.now += 1.0
+        if second % 50 == 0:
+            mover = threading.Thread(target=n.transferred)
+            mover.start()
+            mover.join()
+        n.waiting()
+        pings += receiver.datagrams().count("WATCHDOG=1")
+    assert pings >= 190  # never silent for a whole budget
+    clock.now += 61.0  # then no request finishes for longer than one request may take
+    n.waiting()
+    assert receiver.datagrams() == []
+    n.close()
+
+
 def test_the_liveness_file_carries_a_deadline(tmp_path: Path) -> None:
     path = tmp_path / "run" / "alive.json"
     n = Notifier(None, liveness_file=path)
@@ -180,7 +201,8 @@ def test_the_io_budget_covers_every_storage_retry() -> None:
     from worker.config import Settings
 
     settings = Settings(storage_timeout_s=60, storage_retries=5)
-    assert io_budget_s(settings) > 6 * 60 + 5 * 30  # one file, every attempt timing out, max backoff
+    # One request, every attempt timing out (a resumable chunk's attempt: HEAD, then PATCH), max backoff.
+    assert io_budget_s(settings) > 6 * 2 * 60 + 5 * 30
 
 
 class _WatchedRun:

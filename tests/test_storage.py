@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from worker import notify
 from worker.errors import MissingObjectError, StorageError, TenantViolationError, TransientStorageError
 from worker.storage import LocalStorage, SupabaseStorage, check_tenant_key, validate_key
 
@@ -127,6 +128,22 @@ def test_supabase_large_files_use_resumable_uploads_and_survive_a_dropped_chunk(
     assert stored.data == data and stored.content_type == "image/jpeg"
     methods = [m for m, _ in fake.state.requests]
     assert methods.count("POST") == 1 and methods.count("HEAD") == 1 and methods.count("PATCH") == 4
+    storage.close()
+
+
+def test_every_finished_request_tells_the_watchdog_that_io_moves(
+    fake: FakeSupabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watchdog's I/O budget is per request: a 15 MB upload reports its creation and each chunk."""
+    finished: list[int] = []
+    monkeypatch.setattr(notify, "transferred", lambda: finished.append(len(fake.state.requests)))
+    storage = make(fake)
+    storage.put("p/g/edited/big.jpg", bytes(range(256)) * (60 * 1024), "image/jpeg")
+    assert finished == [1, 2, 3, 4]  # POST, then three PATCHes
+    fake.state.faults = ["503"] * 20
+    with pytest.raises(TransientStorageError):
+        storage.get("p/g/edited/big.jpg")
+    assert len(finished) == 4  # a request that never finished is no sign of moving I/O
     storage.close()
 
 

@@ -19,8 +19,9 @@ in a container, or in a terminal.
   a hung GPU call alive.
 * While that thread is blocked on I/O (waiting for a download or an upload) it
   keeps pinging through :meth:`Notifier.waiting`, but only for ``io_budget_s``
-  after its last real progress: a thread pool that hangs forever still ends in
-  a restart.
+  after its last real progress or the last storage request that finished (any
+  thread: :func:`transferred`; a large file's resumable upload is many requests):
+  a thread pool that hangs forever still ends in a restart.
 * ``STOPPING=1`` on SIGTERM, while the job is being released.
 * :func:`stalled`: the same signs of life, asked by the job's heartbeat thread, which stops renewing
   the lease once the working thread has been silent for the window — the job moves on to another
@@ -74,6 +75,7 @@ class Notifier:
         self._target: str | bytes | None = None
         self._last_ping = -math.inf
         self._last_progress = clock()
+        self._last_transfer = -math.inf  # a storage request finished (any thread)
         self._last_sign = self._last_progress  # of life: progress, or a wait on I/O within the budget
         self._status = ""
         self._warned: set[str] = set()
@@ -182,18 +184,23 @@ class Notifier:
         """The working thread is blocked on I/O: ping, but only ``io_budget_s`` past the last progress."""
         if not self._on_owner_thread():
             return
-        stalled_s = self._clock() - self._last_progress
+        stalled_s = self._clock() - max(self._last_progress, self._last_transfer)
         if stalled_s > self.io_budget_s:
             if "io_budget" not in self._warned:
                 self._warned.add("io_budget")
                 log.error(
                     "watchdog_pings_stopped",
-                    reason="the main thread has waited on I/O longer than any storage timeout allows",
+                    reason="the main thread has waited on I/O, with no storage request finishing, "
+                    "longer than one request's timeouts and retries allow",
                     waited_s=round(stalled_s),
                 )
             return
         self._last_sign = self._clock()
         self._ping()
+
+    def transferred(self) -> None:
+        """A storage request finished (from any thread): the I/O the working thread may wait on moves."""
+        self._last_transfer = self._clock()
 
     def stalled(self) -> bool:
         """The working thread has shown no sign of life for a whole window (any thread may ask)."""
@@ -262,6 +269,12 @@ def stalled() -> bool:
     worker even where no watchdog restarts this one (a container). False outside the daemon.
     """
     return _installed is not None and _installed.stalled()
+
+
+def transferred() -> None:
+    """A storage request finished (any thread; a no-op outside the daemon): see :meth:`Notifier.waiting`."""
+    if _installed is not None:
+        _installed.transferred()
 
 
 def alive() -> None:

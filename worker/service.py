@@ -30,15 +30,17 @@ EventHook = Callable[[str, dict[str, Any]], None]
 
 
 def io_budget_s(settings: Settings) -> float:
-    """The longest the main thread may legitimately wait on one photo's I/O without progress.
+    """The longest the main thread may legitimately wait on I/O with no photo done and no storage
+    request finished (:func:`worker.notify.transferred`).
 
-    Every attempt of every file of a photo timing out, with the storage client's backoff (at most
-    30 s) between attempts: beyond that the storage client has given up, so a thread still
-    waiting is hung, and the watchdog is let to fire.
+    Every attempt of one request timing out, with the storage client's backoff (at most 30 s)
+    between attempts; an attempt of a resumable upload's chunk can be two requests (asking the
+    server where it stopped, then sending). Beyond that the storage client has given up on the
+    request and the photo has failed, so a thread still waiting is hung, and the watchdog is let
+    to fire. Counted per request, not per file: a large file's resumable upload is many.
     """
     attempts = settings.storage_retries + 1
-    files_per_photo = 4  # original in, or edited + web + thumb (+ watermarked) out
-    return files_per_photo * attempts * (settings.storage_timeout_s + 30.0) + 60.0
+    return attempts * (2 * settings.storage_timeout_s + 30.0) + 60.0
 
 
 @dataclass

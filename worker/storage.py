@@ -33,7 +33,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from worker import logs
+from worker import logs, notify
 from worker.errors import MissingObjectError, StorageError, TenantViolationError, TransientStorageError
 
 T = TypeVar("T")
@@ -208,9 +208,11 @@ class SupabaseStorage:
             reraise=True,
         )
         try:
-            return retrying(fn)()
+            result = retrying(fn)()
         except Exception as exc:
             raise self._translate(what, key, exc) from exc
+        notify.transferred()  # I/O moves: the watchdog's budget for waiting on it starts again
+        return result
 
     def _translate(self, what: str, key: str, exc: Exception) -> Exception:
         if isinstance(exc, StorageError):
