@@ -223,6 +223,24 @@ def test_a_photo_is_pasted_where_it_lies_or_copied_once(detector, astronaut, wri
     assert not np.array_equal(frame.image, astronaut)
 
 
+@pytest.mark.parametrize("size", [512, 256])
+def test_parsing_mask_is_the_official_feathering_to_within_its_tolerance(size):
+    """Blurred on a reduced copy, the mask stays within 0.005 of the official full-size blurs (kernel 101, σ 11)."""
+    k = size / 512
+    face = np.zeros((size, size), np.float32)
+    cv2.ellipse(face, (size // 2, round(290 * k)), (round(140 * k), round(180 * k)), 0, 0, 360, 1.0, -1)
+    face[: round(120 * k)] = 0  # hair
+    face[np.random.default_rng(0).random(face.shape) < 0.02] = 0  # speckle, as parsing leaves
+    ksize = int(101 * k) | 1
+    official = cv2.GaussianBlur(cv2.GaussianBlur(face, (ksize, ksize), 11 * k), (ksize, ksize), 11 * k)
+    edge = round(10 * k)
+    mask = face_paste.parsing_mask(face)
+    assert mask.shape == face.shape and mask.dtype == np.float32
+    inner = (slice(edge, -edge), slice(edge, -edge))
+    assert np.abs(mask[inner] - official[inner]).max() < 0.005
+    assert mask.max() > 0.95 and not mask[:edge].any() and not mask[:, -edge:].any()
+
+
 def test_paste_of_a_zero_correction_touches_nothing(detector, astronaut):
     (face,) = detector.detect([astronaut])[0]
     target = astronaut.copy()

@@ -53,14 +53,27 @@ def ellipse_mask(size: int = FACE_SIZE) -> Mask:
     return mask
 
 
+# parsing_mask blurs on a copy of FEATHER_SIDE² (a quarter of a 512² crop): the official blurs (σ 11 px
+# at 512², twice) leave nothing finer than that, and a 101-px kernel over 512² cost ~10 ms a face on the CPU.
+FEATHER_SIDE = 128
+
+
 def parsing_mask(face: npt.NDArray[np.float32]) -> Mask:
-    """Feather a hard face mask (512², 1 on face classes) the way the official pipeline does."""
+    """Feather a hard face mask (512², 1 on face classes) the way the official pipeline does.
+
+    Two Gaussian blurs (kernel 101, σ 11 at 512²), run on a copy area-reduced by a whole factor to
+    about :data:`FEATHER_SIDE` px and enlarged back: within 0.004 of the full-size blurs, ~40× cheaper.
+    """
     size = face.shape[0]
-    k = size / FACE_SIZE
+    reduction = max(1, size // FEATHER_SIDE)
+    k = size / FACE_SIZE / reduction
+    side = round(size / reduction)
+    small = cv2.resize(face.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
     ksize = int(101 * k) | 1
-    once = cv2.GaussianBlur(face.astype(np.float32), (ksize, ksize), 11 * k)
-    mask = np.asarray(cv2.GaussianBlur(once, (ksize, ksize), 11 * k), dtype=np.float32)
-    edge = max(1, round(10 * k))
+    once = cv2.GaussianBlur(small, (ksize, ksize), 11 * k)
+    twice = cv2.GaussianBlur(once, (ksize, ksize), 11 * k)
+    mask = np.asarray(cv2.resize(twice, (size, size), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    edge = max(1, round(10 * size / FACE_SIZE))
     mask[:edge] = 0
     mask[-edge:] = 0
     mask[:, :edge] = 0
