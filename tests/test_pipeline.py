@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from worker.frame import Frame
+from worker.decode import decode
+from worker.frame import Face, Frame
 from worker.phases import PhaseContext
 from worker.pipeline import BATCH_PHASES, PhotoResult, PhotoTask, Pipeline, PipelineWatcher, watching
 
@@ -26,6 +27,11 @@ def run(pipeline: Pipeline, items: list[PhotoTask], **kw) -> tuple[list[PhotoRes
     results: list[PhotoResult] = []
     stats = pipeline.run(items, results.append, **kw)
     return results, stats
+
+
+def decode_once(astronaut):
+    """The pixels the pipeline decodes from the tasks' JPEG."""
+    return decode(jpeg_bytes(astronaut), photo_id="x", filename="x.jpg", max_pixels=10**9).image
 
 
 def with_phase(name: str, fn) -> list:
@@ -75,6 +81,33 @@ def test_a_phase_crashing_on_one_photo_fails_only_that_photo(astronaut, lanes: i
     assert [r.task.photo_id for r in failed] == ["id4"]
     assert failed[0].failed_phase == "retouch" and "internal error in retouch" in failed[0].failure.reason  # type: ignore[union-attr]
     assert stats.done == 7  # type: ignore[attr-defined]
+
+
+@LANES
+def test_photos_edited_before_a_batch_failed_are_edited_once_not_twice(astronaut, lanes: int) -> None:
+    """The phase fails part-way through a batch; the rerun photo by photo starts from the frames as they were."""
+    seen: dict[str, tuple[float, int, int]] = {}
+
+    def composition(frames: list[Frame], ctx: PhaseContext) -> None:
+        for f in frames:  # edits each photo in turn, as the real phases do, then meets the bad one
+            if f.photo_id == "id5":
+                raise ValueError("cannot level this one")
+            f.image = f.image // 2
+            f.faces = [*f.faces, Face((0.0, 0.0, 9.0, 9.0), ((1.0, 1.0),) * 5, 0.99)]
+            f.report["composition"] = {"passes": f.report.get("composition", {}).get("passes", 0) + 1}
+
+    def deliver(frame: Frame) -> dict[str, str]:
+        seen[frame.photo_id] = (float(frame.image.mean()), len(frame.faces), frame.report["composition"]["passes"])
+        return {}
+
+    phases = with_phase("composition", composition)
+    pipeline = Pipeline(PhaseContext(), deliver, batch_size=8, phases=phases, lanes=lanes)
+    results, _ = run(pipeline, tasks(astronaut, 8))
+    assert [r.task.photo_id for r in results if not r.ok] == ["id5"]
+    halved = float((decode_once(astronaut) // 2).mean())
+    assert sorted(seen) == [f"id{i}" for i in range(8) if i != 5]
+    for photo_id, (mean, faces, passes) in seen.items():
+        assert (mean, faces, passes) == (pytest.approx(halved), 1, 1), photo_id
 
 
 @LANES

@@ -3,7 +3,8 @@
 A frame is created by decoding (``worker.decode``), then every phase receives a
 batch of frames (``list[Frame]``; a single photo is a batch of one) and may
 
-* replace ``frame.image`` with its edited version (same dtype and layout),
+* replace ``frame.image`` with its edited version (same dtype and layout; never write into the
+  array it was given: a failed batch is rerun photo by photo from the frames as they were),
 * write its decisions, JSON-able, under ``frame.report[<phase name>]`` — the
   report becomes ``photos.ai_edits`` and the ``process`` command's JSON,
 * fill the typed fields it owns (``faces`` and ``tilt`` for analysis, ``outputs`` for output).

@@ -64,6 +64,32 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
+class _Before:
+    """What a batch phase may change on a frame, as it was before the phase ran.
+
+    Phases replace ``frame.image`` (and assign ``faces``, ``tilt`` and their ``report`` entry), never
+    write into the arrays they were given, so keeping the references is enough to undo a batch.
+    """
+
+    frame: Frame
+    image: Any
+    faces: list[Any]
+    tilt: dict[str, Any] | None
+    report: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, frame: Frame) -> _Before:
+        return cls(frame, frame.image, list(frame.faces), frame.tilt, dict(frame.report))
+
+    def restore(self) -> None:
+        self.frame.image = self.image
+        self.frame.faces = list(self.faces)
+        self.frame.tilt = self.tilt
+        self.frame.report.clear()
+        self.frame.report.update(self.report)
+
+
+@dataclass(frozen=True)
 class PhotoTask:
     photo_id: str
     filename: str
@@ -398,6 +424,7 @@ class Pipeline:
         self, name: str, fn: PhaseFn, items: list[_Decoded], failed: list[PhotoResult], emit: Emit
     ) -> list[_Decoded]:
         frames = [item.frame for item in items if item.frame is not None]
+        before = [_Before.of(frame) for frame in frames] if len(items) > 1 else []
         t0 = time.perf_counter()
         try:
             fn(frames, self.ctx)
@@ -407,7 +434,10 @@ class Pipeline:
             if len(items) == 1:
                 failed.append(self._fail_item(items[0], name, exc))
                 return []
-            # Find the photo(s) at fault by running the phase on each photo alone.
+            # Find the photo(s) at fault by running the phase on each photo alone, from the frames as
+            # they were: the phase may have edited some before it failed (styled, levelled them…).
+            for state in before:
+                state.restore()
             survivors = []
             for item in items:
                 if self._phase_over_batch(name, fn, [item], failed, emit):

@@ -1,9 +1,11 @@
 """The six phases, in order. Each module exposes ``run(frames, ctx) -> None``.
 
 ``run`` receives a batch of frames (a single photo is a batch of one) and the
-job's :class:`PhaseContext`. It edits ``frame.image`` in place or replaces it,
-and records its decisions in ``frame.report[<name>]``. Phases are pure over
-frames and settings: no SQL, no storage.
+job's :class:`PhaseContext`. It replaces ``frame.image`` with its edited version
+(never writing into the array it was given: when a batch fails, the pipeline
+reruns it photo by photo from the frames as they were), and records its
+decisions in ``frame.report[<name>]``. Phases are pure over frames and
+settings: no SQL, no storage.
 """
 
 from __future__ import annotations

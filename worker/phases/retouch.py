@@ -79,11 +79,9 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         edited: dict[int, Image] = {}
         for job, out, mask in zip(jobs, restored, masks, strict=True):
             if job.frame not in edited:
-                # Pasted where it lies (phases may edit frame.image in place; all crops were taken
-                # above): a copy of a 24 MP photo costs 26 ms on a GPU box. A read-only array
-                # (Pillow's decode) is copied once.
-                image = frames[job.frame].image
-                edited[job.frame] = image if image.flags.writeable else image.copy()
+                # Pasted into a copy, never into frame.image: a batch that fails is rerun photo by photo
+                # from the frames as they were (worker/pipeline.py). One copy per photo, not per face.
+                edited[job.frame] = frames[job.frame].image.copy()
             target = edited[job.frame]
             delta = face_paste.correction(job.crop, out, mask)
             face_paste.paste(target, delta, job.alignment, ctx.models.device)
