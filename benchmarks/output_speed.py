@@ -39,7 +39,9 @@ def main() -> None:
             "prepare_once_per_job": timed(lambda a=logo: Watermark(a, 2048), repeat=3),
             "a_new_size_first_time": timed(new_size),
             "prepared_per_photo": timed(lambda m=mark: apply_watermark(web, m, "bottom-right", 0.5)),
-            "raw_logo_per_photo": timed(lambda a=logo: apply_watermark(web, a, "bottom-right", 0.5), repeat=3),
+            "raw_logo_per_photo": timed(
+                lambda a=logo: apply_watermark(web, Watermark(a), "bottom-right", 0.5), repeat=3
+            ),
         }
     print(
         json.dumps(

@@ -193,7 +193,7 @@ def logo() -> np.ndarray:
 def test_watermarked_copy(big_photo: np.ndarray, logo: np.ndarray) -> None:
     frame = frame_from(big_photo)
     edit = EditSettings(watermark=True, watermark_position="bottom-right", watermark_opacity=0.6)
-    output.run([frame], PhaseContext(edit=edit, watermark=logo))
+    output.run([frame], PhaseContext(edit=edit, watermark=output.Watermark(logo)))
     assert "watermarked" in frame.outputs and frame.outputs["watermarked"].content_type == "image/jpeg"
     note = frame.report["output"]["watermark"]
     x0, y0, x1, y1 = note["box"]
@@ -209,8 +209,9 @@ def test_watermarked_copy(big_photo: np.ndarray, logo: np.ndarray) -> None:
 
 def test_watermark_placement_and_opacity(logo: np.ndarray) -> None:
     image = pf.wheel_photo("coffee")
+    mark = output.Watermark(logo)
     for position in ("top-left", "top-right", "bottom-left", "bottom-right", "center"):
-        out, placed = output.apply_watermark(image, logo, position, 0.5)
+        out, placed = output.apply_watermark(image, mark, position, 0.5)
         x0, y0, x1, y1 = placed["box"]
         assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
         assert (x1 - x0) <= 0.2 * image.shape[1] + 1
@@ -218,25 +219,27 @@ def test_watermark_placement_and_opacity(logo: np.ndarray) -> None:
             assert x0 < 30 and y0 < 30
         if position == "center":
             assert abs((x0 + x1) / 2 - image.shape[1] / 2) < 2
-    invisible, _ = output.apply_watermark(image, logo, "center", 0.0)
+    invisible, _ = output.apply_watermark(image, mark, "center", 0.0)
     assert np.array_equal(invisible, image)
     # Transparent parts of the logo leave the photo untouched.
-    out, placed = output.apply_watermark(image, logo, "center", 1.0)
+    out, placed = output.apply_watermark(image, mark, "center", 1.0)
     assert np.array_equal(out[: placed["box"][1]], image[: placed["box"][1]])
 
 
-def test_a_prepared_watermark_scales_once_per_size_and_marks_as_the_raw_logo_does(logo: np.ndarray) -> None:
+def test_a_prepared_watermark_scales_once_per_size_and_marks_as_a_fresh_one_does(logo: np.ndarray) -> None:
     mark = output.Watermark(logo)
     landscape, portrait = pf.wheel_photo("coffee"), np.ascontiguousarray(pf.wheel_photo("coffee").transpose(1, 0, 2))
     for image in (landscape, portrait, landscape):
         for position, opacity in (("bottom-right", 0.6), ("center", 1.0)):
             prepared, placed = output.apply_watermark(image, mark, position, opacity)
-            fresh, placed_fresh = output.apply_watermark(image, logo, position, opacity)
+            fresh, placed_fresh = output.apply_watermark(image, output.Watermark(logo), position, opacity)
             assert np.array_equal(prepared, fresh) and placed == placed_fresh
     x0, y0, x1, y1 = placed["box"]
     assert mark.scaled(x1 - x0, y1 - y0) is mark.scaled(x1 - x0, y1 - y0)  # cached, not resampled again
     grey = output.Watermark(np.asarray(Image.fromarray(logo).convert("L")))
-    assert grey.logo.shape == (*logo.shape[:2], 4) and (grey.logo[..., 3] == 255).all()
+    alpha, colour = grey.scaled(grey.width, grey.height)  # a greyscale logo is opaque and grey
+    assert (grey.height, grey.width) == logo.shape[:2] and (alpha == 1.0).all()
+    assert np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 1], colour[..., 2])
 
 
 def test_watermark_asked_but_no_logo(big_photo: np.ndarray) -> None:
@@ -260,7 +263,7 @@ def test_a_soft_edged_logo_keeps_its_colour_where_it_is_faint() -> None:
     assert seen.mean() > 0.9
     assert np.abs(colour[seen] - np.array([200, 40, 90])).max() <= 1.5
     photo = np.full((400, 1000, 3), 128, np.uint8)
-    marked, placed = output.apply_watermark(photo, logo, "center", 1.0)
+    marked, placed = output.apply_watermark(photo, mark, "center", 1.0)
     x0, y0, x1, y1 = placed["box"]
     a = np.asarray(Image.fromarray(ramp).resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS), np.float64) / 255
     expected = 128 * (1 - a[..., None]) + np.array([200, 40, 90]) * a[..., None]

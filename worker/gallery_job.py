@@ -322,7 +322,7 @@ def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime)
         return StyleChoice(None, f"style model unusable: {exc.message}", expected=True)
 
 
-def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Any:
+def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Watermark | None:
     """The photographer's logo, prepared for phase 5, when the job asks for a watermark, else None."""
     if not edit.watermark:
         return None

@@ -2,8 +2,9 @@
 
 ``run`` receives a batch of frames (a single photo is a batch of one) and the
 job's :class:`PhaseContext`. It replaces ``frame.image`` with its edited version
-(never writing into the array it was given: when a batch fails, the pipeline
-reruns it photo by photo from the frames as they were), and records its
+(a new array, or a view of the one it was given, as a crop is; never writing
+into it: when a batch fails, the pipeline reruns it photo by photo from the
+frames as they were), and records its
 decisions in ``frame.report[<name>]``. Phases are pure over frames and
 settings: no SQL, no storage.
 """
@@ -30,5 +31,5 @@ class PhaseContext:
     style_note: str = "no style profile on this job"
     # True when the job asked for a trained style that could not be used: photos go to review.
     style_expected: bool = False
-    # The photographer's logo (output.Watermark, or an RGBA array), when the job asks for one.
+    # The photographer's logo (output.Watermark, prepared once per job), when the job asks for one.
     watermark: Any = None

@@ -27,6 +27,9 @@ gallery-level culling (``worker.culling``) and the app need, under ``report["ana
     cues in ``scene``. Rules, not a learned classifier: cheap and explainable, and coarse.
 ``phash`` / ``dhash``
     64-bit perceptual hashes (hex) for near-duplicate and burst grouping.
+
+When the job levels horizons (``horizon_correction``), the tilt is measured here too, on the
+same 1024 px grey copy (``worker.straighten``), into ``frame.tilt``: phase 4 acts on it.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
 
 
 def encode_all(
-    frame: Frame, edit: EditSettings, watermark: Watermark | Pixels | None = None
+    frame: Frame, edit: EditSettings, watermark: Watermark | None = None
 ) -> tuple[dict[str, Encoded], dict[str, Any]]:
     """Every deliverable of ``frame``, and notes for the report."""
     image = frame.image
@@ -197,10 +197,10 @@ class Watermark:
             logo = np.dstack([logo, logo, logo])
         if logo.shape[2] == 3:
             logo = np.dstack([logo, np.full(logo.shape[:2], 255, np.uint8)])
-        self.logo: Pixels = np.ascontiguousarray(logo, dtype=np.uint8)  # H×W×4 straight RGBA
+        logo = np.ascontiguousarray(logo, dtype=np.uint8)  # H×W×4 straight RGBA; not kept
         self.height, self.width = logo.shape[:2]
-        alpha = self.logo[..., 3:4].astype(np.float32) / 255.0
-        premultiplied = np.concatenate([self.logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
+        alpha = logo[..., 3:4].astype(np.float32) / 255.0
+        premultiplied = np.concatenate([logo[..., :3].astype(np.float32) * alpha, alpha * 255.0], axis=2)
         if largest:
             scale = min(LOGO_WIDTH * largest / self.width, LOGO_HEIGHT * largest / self.height, 1.0)
             premultiplied = halve_to(premultiplied, max(1, math.ceil(scale * max(self.width, self.height))))
@@ -232,17 +232,13 @@ def _to_uint8(values: Pixels) -> Pixels:
     return np.clip(values + 0.5, 0, 255).astype(np.uint8)
 
 
-def apply_watermark(
-    image: Pixels, logo: Watermark | Pixels, position: str, opacity: float
-) -> tuple[Pixels, dict[str, Any]]:
-    """``image`` with ``logo`` (a :class:`Watermark`, or an H×W×4 RGBA / RGB array) blended in at
-    ``position`` with ``opacity``.
+def apply_watermark(image: Pixels, mark: Watermark, position: str, opacity: float) -> tuple[Pixels, dict[str, Any]]:
+    """``image`` with the logo ``mark`` (prepared once per job) blended in at ``position`` with ``opacity``.
 
     The logo is scaled (never up) to :data:`LOGO_WIDTH` of the image width, and at most :data:`LOGO_HEIGHT` of
     its height, with a margin of 3 % of the shorter side; alpha is premultiplied while
     resampling so its edges do not fringe.
     """
-    mark = logo if isinstance(logo, Watermark) else Watermark(logo)
     h, w = image.shape[:2]
     lh, lw = mark.height, mark.width
     scale = min(LOGO_WIDTH * w / lw, LOGO_HEIGHT * h / lh, 1.0)
