@@ -105,8 +105,15 @@ def test_histogram_method_trains_from_after_photos(
     pairs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "hist.pt"
-    assert cli.main(["style", "train", str(pairs_dir), "--out", str(out), "--method", "histogram"]) == 0
-    capsys.readouterr()
+    decoy = pairs_dir / "after" / "exports.jpg"  # a folder that looks like a photo is not read as one
+    decoy.mkdir()
+    try:
+        assert cli.main(["style", "train", str(pairs_dir), "--out", str(out), "--method", "histogram"]) == 0
+    finally:
+        decoy.rmdir()
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["method"] == "histogram"
+    assert trained["references_used"] == len(list((pairs_dir / "after").glob("*.png")))
     assert cli.main(["style", "eval", str(out), str(pairs_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "histogram"
 

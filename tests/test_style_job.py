@@ -312,6 +312,8 @@ def test_training_keeps_only_small_copies_of_the_photos(
         job = queue.claim()
         assert job is not None
         assert run_style_job(job, queue, runtime, JobControl()).status == "completed"
+        if "reference_keys" in payload:  # the app shows how many photos the histogram style learned from
+            assert (queue.get_job(job.id) or {})["progress"]["metrics"] == {"references_used": len(pairs)}
 
     for method, edge in (("lut3d", 512), ("histogram", style_histogram.STAT_EDGE)):
         assert max(max(shape[:2]) for shape in seen[method]) == edge, (method, seen[method])

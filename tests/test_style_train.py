@@ -243,7 +243,7 @@ def test_a_batch_cut_on_the_device_matches_the_cpu_batch(photos: list[U8]) -> No
     idx = list(range(len(samples)))
     for seed in range(3):
         cpu = _batch(samples, idx, cfg, np.random.default_rng(seed))
-        dev = _batch_on_device(samples, resident, idx, cfg, np.random.default_rng(seed))
+        dev = _batch_on_device(resident, idx, cfg, np.random.default_rng(seed))
         torch.testing.assert_close(dev[1], cpu[1])  # pixels, with the same input jitter
         torch.testing.assert_close(dev[2], cpu[2])
         assert dev[0].shape == cpu[0].shape == (len(idx), 3, lut3d.THUMB, lut3d.THUMB)

@@ -81,7 +81,7 @@ def read_image(path: Path, max_pixels: int) -> npt.NDArray[np.uint8]:
 
 def find_pairs(pairs_dir: Path) -> list[tuple[str, Path, Path]]:
     """``(name, before, after)`` for every stem present in both ``before/`` and ``after/``, sorted by name."""
-    from worker.local import IMAGE_SUFFIXES  # every format the decoder reads: RAW, HEIC, AVIF too
+    from worker.local import expand_inputs  # every format the decoder reads: RAW, HEIC, AVIF too
 
     before_dir, after_dir = pairs_dir / "before", pairs_dir / "after"
     for d in (before_dir, after_dir):
@@ -89,7 +89,7 @@ def find_pairs(pairs_dir: Path) -> list[tuple[str, Path, Path]]:
             raise WorkerError(f"{d} does not exist; PAIRS_DIR must hold before/ and after/ folders")
 
     def index(d: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(d.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+        return {p.stem: p for p in expand_inputs([d])}
 
     before, after = index(before_dir), index(after_dir)
     return [(stem, before[stem], after[stem]) for stem in sorted(set(before) & set(after))]
@@ -126,21 +126,21 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.method == "histogram":
         from worker import style_histogram
-        from worker.local import IMAGE_SUFFIXES
+        from worker.local import expand_inputs
 
         after_dir = args.pairs_dir / "after"
         if not after_dir.is_dir():
             raise WorkerError(f"{after_dir} does not exist; the histogram method reads reference photos from after/")
         refs = [
             shrink(read_image(p, settings.max_image_pixels), style_histogram.STAT_EDGE)
-            for p in sorted(after_dir.iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES
+            for p in expand_inputs([after_dir])
         ]
         if not refs:
             raise WorkerError(f"no reference photos in {after_dir}")
         hist = style_histogram.fit(refs)
         style_model.save_file(hist, args.out)
-        print(json.dumps({"model": str(args.out), "method": "histogram", "references_used": len(refs)}))
+        summary = {k: hist.metadata[k] for k in SUMMARY_KEYS if k in hist.metadata}
+        print(json.dumps({"model": str(args.out), "method": "histogram", **summary}))
         return 0
 
     # Training keeps only small copies.

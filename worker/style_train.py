@@ -53,9 +53,10 @@ from worker.style_model import LutStyle
 MIN_PAIRS = 5  # the daemon's and the CLI's floor; train() itself accepts fewer (tests)
 MAX_EPOCHS = 1000
 # The metadata a finished training reports: the CLI's JSON line and the job's ``progress.metrics``.
-SUMMARY_KEYS = (
+SUMMARY_KEYS = (  # of a trained style's metadata, for the job's progress and the CLI (histogram: the last one)
     "pairs_used", "heldout_pairs", "heldout_psnr", "heldout_delta_e2000", "heldout_identity_psnr",
     "heldout_identity_delta_e2000", "train_psnr", "adaptive", "epochs", "training_time_s", "device",
+    "references_used",
 )  # fmt: skip
 Pair = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]
 
@@ -204,19 +205,13 @@ def _draw(shape: tuple[int, ...], cfg: TrainConfig, rng: np.random.Generator) ->
 def _batch(
     samples: list[_Sample], idx: Sequence[int], cfg: TrainConfig, rng: np.random.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """A batch on the CPU: thumbnails of random crops (OpenCV area filter) and random pixels of them."""
-    import cv2
-
+    """A batch on the CPU: thumbnails of random crops (as the photo's own, :func:`lut3d.thumbnail`) and
+    random pixels of them."""
     thumbs, xs, ys = [], [], []
     for i in idx:
         s = samples[i]
         d = _draw(s.before.shape, cfg, rng)
-        if d.whole:
-            thumb = s.thumb
-        else:
-            crop = s.before[d.top : d.top + d.height, d.left : d.left + d.width]
-            small = cv2.resize(np.ascontiguousarray(crop), (lut3d.THUMB, lut3d.THUMB), interpolation=cv2.INTER_AREA)
-            thumb = torch.from_numpy(small).permute(2, 0, 1).float().div_(255.0)
+        thumb = s.thumb if d.whole else lut3d.thumbnail(s.before[d.top : d.top + d.height, d.left : d.left + d.width])
         x = torch.from_numpy(s.before[d.rows, d.cols]).float().div_(255.0)
         y = torch.from_numpy(s.after[d.rows, d.cols]).float().div_(255.0)
         thumb, x = _augment(d, thumb, x)
@@ -247,14 +242,14 @@ class _OnDevice:
 
 
 def _batch_on_device(
-    samples: list[_Sample], resident: list[_OnDevice], idx: Sequence[int], cfg: TrainConfig, rng: np.random.Generator
+    resident: list[_OnDevice], idx: Sequence[int], cfg: TrainConfig, rng: np.random.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`_batch` on the GPU: the same random draws; crops are resized there.
 
     On a GPU the optimiser step takes a few milliseconds and cutting the batch on the CPU
     would be most of the training time.
     """
-    draws = [_draw(samples[i].before.shape, cfg, rng) for i in idx]
+    draws = [_draw(tuple(resident[i].before.shape), cfg, rng) for i in idx]
     dev = resident[idx[0]].before.device
     rows = torch.from_numpy(np.stack([d.rows for d in draws])).to(dev, non_blocking=True)
     cols = torch.from_numpy(np.stack([d.cols for d in draws])).to(dev, non_blocking=True)
@@ -371,7 +366,7 @@ class _Run:
 
     def next_batch(self, idx: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         if self.resident is not None:
-            return _batch_on_device(self.samples, self.resident, idx, self.cfg, self.rng)
+            return _batch_on_device(self.resident, idx, self.cfg, self.rng)
         thumbs, xs, ys = _batch(self.samples, idx, self.cfg, self.rng)
         return thumbs.to(self.dev), xs.to(self.dev), ys.to(self.dev)
 
