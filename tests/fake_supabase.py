@@ -4,7 +4,8 @@ Routes (under ``/storage/v1``): object upload (POST) and update (PUT) as multipa
 ``x-upsert``, download (GET), info (GET ``object/info``), list (POST ``object/list``), remove
 (DELETE ``object/{bucket}`` with ``prefixes``), and resumable (TUS 1.0.0) uploads. Errors come back
 the way Supabase sends them: HTTP 400 with ``statusCode`` in the JSON body. ``faults`` injects
-failures: each request pops the next entry (``"500"``, ``"503"``, ``"429"``, ``"timeout"``, ``None``).
+failures: each request pops the next entry (``"500"``, ``"503"``, ``"429"``, ``"timeout"``, ``None``, or
+``"lost"``: the request is carried out but its answer is a 503, as when the response is lost).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class FakeState:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    lost = False  # this request's answer is "lost" (see faults)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -81,6 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.requests.append((self.command, path))
             fault = self.state.faults.pop(0) if self.state.faults else None
+        self.lost = fault == "lost"
+        if fault == "lost":
+            fault = None
         if fault == "timeout":
             self._body()
             time.sleep(self.state.timeout_sleep_s)
@@ -180,6 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.objects[meta["objectName"]] = StoredObject(
                 bytes(session["data"]), meta.get("contentType", "application/octet-stream"), meta.get("cacheControl")
             )
+        if self.lost:
+            self._error(503, "injected", "the chunk was stored, its answer lost")
+            return
         self._send(204, Upload_Offset=str(len(session["data"])), Tus_Resumable="1.0.0")
 
     def do_HEAD(self) -> None:

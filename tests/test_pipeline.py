@@ -71,14 +71,14 @@ def test_batches_flow_in_order_and_every_phase_reports(astronaut, lanes: int) ->
 @LANES
 def test_a_phase_crashing_on_one_photo_fails_only_that_photo(astronaut, lanes: int) -> None:
     def retouch(frames: list[Frame], ctx: PhaseContext) -> None:
-        if any(f.photo_id == "id4" for f in frames):
+        if any(f.photo_id == "id5" for f in frames):  # in the middle of its batch: still reported in photo order
             raise ValueError("cannot retouch this one")
 
     pipeline = Pipeline(PhaseContext(), lambda f: {}, batch_size=4, phases=with_phase("retouch", retouch), lanes=lanes)
     results, stats = run(pipeline, tasks(astronaut, 8))
     assert [r.task.photo_id for r in results] == [f"id{i}" for i in range(8)]
     failed = [r for r in results if not r.ok]
-    assert [r.task.photo_id for r in failed] == ["id4"]
+    assert [r.task.photo_id for r in failed] == ["id5"]
     assert failed[0].failed_phase == "retouch" and "internal error in retouch" in failed[0].failure.reason  # type: ignore[union-attr]
     assert stats.done == 7  # type: ignore[attr-defined]
 

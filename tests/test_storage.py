@@ -131,6 +131,17 @@ def test_supabase_large_files_use_resumable_uploads_and_survive_a_dropped_chunk(
     storage.close()
 
 
+def test_an_upload_whose_last_answer_was_lost_is_not_sent_again(fake: FakeSupabase) -> None:
+    """The server kept the last chunk but its answer never came: asking where it stopped ends the upload."""
+    storage = make(fake)
+    data = bytes(range(256)) * (60 * 1024)  # three chunks
+    fake.state.faults = [None, None, None, "lost"]
+    storage.put("p/g/edited/big.jpg", data, "image/jpeg")
+    assert fake.state.objects["p/g/edited/big.jpg"].data == data
+    assert [m for m, _ in fake.state.requests] == ["POST", "PATCH", "PATCH", "PATCH", "HEAD"]
+    storage.close()
+
+
 def test_every_finished_request_tells_the_watchdog_that_io_moves(
     fake: FakeSupabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -258,8 +258,8 @@ class Pipeline:
         _tell("started", len(tasks) if isinstance(tasks, Sized) else None)
         pending_out: deque[Future[PhotoResult]] = deque()
         max_out = 2 * self.batch_size + self.io_threads
-        # Batches in the batch phases, oldest first, with the photos that failed before them.
-        in_phases: deque[tuple[list[PhotoResult], Future[_Outcome]]] = deque()
+        # Batches in the batch phases, oldest first: their photos in order, those that failed before them.
+        in_phases: deque[tuple[list[PhotoTask], list[PhotoResult], Future[_Outcome]]] = deque()
         self._stop_lanes.clear()
 
         def drain(keep: int) -> None:
@@ -275,15 +275,15 @@ class Pipeline:
                 _tell("photo_done", result)
 
         def collect(out_pool: ThreadPoolExecutor) -> bool:
-            """Hand the oldest batch on to encoding; False when it was stopped part-way."""
-            failed_before, fut = in_phases.popleft()
+            """Hand the oldest batch on to encoding, in photo order; False when it was stopped part-way."""
+            order, failed_before, fut = in_phases.popleft()
             outcome = self._wait_for_lane(fut, should_stop)
-            for result in (*failed_before, *outcome.failed):
-                pending_out.append(_done_future(result))
+            results = {id(result.task): _done_future(result) for result in (*failed_before, *outcome.failed)}
+            for item in outcome.survivors or ():
+                results[id(item.task)] = _submit(out_pool, self._output_and_deliver, item)
+            pending_out.extend(results[id(task)] for task in order if id(task) in results)
             if outcome.survivors is None:
                 return False
-            for item in outcome.survivors:
-                pending_out.append(_submit(out_pool, self._output_and_deliver, item))
             drain(max_out)
             return True
 
@@ -302,12 +302,12 @@ class Pipeline:
                     ready = [item for item in batch if item.frame is not None]
                     if lane_pool is None:  # on this thread, as it comes
                         outcome = self._run_phases(ready, should_stop, self._dispatch)
-                        in_phases.append((failed_before, _done_future(outcome)))
+                        in_phases.append(([item.task for item in batch], failed_before, _done_future(outcome)))
                     else:
                         fut = _submit(lane_pool, self._run_phases, ready, self._stop_lanes.is_set, self._events.put)
                         # Wakes the wait below once the result is set (a put at the lane's end could come first).
                         fut.add_done_callback(lambda _: self._events.put(("lane_done", ())))
-                        in_phases.append((failed_before, fut))
+                        in_phases.append(([item.task for item in batch], failed_before, fut))
                     while len(in_phases) >= self.lanes and not stats.stopped:
                         stats.stopped = not collect(out_pool)
                     if stats.stopped:

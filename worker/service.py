@@ -37,7 +37,9 @@ def io_budget_s(settings: Settings) -> float:
     between attempts; an attempt of a resumable upload's chunk can be two requests (asking the
     server where it stopped, then sending). Beyond that the storage client has given up on the
     request and the photo has failed, so a thread still waiting is hung, and the watchdog is let
-    to fire. Counted per request, not per file: a large file's resumable upload is many.
+    to fire. Counted per request, not per file: a large file's resumable upload is many. A
+    download is one request, and its timeout bounds each read, not the whole: one that keeps
+    trickling for longer than this (a 50 MB RAW at under ~50 kB/s) is taken for a hang.
     """
     attempts = settings.storage_retries + 1
     return attempts * (2 * settings.storage_timeout_s + 30.0) + 60.0

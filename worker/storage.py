@@ -34,7 +34,13 @@ from tenacity import (
 )
 
 from worker import logs, notify
-from worker.errors import MissingObjectError, StorageError, TenantViolationError, TransientStorageError
+from worker.errors import (
+    MissingObjectError,
+    StorageError,
+    TenantViolationError,
+    TransientStorageError,
+    first_line,
+)
 
 T = TypeVar("T")
 log = logs.get("storage")
@@ -323,6 +329,8 @@ class SupabaseStorage:
                 head = self._http.head(location, headers={"Tus-Resumable": "1.0.0"})
                 head.raise_for_status()
                 start = int(head.headers.get("Upload-Offset", offset))
+                if start >= len(data):  # the last chunk arrived; only its answer was lost
+                    return start
             resync = True
             chunk = data[start : start + TUS_CHUNK]
             resp = self._http.patch(
@@ -358,5 +366,4 @@ def from_settings(settings: Any) -> Storage:
 def _short(exc: BaseException | None) -> str:
     if exc is None:
         return ""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc, 160)}" if str(exc).strip() else type(exc).__name__
