@@ -146,7 +146,8 @@ def test_requeue_leaves_historic_processing_rows_alone(queue: Queue) -> None:
 def test_release_keeps_progress_and_gives_the_attempt_back(queue: Queue) -> None:
     pid, gid = _photographer_and_gallery(queue)
     job_id = queue.enqueue(photographer_id=pid, gallery_id=gid)
-    assert queue.claim() is not None
+    first = queue.claim()
+    assert first is not None and first.first_claim
     queue.update_progress(job_id, phase="style", processed=3, total=10, progress={"processed": 3}, phase_timings={})
     assert queue.release(job_id)
     row = queue.get_job(job_id)
@@ -157,6 +158,8 @@ def test_release_keeps_progress_and_gives_the_attempt_back(queue: Queue) -> None
         3,
         {"processed": 3},
     )
+    again = queue.claim()  # attempt 1 again, but not the job's first claim: its queue wait was counted
+    assert again is not None and again.attempts == 1 and not again.first_claim
 
 
 def test_cancel_a_queued_job_and_a_running_one(queue: Queue) -> None:

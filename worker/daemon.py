@@ -180,6 +180,7 @@ class Daemon:
                     "job_id": job.id,
                     "job_type": job.job_type,
                     "attempts": job.attempts,
+                    "first_claim": job.first_claim,
                     "created_at": job.created_at,
                     "started_at": job.started_at,
                 },

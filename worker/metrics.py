@@ -119,8 +119,8 @@ class Metrics(PipelineWatcher):
             self._job_started = time.monotonic()
             self.in_progress.set(1)
             created, started = fields.get("created_at"), fields.get("started_at")
-            if fields.get("attempts") == 1 and isinstance(created, datetime) and isinstance(started, datetime):
-                # Both on the database's clock: started_at is set by the first claim.
+            if fields.get("first_claim") and isinstance(created, datetime) and isinstance(started, datetime):
+                # Both on the database's clock: started_at is set by the first claim (a reclaim waited less).
                 self.queue_wait.labels(self._job_type).observe(max(0.0, (started - created).total_seconds()))
         elif name == "job_finished":
             job_type = str(fields.get("job_type") or self._job_type)

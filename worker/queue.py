@@ -76,6 +76,9 @@ class Job:
     progress: dict[str, Any]
     created_at: Any = None
     started_at: Any = None  # set by the first claim, on the database's clock
+    # This claim is the job's first (its wait in the queue ends now). Not ``attempts == 1``: a release
+    # on shutdown gives the attempt back, and the app's re-queue resets the count to 0.
+    first_claim: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -92,6 +95,8 @@ class Job:
             progress=row.get("progress") or {},
             created_at=row.get("created_at"),
             started_at=row.get("started_at"),
+            # The claim sets heartbeat_at to now(), and started_at too on the first claim only.
+            first_claim=row.get("started_at") is not None and row.get("started_at") == row.get("heartbeat_at"),
         )
 
 
