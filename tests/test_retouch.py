@@ -407,6 +407,27 @@ def test_gpu_paste_matches_the_exact_warp(monkeypatch, footprint):
         assert np.abs(gpu.astype(int) - opencv.astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("footprint", [61, 150, 300])
+def test_a_small_face_gets_its_correction_where_the_exact_warp_puts_it(footprint):
+    """Below 1/1.5 of the crop the correction is area-shrunk before the warp: it must land where the
+    full-size warp puts it (the shrunk pixels' centres are not at f·j), and all of it (none cut off)."""
+    alignment = _rotated_alignment(footprint, 7.0, (150.3, 140.7))
+    ys, xs = np.mgrid[:300, :300]
+    blob = np.zeros((512, 512, 3), np.float32)
+    cv2.circle(blob, (300, 200), 60, (40, 40, 40), -1)
+    step = np.zeros((512, 512, 3), np.float32)
+    step[20:492, 440:492] = 30.0  # a sharp step at the support's edge
+    for delta in (blob, step):
+        pasted = np.full((300, 300, 3), 100, np.uint8)
+        face_paste.paste(pasted, delta, alignment)
+        change = pasted[..., 0].astype(np.float64) - 100
+        exact = cv2.warpAffine(delta, alignment.inverse, (300, 300), flags=cv2.INTER_LINEAR)[..., 0]
+        assert change.sum() == pytest.approx(float(exact.sum()), rel=0.03)
+        if delta is blob:  # smooth: the full-size warp is a fair reference for where it lands
+            shift = [(c * change).sum() / change.sum() - (c * exact).sum() / exact.sum() for c in (xs, ys)]
+            assert np.hypot(*shift) < 0.1, shift
+
+
 def test_the_pasted_region_covers_every_photo_pixel_the_correction_reaches(monkeypatch):
     """Bilinear sampling reaches one crop pixel beyond the correction's support on every side; the
     box that is read and written must include it on the top and left too."""

@@ -103,13 +103,21 @@ def paste(
     and down once); on the CPU, OpenCV does them.
     """
     size = delta.shape[0]
-    energy = np.einsum("ijk,ijk->ij", delta, delta)
+    s = FACE_SIZE / size
+    inverse = alignment.inverse * np.array([[s, s, 1.0], [s, s, 1.0]])  # crop(size) → photo
+    source = delta
+    if alignment.footprint / size < 1.0 / 1.5:
+        # Shrink the correction to the face's own resolution first (area average: no aliasing).
+        side = max(8, int(np.ceil(alignment.footprint)))
+        source = np.asarray(cv2.resize(delta, (side, side), interpolation=cv2.INTER_AREA), dtype=np.float32)
+        f = size / side
+        # The centre of source pixel j is crop coordinate f·j + (f − 1)/2 (area bins of f crop pixels).
+        inverse = _compose(inverse, np.array([[f, 0.0, (f - 1) / 2], [0.0, f, (f - 1) / 2]]))
+    energy = np.einsum("ijk,ijk->ij", source, source)
     left, top, w, h = cv2.boundingRect((energy > 0).astype(np.uint8))
     if w == 0 or h == 0:
         return None
-    s = FACE_SIZE / size
-    inverse = alignment.inverse * np.array([[s, s, 1.0], [s, s, 1.0]])  # crop(size) → photo
-    # Bilinear sampling reaches one crop pixel beyond the support on each side: (left - 1, top - 1)
+    # Bilinear sampling reaches one source pixel beyond the support on each side: (left - 1, top - 1)
     # to (left + w, top + h) in pixel-centre coordinates.
     left, top, right, bottom = left - 1, top - 1, left + w, top + h
     corners = np.array([[left, top, 1], [right, top, 1], [right, bottom, 1], [left, bottom, 1]], np.float64)
@@ -118,14 +126,6 @@ def paste(
     x0, y0, x1, y1 = box
     if x1 <= x0 or y1 <= y0:
         return None
-
-    source = delta
-    if alignment.footprint / size < 1.0 / 1.5:
-        # Shrink the correction to the face's own resolution first (area average: no aliasing).
-        side = max(8, int(np.ceil(alignment.footprint)))
-        source = np.asarray(cv2.resize(delta, (side, side), interpolation=cv2.INTER_AREA), dtype=np.float32)
-        f = size / side
-        inverse = inverse * np.array([[f, f, 1.0], [f, f, 1.0]])
     if device.startswith("cuda"):
         paste_torch(target, source, inverse, box, device)
         return box
