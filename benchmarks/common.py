@@ -22,6 +22,17 @@ from PIL import Image
 SHARED_DATA = Path(os.environ.get("APELIER_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
+def use_stand_in_retouch(models: Any) -> None:
+    """CodeFormer and ParseNet with their real architectures and random weights in ``models`` (a
+    ModelBundle), batched as the worker batches them: what a GPU box runs once the weights are fetched."""
+    from worker.models import codeformer, parsenet
+    from worker.models.face_restorer import faces_per_call
+
+    device, per_call = models.device, faces_per_call(models.device)
+    models.face_restorer = codeformer.CodeFormerRestorer(codeformer.codeformer(device=device), device, per_call)
+    models.face_parser = parsenet.FaceParser(parsenet.parsenet(device=device), device, per_call)
+
+
 def machine() -> dict[str, Any]:
     import torch
 

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import database, emit, photo_24mp
+from benchmarks.common import database, emit, photo_24mp, use_stand_in_retouch
 from benchmarks.lama_speed import stand_in_file
 from worker import demo, logs
 from worker.config import Settings
 from worker.daemon import Daemon
 from worker.jobs import Runtime
-from worker.models import bundle, codeformer, parsenet
+from worker.models import bundle
 from worker.models.lama import load_lama
 from worker.queue import Queue
 from worker.storage import LocalStorage
@@ -60,11 +60,7 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp), worker_id="bench", phase_lanes=args.lanes)
         models = bundle.load(settings)
         if args.stand_in_models:
-            batch = 8 if models.device == "cuda" else 1
-            models.face_restorer = codeformer.CodeFormerRestorer(
-                codeformer.codeformer(device=models.device), models.device, batch
-            )
-            models.face_parser = parsenet.FaceParser(parsenet.parsenet(device=models.device), models.device, batch)
+            use_stand_in_retouch(models)
             models.inpainter = load_lama(stand_in_file(Path(tmp), models.device), models.device)
         runtime = Runtime(settings, storage, models)
         style_id = None

@@ -4,8 +4,9 @@
 
 Eight 24 MP portraits (two real portraits from the wheels, upscaled and shifted) are decoded and
 analysed once (faces from the bundle's detector), then phase 2 runs on batches of 8, 7, 6 and 5 of
-them, twice over: the first pass meets each batch's number of faces for the first time (as every
-batch of a real gallery may), the second pass repeats the same shapes. Each round reports the
+them, twice over: the first pass meets new numbers of faces per model call (``new_call_shapes``:
+cuDNN picks its kernels for each, as in the first batches of a worker's life), the second pass
+repeats the same shapes. Each round reports the
 phase's wall time and its steps: aligning the crops, the restorer's call, the face-parsing call,
 feathering the masks, the corrections, the paste-back, and the rest (copying the photo).
 
@@ -27,11 +28,11 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import emit, photo_24mp
+from benchmarks.common import emit, photo_24mp, use_stand_in_retouch
 from worker import decode, face_align, face_paste
 from worker.config import Settings
 from worker.frame import Frame
-from worker.models import bundle, codeformer, parsenet
+from worker.models import bundle
 from worker.phases import PhaseContext, analysis, retouch
 
 SIZES = (8, 7, 6, 5)
@@ -60,9 +61,7 @@ def main() -> None:
     models = bundle.load(settings)
     device = models.device
     if args.stand_in_models:
-        per_call = 8 if device == "cuda" else 1
-        models.face_restorer = codeformer.CodeFormerRestorer(codeformer.codeformer(device=device), device, per_call)
-        models.face_parser = parsenet.FaceParser(parsenet.parsenet(device=device), device, per_call)
+        use_stand_in_retouch(models)
     ctx = PhaseContext(models=models)
     sources = ("grace_hopper", "astronaut")
     frames = [
@@ -90,6 +89,8 @@ def main() -> None:
         setattr(module, attr, _timed(steps, name, getattr(module, attr), device))
 
     rounds = []
+    per_call = getattr(restorer, "batch_size", None)  # the model's calls take at most this many faces
+    shapes_seen: set[int] = set()
     for r in range(args.rounds):
         size = SIZES[r % len(SIZES)]
         batch: list[Frame] = []
@@ -104,11 +105,15 @@ def main() -> None:
         wall = (time.perf_counter() - t0) * 1e3
         faces = sum(1 for f in batch for e in f.report[retouch.NAME]["faces"] if not e["method"].startswith("skipped"))
         rest = wall - sum(steps.values())
+        calls = [min(per_call, faces - i) for i in range(0, faces, per_call)] if per_call else []
+        new_shapes = sorted(set(calls) - shapes_seen)  # cuDNN picks kernels for each new one
+        shapes_seen.update(calls)
         rounds.append(
             {
                 "photos": size,
                 "faces": faces,
-                "first_time_at_this_shape": r < len(SIZES),
+                "model_calls": calls,
+                "new_call_shapes": new_shapes,
                 "wall_ms": round(wall, 1),
                 "ms_per_photo": round(wall / size, 1),
                 "steps_ms": {k: round(v, 1) for k, v in steps.items()} | {"rest": round(rest, 1)},

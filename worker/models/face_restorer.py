@@ -24,6 +24,11 @@ from worker.skin import ClassicRestorer
 log = logs.get("models")
 
 
+def faces_per_call(device: str) -> int:
+    """Faces per CodeFormer/ParseNet call: 8 on a GPU (batched across the photos of a batch), else 1."""
+    return 8 if device == "cuda" else 1
+
+
 def load_restorer(settings: Settings, device: str) -> tuple[FaceRestorer | None, FaceParser | None, str]:
     """(restorer, parser, note): the restorer the settings allow, loaded once."""
     if settings.face_restorer == "off":
@@ -46,7 +51,7 @@ def load_restorer(settings: Settings, device: str) -> tuple[FaceRestorer | None,
             reason = f"CodeFormer unusable: {exc.message}"
         else:
             parser, parser_note = _parser(settings, device)
-            restorer = codeformer.CodeFormerRestorer(model, device, batch_size=8 if device == "cuda" else 1)
+            restorer = codeformer.CodeFormerRestorer(model, device, batch_size=faces_per_call(device))
             note = f"face restorer: CodeFormer on {device} (non-commercial licence acknowledged); {parser_note}"
             log.info("face_restorer", restorer="codeformer", device=device, mask=parser_note)
             return restorer, parser, note
@@ -62,4 +67,4 @@ def _parser(settings: Settings, device: str) -> tuple[FaceParser | None, str]:
         model = parsenet.load(registry.verify("parsenet", settings.models_dir), device)
     except ModelFileError as exc:
         return None, f"paste-back mask: feathered oval (ParseNet unusable: {exc.message})"
-    return parsenet.FaceParser(model, device, batch_size=8 if device == "cuda" else 1), "paste-back mask: ParseNet"
+    return parsenet.FaceParser(model, device, batch_size=faces_per_call(device)), "paste-back mask: ParseNet"
