@@ -25,7 +25,6 @@ tens of seconds; run it there only with ``--sizes 256 --iters 1`` to check it wo
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from benchmarks.common import emit
 from worker.models.lama import LamaInpainter, load_lama
 
 
@@ -234,12 +234,10 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     sizes = [int(s) for s in args.sizes.split(",")]
     report: dict[str, Any] = {
-        "benchmark": "lama_speed",
-        "device": torch.cuda.get_device_name(0) if cuda else "CPU",
+        "device": args.device,
         "model": "stand-in: big-lama architecture, random weights",
         "precision": "fp32 (cuDNN TF32 convolutions) unless the mode says fp16" if cuda else "fp32",
         "iters": args.iters,
-        "torch": torch.__version__,
     }
     for mode in args.modes.split(","):
         if mode not in MODES:
@@ -251,7 +249,7 @@ def main() -> None:
         if args.profile:
             profile(mode, args.device, sizes[-1])
     report["target_ms_1024"] = 60
-    print(json.dumps(report, indent=2))
+    emit("lama_speed", report)  # with the machine: GPU name, torch
 
 
 if __name__ == "__main__":

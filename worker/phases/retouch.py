@@ -72,11 +72,11 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         entries.append(per_frame)
 
     mask_kind = "none"
+    edited: dict[int, Image] = {}  # frame index → its photo with the faces pasted
     if jobs:
         crops = np.stack([job.crop for job in jobs])
         restored = restorer.restore(crops, edit.codeformer_fidelity, edit.smoothing_strength)
         masks, mask_kind = _masks(restored, ctx)
-        edited: dict[int, Image] = {}
         for job, out, mask in zip(jobs, restored, masks, strict=True):
             if job.frame not in edited:
                 # Pasted into a copy, never into frame.image: a batch that fails is rerun photo by photo
@@ -89,7 +89,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             frames[fi].image = image
 
     for fi, frame in enumerate(frames):
-        applied = any(job.frame == fi for job in jobs)
+        applied = fi in edited
         report: dict[str, Any] = {"applied": applied, "restorer": restorer.name, "faces": entries[fi]}
         if restorer.name == "codeformer":
             report["fidelity"] = edit.codeformer_fidelity
