@@ -177,6 +177,47 @@ def test_a_photo_keyed_outside_its_photographers_folder_is_refused_unread(
     assert job is not None and job["status"] == "completed"
 
 
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_watermark_from_the_photographers_logo_and_clear_failures_for_bad_logos(
+    queue, db_url, storage, settings, real_photos
+) -> None:
+    gallery = make_gallery(queue, storage, real_photos[:1])
+    pid = gallery.photographer_id
+    logo = np.zeros((60, 180, 4), np.uint8)
+    logo[10:50, 10:170] = (255, 255, 255, 255)  # an opaque white bar on a transparent logo
+    storage.put(f"{pid}/branding/logo.png", _png(logo), "image/png")
+    storage.put(f"{pid}/branding/broken.png", b"not a png", "image/png")
+    other = make_gallery(queue, storage, real_photos[1:2])
+    storage.put(f"{other.photographer_id}/branding/logo.png", _png(logo), "image/png")
+    runs = {
+        "ok": f"{pid}/branding/logo.png",
+        "broken": f"{pid}/branding/broken.png",
+        "someone else's": f"{other.photographer_id}/branding/logo.png",
+    }
+    jobs = {}
+    for name, key in runs.items():
+        jobs[name] = queue.enqueue(
+            photographer_id=pid,
+            gallery_id=gallery.gallery_id,
+            settings_override={"watermark": True, "watermark_key": key},
+        )
+        drain(db_url, storage, settings)
+    done = queue.get_job(jobs["ok"]) or {}
+    assert done["status"] == "completed"
+    (row,) = photo_rows(queue, gallery.gallery_id).values()
+    marked = np.asarray(Image.open(io.BytesIO(storage.get(row["watermarked_key"]))).convert("RGB"), np.int16)
+    web = np.asarray(Image.open(io.BytesIO(storage.get(row["web_key"]))).convert("RGB"), np.int16)
+    assert marked.shape == web.shape and np.abs(marked - web).max() > 50  # the white bar is on it
+    for name, reason in (("broken", "is not an image; upload a PNG"), ("someone else's", "outside photographer")):
+        job = queue.get_job(jobs[name]) or {}
+        assert job["status"] == "failed" and job["attempts"] == 1 and reason in job["error_log"], (name, job)
+
+
 def test_a_job_for_another_photographers_gallery_fails_without_retry(queue, db_url, storage, settings, real_photos):
     victim = make_gallery(queue, storage, real_photos[:1])
     attacker = make_gallery(queue, storage, real_photos[1:2])

@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from worker import __version__, culling, logs, style_cache
 from worker.errors import JobInputError, ModelFileError
@@ -338,6 +338,8 @@ def load_watermark(job: Job, edit: EditSettings, runtime: Runtime) -> Watermark 
                     f"{MAX_LOGO_PIXELS // 1_000_000} MP"
                 )
             return Watermark(np.asarray(logo.convert("RGBA")), edit.web_long_edge)  # prepared once for the job
+    except UnidentifiedImageError:  # its message names a Python object, not the file
+        raise JobInputError(f"the watermark logo {key} is not an image; upload a PNG") from None
     except (OSError, ValueError) as exc:
         raise JobInputError(f"the watermark logo {key} is not a readable image ({exc}); upload a PNG") from None
 
