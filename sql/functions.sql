@@ -52,6 +52,31 @@ LANGUAGE sql AS $fn$
   SELECT coalesce((SELECT status FROM beat), apelier.job_state(p_job, p_worker));
 $fn$;
 
+-- A train_style job starts: the profile goes to 'training' only while the job is still leased to
+-- p_worker and processing. The job row is updated first, so a cancel that is committing waits for this
+-- statement, or this one for it: either the cancel's trigger (sql/migrate.sql) finds the profile in
+-- 'training' and ends it, or the profile is never moved. Returns the job's state, as heartbeat does
+-- (PL/pgSQL: the state is read in a new snapshot, so a cancel this statement waited for is seen).
+CREATE OR REPLACE FUNCTION apelier.start_style_training(p_job uuid, p_worker text)
+RETURNS text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  j record;
+BEGIN
+  UPDATE public.processing_jobs SET heartbeat_at = now()
+  WHERE id = p_job AND locked_by = p_worker AND status = 'processing' AND job_type = 'train_style'
+  RETURNING style_profile_id, photographer_id INTO j;
+  IF NOT FOUND THEN
+    RETURN apelier.job_state(p_job, p_worker);
+  END IF;
+  UPDATE public.style_profiles
+  SET training_status = 'training', status = 'training', training_error = NULL,
+      training_started_at = now(), updated_at = now()
+  WHERE id = j.style_profile_id AND photographer_id = j.photographer_id;
+  RETURN 'processing';
+END;
+$fn$;
+
 -- Progress the app shows live (throttled by the worker to a few writes per second per job).
 CREATE OR REPLACE FUNCTION apelier.update_progress(
   p_job uuid, p_worker text, p_phase text, p_processed integer, p_total integer,

@@ -24,6 +24,9 @@ SELECT * FROM apelier.claim_job(%(worker)s, %(job_types)s);
 -- name: heartbeat
 SELECT apelier.heartbeat(%(job)s, %(worker)s) AS state;
 
+-- name: start_style_training
+SELECT apelier.start_style_training(%(job)s, %(worker)s) AS state;
+
 -- name: update_progress
 SELECT apelier.update_progress(%(job)s, %(worker)s, %(phase)s, %(processed)s, %(total)s,
                                %(progress)s, %(phase_timings)s) AS state;

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 from PIL import Image
 
@@ -188,7 +191,12 @@ def test_a_profile_keeps_its_model_while_it_retrains_and_after_a_failed_retrain(
 
 @pytest.mark.parametrize("had_model", [True, False])
 def test_canceling_a_training_keeps_a_model_it_had_ready(
-    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, had_model: bool
+    queue: Queue,
+    storage: LocalStorage,
+    settings: Settings,
+    astronaut: np.ndarray,
+    had_model: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     photographer, profile = studio_with_profile(queue)
     if had_model:
@@ -201,13 +209,74 @@ def test_canceling_a_training_keeps_a_model_it_had_ready(
     )
     job = queue.claim()
     assert job is not None and job.id == job_id
-    assert queue.cancel(job_id) == "canceled"  # the app cancels; the worker sees it at its next write
+    start = queue.start_style_training
+
+    def start_then_cancel(job_id: str) -> str:
+        state = start(job_id)
+        assert queue.style_profile(profile)["training_status"] == "training"  # type: ignore[index]
+        assert queue.cancel(job_id) == "canceled"  # the app cancels; the worker sees it at its next write
+        return state
+
+    monkeypatch.setattr(queue, "start_style_training", start_then_cancel)
     runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
     assert run_style_job(job, queue, runtime, JobControl()).status == "canceled"
 
     row = queue.style_profile(profile)
     assert row is not None
     assert_cancel_outcome(row, before, had_model)
+
+
+@pytest.mark.parametrize("had_model", [True, False])
+def test_a_training_canceled_before_it_starts_leaves_the_profile_as_it_was(
+    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, had_model: bool
+) -> None:
+    """Canceled between the claim and the move to 'training': the worker stops without touching the
+    profile, as for a job canceled while queued (the trigger only ends a profile that is training)."""
+    photographer, profile = studio_with_profile(queue)
+    if had_model:
+        store_histogram_style(queue, storage, photographer, profile, astronaut)
+    before = queue.style_profile(profile)
+    assert before is not None
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
+    )
+    job = queue.claim()
+    assert job is not None and job.id == job_id
+    assert queue.cancel(job_id) == "canceled"
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    assert run_style_job(job, queue, runtime, JobControl()).status == "canceled"
+
+    row = queue.style_profile(profile)
+    assert row is not None
+    fields = ("training_status", "status", "training_error", "model_key", "training_completed_at", "updated_at")
+    assert {k: row[k] for k in fields} == {k: before[k] for k in fields}
+    assert queue.conn.execute("SELECT locked_by FROM processing_jobs WHERE id = %s", (job_id,)).fetchone() == {
+        "locked_by": None
+    }  # the cancel was acknowledged
+
+
+def test_a_cancel_committing_while_the_training_starts_never_leaves_the_profile_training(
+    queue: Queue, db_url: str
+) -> None:
+    """The app's cancel holds the job row; the start waits for it and then sees the cancel."""
+    photographer, profile = studio_with_profile(queue)
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
+    )
+    assert queue.claim() is not None
+    app = psycopg.connect(db_url, autocommit=False)
+    try:
+        app.execute("SELECT apelier.cancel_job(%s)", (job_id,))  # uncommitted: the job row stays locked
+        with ThreadPoolExecutor(1) as pool:
+            started = pool.submit(queue.start_style_training, job_id)
+            time.sleep(0.3)
+            assert not started.done()  # waiting on the app's lock, not reading the old row
+            app.commit()
+            assert started.result(timeout=10) == "canceled"
+    finally:
+        app.close()
+    row = queue.style_profile(profile)
+    assert row is not None and row["training_status"] != "training"
 
 
 def assert_cancel_outcome(row: dict[str, Any], before: dict[str, Any], had_model: bool) -> None:

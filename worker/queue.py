@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 # Bumped whenever the worker starts relying on SQL an older migration lacks, so a worker refuses a
 # database that was not migrated for it. 2: the trigger that ends a failed style training
 # (sql/migrate.sql, apelier_fail_style_training).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_FILES = ("schema.sql", "migrate.sql", "functions.sql", "realtime.sql", "policies.sql")
 JOB_TYPES = ("gallery", "restyle", "train_style")
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
@@ -290,6 +290,15 @@ class Queue:
 
     def style_profile(self, profile_id: str) -> dict[str, Any] | None:
         return self._one("get_style_profile", profile=profile_id)
+
+    def start_style_training(self, job_id: str) -> str:
+        """Move a ``train_style`` job's profile to 'training' if the job is still ours and processing.
+
+        Returns the job's state for this worker ('processing' when the profile was moved), as
+        :meth:`heartbeat` does: a cancel that came first leaves the profile as it was.
+        """
+        row = self._one("start_style_training", job=job_id, worker=self.worker_id)
+        return str(row["state"]) if row else "deleted"
 
     def update_style_training(
         self,

@@ -15,7 +15,9 @@ While it trains, the job row's ``progress`` carries the epoch, the held-out PSNR
 model is stored at ``{photographer_id}/styles/{style_profile_id}.pt`` and the profile's
 ``training_status/model_key/training_method/training_time_s/pairs_used/training_error`` are set.
 A profile that already has a model keeps it while it retrains, and when a retrain fails or is
-canceled (a canceled retrain goes back to ``ready``); gallery jobs go on applying it.
+canceled (a canceled retrain goes back to ``ready``); gallery jobs go on applying it. A job canceled
+before it starts training (queued, or between its claim and the move to ``training``, which is
+conditional in SQL) leaves the profile as it was.
 A job that cannot train (too few usable pairs, keys outside the photographer's folder) ends with a
 ``training_error`` that says what to fix, and is not retried. Whatever ends the job ``failed`` (also
 a retryable error on its last attempt, or a worker that stopped responding), a trigger sets the
@@ -68,8 +70,11 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
 
     method = str(job.payload.get("training_method") or "lut3d")
     started = time.monotonic()
-    queue.update_style_training(job.style_profile_id, training_status="training", training_error=None)
     progress = _Progress(queue, job, runtime.settings.progress_interval_s, control)
+    state = queue.start_style_training(job.id)
+    if state != "processing":  # canceled (or lost) between the claim and now: the profile was not moved
+        control.saw_state(state)
+        return _stopped(job, queue, control, progress)
     try:
         if method == "histogram":
             style, used = _fit_histogram(job, profile, runtime, progress)
@@ -78,7 +83,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         else:
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
-        return _stopped(job, profile, queue, control, progress)
+        return _stopped(job, queue, control, progress)
     # A failure needs no handling here: when the job ends 'failed' (now or after its last retry), a
     # trigger sets the profile's training_status='error' and training_error (sql/migrate.sql).
 
@@ -237,18 +242,12 @@ class _Progress:
         self.control.saw_state(state)
 
 
-def _stopped(job: Job, profile: dict[str, Any], queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
+def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
     assert job.style_profile_id is not None
     state = control.job_state
     if state == "canceled":
-        # A cancel after the job set 'training' already moved the profile (the trigger in sql/migrate.sql);
-        # this covers one that came between the claim and that write.
-        if profile.get("model_key"):  # a canceled retrain: the model trained before stays in use
-            queue.update_style_training(job.style_profile_id, training_status="ready", training_error=None)
-        else:
-            queue.update_style_training(
-                job.style_profile_id, training_status="error", training_error="training canceled"
-            )
+        # The profile needs nothing here: a cancel before the job moved it to 'training' left it as it
+        # was (the move is conditional), one after was handled by the trigger in sql/migrate.sql.
         queue.ack_cancel(job.id, 0, progress.as_json())
         return StyleOutcome("canceled")
     if state is not None:
