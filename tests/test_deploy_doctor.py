@@ -96,6 +96,9 @@ def test_models_are_listed_with_presence_and_licence(tmp_path: Path) -> None:
     assert all(note.ok and note.warn for note in notes)  # what is off and why, never a failure
     assert doctor.licence_of("lama") == registry.spec("big-lama").licence
     assert doctor.licence_of("opencv-telea") is None
+    assert doctor.licence_of("mtcnn") == registry.IN_WHEELS["mtcnn"]
+    if "face_detector=mtcnn" in loaded.detail:  # facenet-pytorch's wheel is installed (make install)
+        assert f"face_detector=mtcnn ({registry.IN_WHEELS['mtcnn']})" in loaded.detail
 
 
 def test_quick_doctor_fails_when_the_settings_need_a_missing_model(tmp_path: Path) -> None:

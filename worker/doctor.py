@@ -286,10 +286,13 @@ def check_disk(settings: Settings) -> Check:
 
 # -- models ----------------------------------------------------------------------------------------
 def licence_of(model: str | None) -> str | None:
-    """The registry's licence for a loaded model (``lama``, ``codeformer``, ``retinaface-r50``…), if it lists it."""
+    """The registry's licence for a loaded model (``lama``, ``codeformer``, ``retinaface-r50``,
+    ``mtcnn``…), if it lists it."""
     from worker.models import registry
 
     name = (model or "").lower()
+    if name in registry.IN_WHEELS:
+        return registry.IN_WHEELS[name]
     return next((s.licence for s in registry.MODELS.values() if name and (name in s.name or s.name in name)), None)
 
 

@@ -102,6 +102,11 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
+# Weights that come inside an installed wheel instead of a download: model name → licence.
+IN_WHEELS: dict[str, str] = {
+    "mtcnn": "MIT (MTCNN weights in the facenet-pytorch wheel, converted from Zhang et al.'s release)",
+}
+
 
 def spec(name: str) -> ModelSpec:
     try:
