@@ -81,7 +81,7 @@ def main() -> None:
             if proc.poll() is None:
                 proc.kill()
         stopping = manager.first("STOPPING=1", term)
-        pings = [t for t, line in list(manager.messages) if line == "WATCHDOG=1"]
+        pings = manager.arrivals("WATCHDOG=1")
         job = queue.get_job(job_id) or {}
         queue.close()
     manager.close()

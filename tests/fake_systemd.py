@@ -44,6 +44,11 @@ class FakeSystemd:
         with self._lock:
             return [line for _, line in self.messages]
 
+    def arrivals(self, line: str) -> list[float]:
+        """When each message equal to ``line`` arrived (monotonic)."""
+        with self._lock:
+            return [t for t, got in self.messages if got == line]
+
     def first(self, text: str, after: float = 0.0) -> float | None:
         """When the first line starting with ``text`` arrived at or after ``after`` (monotonic), if it did."""
         with self._lock:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from worker.config import Settings
 from worker.frame import Face, Image
+from worker.models import registry
 
 
 class FaceDetector(Protocol):
@@ -107,7 +108,6 @@ def load(settings: Settings) -> ModelBundle:
 def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
     """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else OpenCV — and why."""
     from worker.errors import ConfigError, ModelFileError
-    from worker.models import registry
     from worker.models.lama import load_lama
     from worker.models.opencv_inpaint import OpenCVInpainter
 

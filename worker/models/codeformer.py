@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worker.errors import ModelFileError
+from worker.models import registry
 
 NAME = "codeformer"
 FACE_SIZE = 512
@@ -285,16 +286,12 @@ def checkpoint_filter(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
 
 def codeformer(state_dict: Mapping[str, Tensor] | None = None, device: str = "cpu") -> CodeFormer:
     """Build CodeFormer in eval mode, loading ``state_dict`` strictly when given."""
-    from worker.models import registry
-
     model: CodeFormer = registry.ready(CodeFormer(), state_dict, "codeformer.pth", device)
     return model
 
 
 def load(path: Path, device: str = "cpu") -> CodeFormer:
     """Load the official ``codeformer.pth`` (``weights_only``: no code runs from the file)."""
-    from worker.models import registry
-
     return codeformer(checkpoint_filter(registry.torch_load(path)), device)
 
 

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worker.errors import ModelFileError
+from worker.models import registry
 
 THUMB = 256
 POOL = 4
@@ -351,8 +352,6 @@ def build(config: LUT3DConfig | None = None) -> AdaptiveLUT3D:
 
 def load_state(config: LUT3DConfig, state: Mapping[str, Tensor]) -> AdaptiveLUT3D:
     """Build a model and load ``state``; a state of another shape, or not finite, is a :class:`ModelFileError`."""
-    from worker.models import registry
-
     for key, value in state.items():
         if not isinstance(value, Tensor):
             raise ModelFileError(f"style model weight {key!r} is not a tensor; retrain the style")

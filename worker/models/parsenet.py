@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from worker.errors import ModelFileError
+from worker.models import registry
 
 NAME = "parsenet"
 LABELS = (
@@ -109,8 +110,6 @@ class ParseNet(nn.Module):
 
 def parsenet(state_dict: Mapping[str, Tensor] | None = None, device: str = "cpu") -> ParseNet:
     """Build ParseNet in eval mode, loading ``state_dict`` strictly when given."""
-    from worker.models import registry
-
     model: ParseNet = registry.ready(ParseNet(), state_dict, "parsing_parsenet.pth", device)
     return model
 
@@ -123,8 +122,6 @@ def checkpoint_filter(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
 
 
 def load(path: Path, device: str = "cpu") -> ParseNet:
-    from worker.models import registry
-
     return parsenet(checkpoint_filter(registry.torch_load(path)), device)
 
 

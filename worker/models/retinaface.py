@@ -35,6 +35,7 @@ import torchvision
 from torch import Tensor, nn
 
 from worker.errors import ModelFileError
+from worker.models import registry
 
 NAME = "retinaface-r50"
 MEAN_BGR = (104.0, 117.0, 123.0)
@@ -169,13 +170,9 @@ def retinaface(state_dict: Mapping[str, Tensor] | None = None, device: str = "cp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's init warnings are irrelevant: weights follow
         model = RetinaFace()
-    from worker.models import registry
-
     ready: RetinaFace = registry.ready(model, state_dict, "detection_Resnet50_Final.pth", device)
     return ready
 
 
 def load(path: Path, device: str = "cpu") -> RetinaFace:
-    from worker.models import registry
-
     return retinaface(checkpoint_filter(registry.torch_load(path)), device)
