@@ -3,7 +3,8 @@
 #
 #   benchmarks/gpu_check.sh fetch   # here, with the package registries: wheels the GPU image lacks → .whl/
 #   benchmarks/gpu_check.sh run [pipeline|models]   # there (carry .whl and .shared-data) → $OUT
-#     pipeline (default): the GPU tests, and the whole pipeline with 1, 2 and 3 phase lanes
+#     pipeline (default): the GPU tests, and the whole pipeline with photo threads (WORKER_PHOTO_THREADS)
+#       off and at their default, with 3 phase lanes (and 2, all models)
 #     models: the GPU tests, CodeFormer, LaMa and style training/apply speeds, phase 2 step by step
 #
 # The GPU image has Python 3.12 with torch, numpy, pillow, OpenCV, scikit-image/learn, matplotlib,
@@ -66,12 +67,14 @@ run)
     step retouch_phase 60 python3 -m benchmarks.retouch_phase --stand-in-models
   else
     # the step limits add up to 510 s, inside the 580 s asked of the device tool
-    for lanes in 1 2 3; do
-      step "pipeline_all_models_lanes$lanes" 110 python3 -m benchmarks.pipeline_throughput --photos 32 --with-style \
-        --stand-in-models --lanes "$lanes"
+    for pair in "3 1" "3 0" "2 0"; do  # lanes, photo threads (0: the default, one per core up to 8)
+      read -r lanes threads <<<"$pair"
+      step "pipeline_all_models_lanes${lanes}_threads$threads" 110 python3 -m benchmarks.pipeline_throughput \
+        --photos 32 --with-style --stand-in-models --lanes "$lanes" --photo-threads "$threads"
     done
-    for lanes in 1 2; do
-      step "pipeline_as_found_lanes$lanes" 55 python3 -m benchmarks.pipeline_throughput --photos 32 --lanes "$lanes"
+    for threads in 1 0; do
+      step "pipeline_as_found_lanes3_threads$threads" 55 python3 -m benchmarks.pipeline_throughput --photos 32 \
+        --lanes 3 --photo-threads "$threads"
     done
   fi
   tail -n 40 "$out"/*.json

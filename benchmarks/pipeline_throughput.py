@@ -1,7 +1,8 @@
 """A gallery of 24 MP JPEGs through the daemon end to end (embedded PostgreSQL, local storage):
 photos per minute and the time per photo of each phase.
 
-    python -m benchmarks.pipeline_throughput [--photos 12] [--with-style] [--lanes N]   # prints JSON
+    python -m benchmarks.pipeline_throughput [--photos 12] [--with-style] [--lanes N]
+                                             [--batch-size N] [--photo-threads N]   # prints JSON
 
 The gallery cycles through a landscape, two portraits and a still life (real photos from the
 wheels, upscaled to a 6000 px long edge), so face detection and retouch do real work. With
@@ -16,6 +17,9 @@ whose weights ship in its wheel.
 
 ``--lanes N`` runs the batch phases of N batches at once (``WORKER_PHASE_LANES``). On a GPU the
 JSON also gives the peak GPU memory of the gallery run (each lane can hold a batch in a phase).
+``--batch-size`` and ``--photo-threads`` set ``WORKER_BATCH_SIZE`` (0: 8 on a GPU, 1 on a CPU) and
+``WORKER_PHOTO_THREADS`` (0: one per core, at most 8: the threads a batch phase spreads its photos'
+CPU work over; they do nothing with batches of one).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from worker import demo, logs
 from worker.config import Settings
 from worker.daemon import Daemon
 from worker.jobs import Runtime
+from worker.local import effective_batch_size, effective_photo_threads
 from worker.models import bundle
 from worker.models.lama import load_lama
 from worker.queue import Queue
@@ -45,6 +50,8 @@ def main() -> None:
     parser.add_argument("--with-style", action="store_true", help="train a style first and apply it")
     parser.add_argument("--stand-in-models", action="store_true", help="CodeFormer, ParseNet, LaMa, random weights")
     parser.add_argument("--lanes", type=int, default=Settings.phase_lanes, help="batches in the batch phases at once")
+    parser.add_argument("--batch-size", type=int, default=Settings.batch_size, help="0: 8 on a GPU, 1 on a CPU")
+    parser.add_argument("--photo-threads", type=int, default=Settings.photo_threads, help="0: one per core, ≤ 8")
     args = parser.parse_args()
     logs.configure("warning")
     with database() as url, tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +64,13 @@ def main() -> None:
             key = f"{pid}/{gallery}/uploads/IMG_{i:04d}.jpg"
             storage.put(key, photo_24mp(i, sources[i % len(sources)]), "image/jpeg")
             queue.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
-        settings = Settings(data_dir=Path(tmp), worker_id="bench", phase_lanes=args.lanes)
+        settings = Settings(
+            data_dir=Path(tmp),
+            worker_id="bench",
+            phase_lanes=args.lanes,
+            batch_size=args.batch_size,
+            photo_threads=args.photo_threads,
+        )
         models = bundle.load(settings)
         if args.stand_in_models:
             use_stand_in_retouch(models)
@@ -101,6 +114,8 @@ def main() -> None:
             "megapixels": 24,
             "device": runtime.models.device,
             "phase_lanes": args.lanes,
+            "batch_size": effective_batch_size(settings, runtime.models),
+            "photo_threads": effective_photo_threads(settings),
             "models": runtime.models.describe(),
             "model_weights": "stand-ins: real architectures, random weights" if args.stand_in_models else "as found",
             "status": job.get("status"),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from worker.decode import decode
-from worker.frame import Face, Frame
+from worker.frame import Face, Frame, SourceInfo
 from worker.phases import PhaseContext
 from worker.pipeline import BATCH_PHASES, PhotoResult, PhotoTask, Pipeline, PipelineWatcher, watching
 
@@ -108,6 +108,65 @@ def test_photos_edited_before_a_batch_failed_are_edited_once_not_twice(astronaut
     assert sorted(seen) == [f"id{i}" for i in range(8) if i != 5]
     for photo_id, (mean, faces, passes) in seen.items():
         assert (mean, faces, passes) == (pytest.approx(halved), 1, 1), photo_id
+
+
+@pytest.mark.parametrize("photo_threads", [1, 4])
+def test_a_phase_on_photo_threads_fails_only_the_photo_at_fault_and_edits_the_rest_once(
+    astronaut, photo_threads: int
+) -> None:
+    """``ctx.each`` runs a batch's photos on the pipeline's photo threads; a failure waits for the
+    others, then the batch is rerun photo by photo from the frames as they were."""
+    calls: list[tuple[str, str]] = []
+    seen: dict[str, float] = {}
+
+    def style(frames: list[Frame], ctx: PhaseContext) -> None:
+        def one(frame: Frame) -> str:
+            calls.append((frame.photo_id, threading.current_thread().name))
+            if frame.photo_id == "id5":
+                raise ValueError("this one cannot be styled")
+            frame.image = frame.image // 2
+            return frame.photo_id
+
+        assert ctx.each(one, frames) == [f.photo_id for f in frames]  # in photo order
+
+    def deliver(frame: Frame) -> dict[str, str]:
+        seen[frame.photo_id] = float(frame.image.mean())
+        return {}
+
+    phases = with_phase("style", style)
+    pipeline = Pipeline(PhaseContext(), deliver, batch_size=8, phases=phases, photo_threads=photo_threads)
+    results, _ = run(pipeline, tasks(astronaut, 8))
+    assert [r.task.photo_id for r in results if not r.ok] == ["id5"]
+    assert sorted(seen) == [f"id{i}" for i in range(8) if i != 5]
+    halved = float((decode_once(astronaut) // 2).mean())
+    assert all(mean == pytest.approx(halved) for mean in seen.values())  # once, not twice
+    on_photo_threads = [name.startswith("photo") for _, name in calls]
+    if photo_threads > 1:  # the whole batch ran on the photo threads before the failure was raised…
+        assert len(calls) == 8 + 8 and on_photo_threads == [True] * 8 + [False] * 8  # …a batch of one does not
+    else:  # one after another on the phase's own thread, stopping at the photo at fault
+        assert len(calls) == 6 + 8 and not any(on_photo_threads)
+
+
+def test_each_keeps_photo_order_the_log_fields_and_the_first_failure(astronaut) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import structlog
+
+    from worker import logs
+
+    frames = [Frame(f"id{i}", f"p{i}.jpg", astronaut[:8, :8], SourceInfo("JPEG", 8, 8)) for i in range(6)]
+
+    def slow_first(frame: Frame) -> tuple[str, object]:
+        time.sleep(0.05 if frame.photo_id == "id0" else 0.0)  # finishes last, still comes first
+        if frame.photo_id in ("id3", "id4"):
+            raise ValueError(frame.photo_id)
+        return frame.photo_id, structlog.contextvars.get_contextvars().get("job_id")
+
+    with ThreadPoolExecutor(3) as pool, logs.bind(job_id="job-7"):
+        ctx = PhaseContext(photo_pool=pool)
+        assert ctx.each(slow_first, frames[:3]) == [("id0", "job-7"), ("id1", "job-7"), ("id2", "job-7")]
+        with pytest.raises(ValueError, match="id3"):
+            ctx.each(slow_first, frames)
 
 
 @LANES
@@ -238,9 +297,10 @@ def test_every_thread_logs_with_the_fields_bound_to_the_job(astronaut, lanes: in
     assert len(seen) == 18 and {job for _, job in seen} == {"job-42"}
 
 
-def test_lanes_change_no_pixel_and_no_decision(tmp_path, real_photos) -> None:
-    """Every phase for real (faces, classical retouch, cleanup, straightening, outputs) with one lane
-    and with three: the same bytes in every file and the same report for every photo."""
+def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_photos) -> None:
+    """Every phase for real (faces, classical retouch, cleanup, straightening, outputs) with one lane,
+    with three, and with three and photo threads: the same bytes in every file and the same report
+    for every photo."""
     from dataclasses import replace
 
     from worker.config import Settings
@@ -257,14 +317,18 @@ def test_lanes_change_no_pixel_and_no_decision(tmp_path, real_photos) -> None:
     base = Settings(data_dir=tmp_path / "data", device="cpu", batch_size=2)
     models = bundle.load(base)
     runs = {}
-    for lanes in (1, 3):
-        out = tmp_path / f"out{lanes}"
-        entries = process_files(files, out, replace(base, phase_lanes=lanes), models, progress=False)
+    for lanes, photo_threads in ((1, 1), (3, 1), (3, 2)):
+        config = replace(base, phase_lanes=lanes, photo_threads=photo_threads)
+        out = tmp_path / f"out{lanes}-{photo_threads}"
+        entries = process_files(files, out, config, models, progress=False)
         written = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.jpg"))}
         reports = [{k: v for k, v in e.items() if k not in ("timings_s", "output")} for e in entries]
         for report in reports:
-            report["cleanup"].pop("detect_ms")  # a time, the only field that may differ
-        runs[lanes] = (written, reports)
-    assert len(runs[1][0]) >= 3 * len(files) and all(e["error"] is None for e in runs[1][1])
-    assert runs[1][0] == runs[3][0]
-    assert runs[1][1] == runs[3][1]
+            report["cleanup"].pop("detect_ms")  # times, the only fields that may differ
+            report["cleanup"].pop("inpaint_ms", None)
+        runs[(lanes, photo_threads)] = (written, reports)
+    first, *others = runs.values()
+    assert len(first[0]) >= 3 * len(files) and all(e["error"] is None for e in first[1])
+    for other in others:
+        assert other[0] == first[0]
+        assert other[1] == first[1]

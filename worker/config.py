@@ -58,6 +58,7 @@ class Settings:
     batch_size: int = 0  # 0: 8 on a GPU, 1 on the CPU
     phase_lanes: int = 3  # batches in the batch phases at once, at most one per phase (worker/pipeline.py)
     io_threads: int = 8
+    photo_threads: int = 0  # per-photo CPU work inside a batch phase; 0: one per core, at most 8
     prefetch_photos: int = 16
     max_image_pixels: int = 250_000_000
 
@@ -143,6 +144,7 @@ class Settings:
         values["batch_size"] = number("WORKER_BATCH_SIZE", int, 0)
         values["phase_lanes"] = number("WORKER_PHASE_LANES", int, 1, 5)
         values["io_threads"] = number("WORKER_IO_THREADS", int, 1)
+        values["photo_threads"] = number("WORKER_PHOTO_THREADS", int, 0)
         values["prefetch_photos"] = number("WORKER_PREFETCH_PHOTOS", int, 1)
         values["max_image_pixels"] = number("WORKER_MAX_IMAGE_PIXELS", int, 1)
         values["face_restorer"] = choice("WORKER_FACE_RESTORER", ("codeformer", "classic", "off"))

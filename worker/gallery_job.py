@@ -28,7 +28,7 @@ from worker import __version__, culling, logs, style_cache
 from worker.errors import JobInputError, ModelFileError
 from worker.frame import Frame
 from worker.jobs import JobControl, Runtime
-from worker.local import effective_batch_size
+from worker.local import effective_batch_size, effective_photo_threads
 from worker.phases import PHASES, PhaseContext
 from worker.phases.output import Watermark
 from worker.pipeline import PhotoResult, PhotoTask, Pipeline
@@ -196,6 +196,7 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
         max_pixels=settings.max_image_pixels,
         on_phase=tracker.phase_finished,
         lanes=settings.phase_lanes,
+        photo_threads=effective_photo_threads(settings),
     )
     stats = pipeline.run([fetch_for(p) for p in todo], on_result, control.should_stop)
 

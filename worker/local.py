@@ -8,6 +8,7 @@ phase's decisions).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -97,6 +98,7 @@ def process_files(
         prefetch=settings.prefetch_photos,
         max_pixels=settings.max_image_pixels,
         lanes=settings.phase_lanes,
+        photo_threads=effective_photo_threads(settings),
     )
     entries: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=len(files), unit="photo", disable=not progress, desc="processing")
@@ -116,6 +118,13 @@ def effective_batch_size(settings: Settings, models: ModelBundle) -> int:
     if settings.batch_size > 0:
         return settings.batch_size
     return 8 if models.device == "cuda" else 1
+
+
+def effective_photo_threads(settings: Settings) -> int:
+    """``WORKER_PHOTO_THREADS``, or one per core (at most 8, a batch's photos) when it is 0."""
+    if settings.photo_threads > 0:
+        return settings.photo_threads
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def report_entry(path: Path, result: PhotoResult) -> dict[str, Any]:

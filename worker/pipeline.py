@@ -11,7 +11,8 @@ With ``lanes`` > 1, that many batches are in the batch phases at once, each in i
 and a phase runs on one batch at a time (a lock per phase), so the phases of successive batches
 overlap like stations of an assembly line: while one batch is retouched on the GPU the next one
 is analysed on the CPU. A model is never called from two threads at once, and the device holds
-one batch per phase at most. Everything that reaches the caller — ``on_phase``, the watchers,
+one batch per phase at most. Inside a phase, the photos of a batch may share ``photo_threads``
+for their CPU work (:meth:`PhaseContext.each`). Everything that reaches the caller — ``on_phase``, the watchers,
 ``on_result`` — still happens on the calling thread, in photo order.
 
 The pipeline knows nothing about where bytes come from or go to: each
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from worker import decode as decoder
@@ -223,6 +224,7 @@ class Pipeline:
         on_phase: Callable[[str, int], None] | None = None,
         phases: Sequence[tuple[str, PhaseFn]] = BATCH_PHASES,
         lanes: int = 1,
+        photo_threads: int = 1,
     ) -> None:
         self.ctx = ctx
         self.phases = tuple(phases)
@@ -233,6 +235,9 @@ class Pipeline:
         self.prefetch = max(self.batch_size, prefetch)
         self.max_pixels = max_pixels
         self.lanes = max(1, min(lanes, len(self.phases)))  # more lanes than phases could only wait
+        # Threads the batch phases share for their per-photo CPU work (PhaseContext.each); none when
+        # a batch is one photo.
+        self.photo_threads = max(1, photo_threads) if self.batch_size > 1 else 1
         self._unexpected_in_a_row = 0
         self._exhausted = False
         self._breaker_lock = threading.Lock()
@@ -240,6 +245,7 @@ class Pipeline:
         # Lanes report here; the calling thread passes each event on (``_dispatch``).
         self._events: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
         self._stop_lanes = threading.Event()
+        self._phase_ctx = ctx  # with the photo threads while ``run`` runs
 
     # -- public -------------------------------------------------------------------------------
     def run(
@@ -288,6 +294,10 @@ class Pipeline:
             return True
 
         lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="phases") if self.lanes > 1 else None
+        photo_pool = (
+            ThreadPoolExecutor(self.photo_threads, thread_name_prefix="photo") if self.photo_threads > 1 else None
+        )
+        self._phase_ctx = replace(self.ctx, photo_pool=photo_pool)
         with (
             ThreadPoolExecutor(self.io_threads, thread_name_prefix="fetch") as fetch_pool,
             ThreadPoolExecutor(self.io_threads, thread_name_prefix="deliver") as out_pool,
@@ -320,6 +330,8 @@ class Pipeline:
                 self._stop_lanes.set()  # lanes still running stop at their next phase; their photos stay untouched
                 if lane_pool is not None:
                     lane_pool.shutdown(wait=True)
+                if photo_pool is not None:
+                    photo_pool.shutdown(wait=True)
                 self._pump(lambda event: None)  # events of batches that are left untouched
                 decoded_stream.close()
                 drain(0)
@@ -427,7 +439,7 @@ class Pipeline:
         before = [_Before.of(frame) for frame in frames] if len(items) > 1 else []
         t0 = time.perf_counter()
         try:
-            fn(frames, self.ctx)
+            fn(frames, self._phase_ctx)
         except Exception as exc:
             if classify(exc).scope == "job" and not _is_unexpected(exc):
                 raise

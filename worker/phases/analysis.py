@@ -71,6 +71,9 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
     faces_per_frame = detector.detect([f.image for f in frames]) if detector and frames else [[] for _ in frames]
     for frame, faces in zip(frames, faces_per_frame, strict=True):
         frame.faces = list(faces)
+    detector_name = getattr(detector, "name", None)
+
+    def measure(frame: Frame) -> None:  # CPU only: on the photo threads, a photo each
         copies = WorkingCopies.of(frame.image)
         report = analyse(frame.image, frame.faces, copies)
         if ctx.edit.horizon_correction:  # measured here, on the copy already made; phase 4 acts on it
@@ -78,9 +81,11 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         frame.report[NAME] = {
             "source": frame.source.to_json(),
             "faces": [face.to_json() for face in frame.faces],
-            "face_detector": getattr(detector, "name", None),
+            "face_detector": detector_name,
             **report,
         }
+
+    ctx.each(measure, frames)
 
 
 @dataclass(frozen=True)
