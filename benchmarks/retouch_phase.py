@@ -1,6 +1,6 @@
 """Phase 2 as the pipeline runs it, step by step: where a batch's retouch time goes. Prints JSON.
 
-    python -m benchmarks.retouch_phase [--stand-in-models] [--rounds 8]
+    python -m benchmarks.retouch_phase [--stand-in-models] [--rounds 8] [--photo-threads N]
 
 Eight 24 MP portraits (two real portraits from the wheels, upscaled and shifted) are decoded and
 analysed once (faces from the bundle's detector), then phase 2 runs on batches of 8, 7, 6 and 5 of
@@ -12,7 +12,9 @@ feathering the masks, the corrections, the paste-back, and the rest (copying the
 
 ``--stand-in-models``: CodeFormer and ParseNet with their real architectures and random weights
 on the device (what a GPU box runs once its operator fetched the weights); otherwise the models
-the bundle finds (on a fresh box: the classical retouch).
+the bundle finds (on a fresh box: the classical retouch). ``--photo-threads N`` pastes the photos'
+faces on N threads, as the pipeline's photo threads do (``WORKER_PHOTO_THREADS``); the steps are
+then summed over the threads, so only the wall time compares with one thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +59,15 @@ def main() -> None:
     parser.add_argument("--stand-in-models", action="store_true")
     parser.add_argument("--rounds", type=int, default=2 * len(SIZES))
     parser.add_argument("--paste-on", choices=("device", "cpu"), default="device", help="where paste-back runs")
+    parser.add_argument("--photo-threads", type=int, default=1, help="threads the photos' paste-back shares")
     args = parser.parse_args()
     settings = Settings(data_dir=Path("/nonexistent"), worker_id="bench")
     models = bundle.load(settings)
     device = models.device
     if args.stand_in_models:
         use_stand_in_retouch(models)
-    ctx = PhaseContext(models=models)
+    pool = ThreadPoolExecutor(args.photo_threads) if args.photo_threads > 1 else None
+    ctx = PhaseContext(models=models, photo_pool=pool)
     sources = ("grace_hopper", "astronaut")
     frames = [
         decode.decode(photo_24mp(i, sources[i % 2]), photo_id=str(i), filename=f"{i}.jpg", max_pixels=10**9)
@@ -125,6 +130,7 @@ def main() -> None:
             "device": device,
             "restorer": restorer.name,
             "face_parser": models.face_parser.name if models.face_parser else None,
+            "photo_threads": args.photo_threads,
             "rounds": rounds,
         },
     )

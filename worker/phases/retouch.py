@@ -72,21 +72,26 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         entries.append(per_frame)
 
     mask_kind = "none"
-    edited: dict[int, Image] = {}  # frame index → its photo with the faces pasted
+    # frame index → its faces' (job, restored crop, mask), for the photos with a face to paste
+    edited: dict[int, list[tuple[_Job, Image, face_paste.Mask]]] = {}
     if jobs:
         crops = np.stack([job.crop for job in jobs])
         restored = restorer.restore(crops, edit.codeformer_fidelity, edit.smoothing_strength)
         masks, mask_kind = _masks(restored, ctx)
         for job, out, mask in zip(jobs, restored, masks, strict=True):
-            if job.frame not in edited:
-                # Pasted into a copy, never into frame.image: a batch that fails is rerun photo by photo
-                # from the frames as they were (worker/pipeline.py). One copy per photo, not per face.
-                edited[job.frame] = frames[job.frame].image.copy()
-            target = edited[job.frame]
-            delta = face_paste.correction(job.crop, out, mask)
-            face_paste.paste(target, delta, job.alignment, ctx.models.device)
-        for fi, image in edited.items():
-            frames[fi].image = image
+            edited.setdefault(job.frame, []).append((job, out, mask))
+        pastes = {id(frames[fi]): faces for fi, faces in edited.items()}
+
+        def paste_faces(frame: Frame) -> None:  # on the photo threads, a photo each
+            # Pasted into a copy, never into frame.image: a batch that fails is rerun photo by photo
+            # from the frames as they were (worker/pipeline.py). One copy per photo, not per face.
+            target = frame.image.copy()
+            for job, out, mask in pastes[id(frame)]:
+                delta = face_paste.correction(job.crop, out, mask)
+                face_paste.paste(target, delta, job.alignment, ctx.models.device)
+            frame.image = target
+
+        ctx.each(paste_faces, [frames[fi] for fi in edited])
 
     for fi, frame in enumerate(frames):
         applied = fi in edited
