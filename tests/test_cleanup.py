@@ -147,3 +147,55 @@ def test_the_report_names_lama_when_it_ran(wired: tuple[np.ndarray, np.ndarray],
     frame = frame_of(image)
     report = run(frame, ctx)
     assert report["method"] == "lama" and report["applied"]
+
+
+@pytest.mark.parametrize("model", [False, True])
+def test_photo_threads_find_in_parallel_and_a_model_fills_one_photo_at_a_time(
+    wired: tuple[np.ndarray, np.ndarray], astronaut: np.ndarray, model: bool
+) -> None:
+    """Detection runs on the photo threads; OpenCV fills there too, a model inpainter (LaMa on the GPU)
+    is called on the phase's own thread, one call at a time; the result is the same either way."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.models.opencv_inpaint import OpenCVInpainter
+
+    image, _ = wired
+    calls: list[str] = []
+    inside = threading.Semaphore(1)
+
+    class Recording(OpenCVInpainter):
+        def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            assert inside.acquire(blocking=False), "two inpainting calls at once"
+            try:
+                calls.append(threading.current_thread().name)
+                return super().inpaint(image, mask)
+            finally:
+                inside.release()
+
+    class Model:  # not an OpenCVInpainter: stands for LaMa
+        name = "opencv-telea"
+
+        def __init__(self) -> None:
+            self.inner = Recording("telea")
+
+        def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            return self.inner.inpaint(image, mask)
+
+    serial = [frame_of(image), frame_of(astronaut), frame_of(image)]
+    cleanup.run(serial, PhaseContext())
+    frames = [frame_of(image), frame_of(astronaut), frame_of(image)]
+    with ThreadPoolExecutor(3, thread_name_prefix="photo") as pool:
+        if model:
+            cleanup.run(frames, PhaseContext(models=ModelBundle(inpainter=Model()), photo_pool=pool))
+        else:
+            inside = threading.Semaphore(3)  # OpenCV may fill photos at once
+            cleanup.run(frames, PhaseContext(models=ModelBundle(inpainter=Recording("telea")), photo_pool=pool))
+    on_photo_threads = {name.startswith("photo") for name in calls}
+    assert calls and on_photo_threads == ({False} if model else {True})
+    for a, b in zip(serial, frames, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        strip = ("detect_ms", "inpaint_ms")
+        assert {k: v for k, v in a.report["cleanup"].items() if k not in strip} == {
+            k: v for k, v in b.report["cleanup"].items() if k not in strip
+        }

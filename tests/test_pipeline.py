@@ -297,7 +297,7 @@ def test_every_thread_logs_with_the_fields_bound_to_the_job(astronaut, lanes: in
     assert len(seen) == 18 and {job for _, job in seen} == {"job-42"}
 
 
-def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_photos) -> None:
+def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_photos, monkeypatch) -> None:
     """Every phase for real (faces, classical retouch, cleanup, straightening, outputs) with one lane,
     with three, and with three and photo threads: the same bytes in every file and the same report
     for every photo."""
@@ -306,6 +306,16 @@ def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_
     from worker.config import Settings
     from worker.local import process_files
     from worker.models import bundle
+    from worker.phases import analysis
+
+    threads: list[str] = []
+    analyse = analysis.analyse
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return analyse(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "analyse", spy)
 
     files = []
     for i in range(3):  # 12 photos, batches of 2: the lanes really overlap
@@ -320,7 +330,10 @@ def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_
     for lanes, photo_threads in ((1, 1), (3, 1), (3, 2)):
         config = replace(base, phase_lanes=lanes, photo_threads=photo_threads)
         out = tmp_path / f"out{lanes}-{photo_threads}"
+        threads.clear()
         entries = process_files(files, out, config, models, progress=False)
+        on_photo_threads = {name.startswith("photo") for name in threads}
+        assert on_photo_threads == ({True} if photo_threads > 1 else {False}), (lanes, photo_threads)
         written = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*.jpg"))}
         reports = [{k: v for k, v in e.items() if k not in ("timings_s", "output")} for e in entries]
         for report in reports:

@@ -303,7 +303,7 @@ def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue:
         queue.conn.execute("UPDATE processing_jobs SET max_attempts = %s WHERE id = %s", (max_attempts, job_id))
         job = queue.claim()
         assert job is not None and job.id == job_id
-        queue.update_style_training(profile, training_status="training")  # what run_style_job does first
+        assert queue.start_style_training(job_id) == "processing"  # what run_style_job does first
         return profile, job_id
 
     def profile_status(profile: str) -> tuple[str, str | None]:
@@ -333,7 +333,7 @@ def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue:
 def test_canceling_a_training_that_waits_for_a_retry_ends_its_profiles_training(
     queue: Queue, storage: LocalStorage, astronaut: np.ndarray, had_model: bool
 ) -> None:
-    """No worker holds the job, so the trigger does what the worker does on a cancel it sees."""
+    """No worker holds the job: the trigger ends its profile's training, as for any cancel after the start."""
     photographer, profile = studio_with_profile(queue)
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
@@ -342,7 +342,7 @@ def test_canceling_a_training_that_waits_for_a_retry_ends_its_profiles_training(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
     )
     assert queue.claim() is not None
-    queue.update_style_training(profile, training_status="training")
+    assert queue.start_style_training(job_id) == "processing"
     assert queue.fail(job_id, "storage timed out", 30.0) == "queued"  # waiting for its retry
     assert queue.cancel(job_id) == "canceled"
     row = queue.style_profile(profile)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -31,6 +32,9 @@ from worker.face_align import FACE_SIZE, Alignment, bounds
 from worker.frame import Image
 
 Mask = npt.NDArray[np.float32]
+# One GPU paste-back at a time, whatever the thread (phase 2 pastes photos on the photo threads):
+# its float64 sampling grid for a large face takes a few hundred MB of GPU memory.
+_DEVICE_PASTE = threading.Lock()
 
 # The oval, in 512² FFHQ-aligned coordinates: forehead to chin, cheek to cheek (ears and
 # hair outside). Chosen on the template (eyes at y≈240, mouth at y≈371) and checked on
@@ -127,7 +131,8 @@ def paste(
     if x1 <= x0 or y1 <= y0:
         return None
     if device.startswith("cuda"):
-        paste_torch(target, source, inverse, box, device)
+        with _DEVICE_PASTE:
+            paste_torch(target, source, inverse, box, device)
         return box
     to_roi = inverse.copy()
     to_roi[:, 2] -= (x0, y0)

@@ -124,7 +124,7 @@ def effective_photo_threads(settings: Settings) -> int:
     """``WORKER_PHOTO_THREADS``, or one per core (at most 8, a batch's photos) when it is 0."""
     if settings.photo_threads > 0:
         return settings.photo_threads
-    return max(1, min(8, os.cpu_count() or 1))
+    return max(1, min(8, len(os.sched_getaffinity(0))))  # the cores this process may use
 
 
 def report_entry(path: Path, result: PhotoResult) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 # Bumped whenever the worker starts relying on SQL an older migration lacks, so a worker refuses a
 # database that was not migrated for it. 2: the trigger that ends a failed style training
-# (sql/migrate.sql, apelier_fail_style_training).
+# (sql/migrate.sql, apelier_fail_style_training). 3: apelier.start_style_training (sql/functions.sql).
 SCHEMA_VERSION = 3
 MIGRATION_FILES = ("schema.sql", "migrate.sql", "functions.sql", "realtime.sql", "policies.sql")
 JOB_TYPES = ("gallery", "restyle", "train_style")

@@ -23,7 +23,6 @@ feathered ring around them), so a person can review every change and undo it.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -51,10 +50,8 @@ log = logs.get(__name__)
 def run(frames: list[Frame], ctx: PhaseContext) -> None:
     edit = ctx.edit
     inpainter: Inpainter = ctx.models.inpainter or OpenCVInpainter("telea")
-    if not isinstance(inpainter, OpenCVInpainter):
-        inpainter = _OneAtATime(inpainter)  # a model (LaMa on the GPU): one photo thread at a time
 
-    def clean(frame: Frame) -> None:  # on the photo threads, a photo each
+    def find(frame: Frame) -> list[Region]:  # on the photo threads, a photo each
         report: dict[str, Any] = {
             "level": edit.cleanup_level,
             "method": None,
@@ -64,10 +61,10 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         frame.report[NAME] = report
         if edit.cleanup_level == "off":
             report["reason"] = "cleanup_level is off"
-            return
+            return []
         if not (edit.power_line_removal or edit.exit_sign_removal):
             report["reason"] = "power_line_removal and exit_sign_removal are both off"
-            return
+            return []
         t0 = time.perf_counter()
         regions = detect(frame, edit.cleanup_level, wires=edit.power_line_removal, signs=edit.exit_sign_removal)
         kept, dropped = protect_faces(regions, frame.faces, guard_px=CropParams().feather_px)
@@ -75,7 +72,12 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         report["detect_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
         if not kept:
             report["reason"] = "nothing to remove"
-            return
+        return kept
+
+    found = {id(frame): kept for frame, kept in zip(frames, ctx.each(find, frames), strict=True)}
+
+    def fill(frame: Frame) -> None:
+        kept, report = found[id(frame)], frame.report[NAME]
         t1 = time.perf_counter()
         frame.image, stats = fill_regions(frame.image, kept, inpainter)
         report["inpaint_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
@@ -93,20 +95,12 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             inpaint_ms=report["inpaint_ms"],
         )
 
-    ctx.each(clean, frames)
-
-
-class _OneAtATime:
-    """An inpainter that takes one call at a time, whatever the thread (a model on the GPU)."""
-
-    def __init__(self, inner: Inpainter) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self._lock = threading.Lock()
-
-    def inpaint(self, image: Any, mask: Any) -> Any:
-        with self._lock:
-            return self.inner.inpaint(image, mask)
+    to_fill = [frame for frame in frames if found[id(frame)]]
+    if isinstance(inpainter, OpenCVInpainter):
+        ctx.each(fill, to_fill)  # OpenCV on the CPU: on the photo threads too
+    else:
+        for frame in to_fill:  # a model (LaMa on the GPU): one call at a time, on the phase's thread
+            fill(frame)
 
 
 def detect(frame: Frame, level: str, *, wires: bool = True, signs: bool = True) -> list[Region]:
