@@ -390,3 +390,29 @@ def test_training_keeps_only_small_copies_of_the_photos(
     for photo, before, after in zip(photos, shapes[::2], shapes[1::2], strict=True):
         assert before == after  # aligned
         assert before[:2] == shrink(photo, 512).shape[:2]
+
+
+@pytest.mark.parametrize("had_model", [False, True])
+def test_a_training_released_on_shutdown_leaves_the_profile_as_it_was_before_it_started(
+    queue: Queue, storage: LocalStorage, settings: Settings, astronaut: np.ndarray, had_model: bool
+) -> None:
+    """SIGTERM while training: the job goes back to the queue, the profile back to ready (it has a
+    model, still applied to galleries) or pending, until a worker claims the job again."""
+    photographer, profile = studio_with_profile(queue)
+    if had_model:
+        store_histogram_style(queue, storage, photographer, profile, astronaut)
+    pairs = upload_pairs(storage, photographer, training_photos()[:5])
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": pairs}
+    )
+    job = queue.claim()
+    assert job is not None and job.id == job_id
+    control = JobControl()
+    control.shutdown.set()
+    runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
+    assert run_style_job(job, queue, runtime, control).status == "released"
+    row = queue.style_profile(profile)
+    assert row is not None
+    assert (row["training_status"], row["status"]) == (("ready",) * 2 if had_model else ("pending",) * 2)
+    assert bool(row["model_key"]) == had_model
+    assert (queue.get_job(job_id) or {})["status"] == "queued"

@@ -74,7 +74,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
     state = queue.start_style_training(job.id)
     if state != "processing":  # canceled (or lost) between the claim and now: the profile was not moved
         control.saw_state(state)
-        return _stopped(job, queue, control, progress)
+        return _stopped(job, queue, control, progress, had_model=bool(profile.get("model_key")))
     try:
         if method == "histogram":
             style, used = _fit_histogram(job, profile, runtime, progress)
@@ -83,7 +83,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         else:
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
-        return _stopped(job, queue, control, progress)
+        return _stopped(job, queue, control, progress, had_model=bool(profile.get("model_key")))
     # A failure needs no handling here: when the job ends 'failed' (now or after its last retry), a
     # trigger sets the profile's training_status='error' and training_error (sql/migrate.sql).
 
@@ -242,7 +242,7 @@ class _Progress:
         self.control.saw_state(state)
 
 
-def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress) -> StyleOutcome:
+def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress, *, had_model: bool) -> StyleOutcome:
     assert job.style_profile_id is not None
     state = control.job_state
     if state == "canceled":
@@ -252,7 +252,8 @@ def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress) -
         return StyleOutcome("canceled")
     if state is not None:
         return StyleOutcome("lost")
-    queue.update_style_training(job.style_profile_id, training_status="pending", training_error=None)
+    # Released (the worker is stopping): the profile as it was before, until a worker claims the job again.
+    queue.update_style_training(job.style_profile_id, training_status="ready" if had_model else "pending")
     queue.release(job.id)
     return StyleOutcome("released")
 
