@@ -179,3 +179,52 @@ def test_parsenet_matches_facexlib_numerically():
     with torch.inference_mode():
         expected, mine_out = reference(x)[0], mine(x)[0]
     torch.testing.assert_close(mine_out, expected)
+
+
+def test_mtcnn_on_many_photos_at_once_finds_what_it_finds_one_by_one(detector, real_photos) -> None:
+    """The GPU path: photos of one size through the cascade together (NMS kept within each photo),
+    mixed with a photo of another size; the same faces, boxes, landmarks and scores as one by one."""
+    import io
+
+    from PIL import Image
+
+    images: list[np.ndarray] = []
+    for _, data in real_photos:
+        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        images.append(np.ascontiguousarray(cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_AREA)))
+    images.append(images[0].copy())  # the same face at the same place twice: NMS must not mix photos
+    images.append(np.ascontiguousarray(images[0][:400, :300]))  # another size: a group of its own
+    model = detector.model
+    one_by_one = [model.detect(image) for image in images]
+    together = model.detect_many(images)
+    assert len(one_by_one[0]) >= 1 and len(together[-2]) == len(one_by_one[0])  # both copies keep the face
+    for a, b in zip(one_by_one, together, strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(sorted(a, key=lambda d: -d.score), sorted(b, key=lambda d: -d.score), strict=True):
+            np.testing.assert_allclose(x.box, y.box, atol=0.05)
+            np.testing.assert_allclose(x.landmarks, y.landmarks, atol=0.05)
+            assert x.score == pytest.approx(y.score, abs=1e-4)
+
+
+@pytest.mark.gpu
+def test_mtcnn_batched_on_cuda_finds_what_the_cpu_finds(detector, real_photos) -> None:
+    import io
+
+    from PIL import Image
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    images: list[np.ndarray] = []
+    for _, data in real_photos:
+        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        images.append(np.ascontiguousarray(cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_AREA)))
+    images.append(images[0].copy())
+    on_cpu = [detector.model.detect(image) for image in images]
+    on_gpu = mtcnn.mtcnn("cuda").detect_many(images)
+    assert sum(map(len, on_cpu)) >= 2
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(sorted(a, key=lambda d: -d.score), sorted(b, key=lambda d: -d.score), strict=True):
+            np.testing.assert_allclose(x.box, y.box, atol=1.0)
+            np.testing.assert_allclose(x.landmarks, y.landmarks, atol=1.0)
+            assert x.score == pytest.approx(y.score, abs=1e-3)

@@ -8,8 +8,9 @@ so the cost does not grow with the camera's megapixels.
 
 * :class:`RetinaFaceDetector` — ``detection_Resnet50_Final.pth`` from the registry;
   photos of a batch are letterboxed into one tensor and run together on the device.
-* :class:`MTCNNDetector` — the 2 MB weights inside the facenet-pytorch wheel; runs per
-  photo, CPU-friendly; what tests, CI and a fresh box use.
+* :class:`MTCNNDetector` — the 2 MB weights inside the facenet-pytorch wheel; CPU-friendly;
+  what tests, CI and a fresh box use. Per photo on the CPU; on a GPU a batch's photos of one
+  size run through the cascade together (:meth:`~worker.models.mtcnn.MTCNN.detect_many`).
 
 :func:`load_detector` picks one and says, in one line, why.
 """
@@ -53,15 +54,15 @@ class MTCNNDetector:
         self.min_score = min_score
 
     def detect(self, images: Sequence[Image]) -> list[list[Face]]:
+        works = [WorkingImage(image, self.max_side) for image in images]
+        if self.model.device.type == "cuda":  # a batch's photos of one size in one cascade: far fewer launches
+            detections = self.model.detect_many([work.rgb for work in works])
+        else:  # on the CPU one photo at a time is faster (measured: 113–130 against 144–153 ms a photo)
+            detections = [self.model.detect(work.rgb) for work in works]
         out = []
-        for image in images:
-            work = WorkingImage(image, self.max_side)
-            found = [
-                _face(d.box, d.landmarks, d.score, work.scale)
-                for d in self.model.detect(work.rgb)
-                if d.score >= self.min_score
-            ]
-            out.append(sorted(found, key=lambda f: -f.score))
+        for work, found in zip(works, detections, strict=True):
+            faces = [_face(d.box, d.landmarks, d.score, work.scale) for d in found if d.score >= self.min_score]
+            out.append(sorted(faces, key=lambda f: -f.score))
         return out
 
 

@@ -21,6 +21,7 @@ input flattened in (x, y) order, as the converted weights expect.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import nms, roi_align
+from torchvision.ops import batched_nms, roi_align
 
 from worker.errors import ModelFileError
 from worker.models import registry
@@ -121,70 +122,90 @@ class MTCNN(nn.Module):
 
     @torch.inference_mode()
     def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(self.device)
-        img = img.permute(2, 0, 1).unsqueeze(0).float()  # 1×3×H×W in [0, 255]
-        h, w = img.shape[-2:]
-        boxes = self._propose(img)
-        if len(boxes):
-            boxes = self._refine(img, boxes)
-        if not len(boxes):
-            return []
-        final, points = self._output(img, boxes)
-        out = []
-        for b, p in zip(final.cpu().numpy(), points.cpu().numpy(), strict=True):
-            box = np.array([max(0, b[0]), max(0, b[1]), min(w, b[2]), min(h, b[3])], np.float32)
-            out.append(Detection(box, p.astype(np.float32), float(b[4])))
+        return self.detect_many([image])[0]
+
+    @torch.inference_mode()
+    def detect_many(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[list[Detection]]:
+        """:meth:`detect` on each image. Images of one size go through the cascade together: one call
+        per network and pyramid level for all of them, instead of one per image (on a GPU, each
+        call and each read of a result back costs more than the arithmetic)."""
+        out: list[list[Detection]] = [[] for _ in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(tuple(image.shape), []).append(i)
+        for members in groups.values():
+            stacked = np.stack([np.asarray(images[i], dtype=np.uint8) for i in members])
+            img = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2).float()  # N×3×H×W, 0–255
+            for member, found in zip(members, self._cascade(img), strict=True):
+                out[member] = found
         return out
 
-    def _propose(self, img: Tensor) -> Tensor:
-        """Stage 1: P-Net over the pyramid → square candidate boxes (x0, y0, x1, y1, score)."""
+    def _cascade(self, img: Tensor) -> list[list[Detection]]:
+        h, w = img.shape[-2:]
+        found: list[list[Detection]] = [[] for _ in range(img.shape[0])]
+        idx, boxes = self._propose(img)
+        if len(boxes):
+            idx, boxes = self._refine(img, idx, boxes)
+        if not len(boxes):
+            return found
+        idx, final, points = self._output(img, idx, boxes)
+        for i, b, p in zip(idx.cpu().tolist(), final.cpu().numpy(), points.cpu().numpy(), strict=True):
+            box = np.array([max(0, b[0]), max(0, b[1]), min(w, b[2]), min(h, b[3])], np.float32)
+            found[i].append(Detection(box, p.astype(np.float32), float(b[4])))
+        return found
+
+    def _propose(self, img: Tensor) -> tuple[Tensor, Tensor]:
+        """Stage 1: P-Net over the pyramid → (image index, square candidate box (x0, y0, x1, y1, score))."""
         h, w = img.shape[-2:]
         scale = 12.0 / self.min_face
         side = min(h, w) * scale
-        found = []
+        found, found_idx = [], []
         while side >= 12:
             size = (int(h * scale + 1), int(w * scale + 1))
             x = _normalise(F.interpolate(img, size=size, mode="area"))
             reg, prob = self.pnet(x)
-            ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
+            bs, ys, xs = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
             if len(ys):
-                score = prob[0, ys, xs]
+                score = prob[bs, ys, xs]
                 # Window (12×12 at stride 2 in the scaled image) back in input pixels.
                 x0 = torch.floor((2 * xs + 1) / scale)
                 y0 = torch.floor((2 * ys + 1) / scale)
                 x1 = torch.floor((2 * xs + 12) / scale)
                 y1 = torch.floor((2 * ys + 12) / scale)
-                cand = torch.stack([x0, y0, x1, y1, score, *reg[0, :, ys, xs]], dim=1)
-                found.append(cand[nms(cand[:, :4], cand[:, 4], 0.5)])
+                cand = torch.stack([x0, y0, x1, y1, score, *reg[bs, :, ys, xs].unbind(1)], dim=1)
+                keep = batched_nms(cand[:, :4], cand[:, 4], bs, 0.5)
+                found.append(cand[keep])
+                found_idx.append(bs[keep])
             scale *= self.factor
             side *= self.factor
         if not found:
-            return torch.zeros(0, 5, device=img.device)
-        cand = torch.cat(found)
-        cand = cand[nms(cand[:, :4], cand[:, 4], 0.7)]
-        return _square(_regress(cand[:, :5], cand[:, 5:9]))
+            return torch.zeros(0, dtype=torch.long, device=img.device), torch.zeros(0, 5, device=img.device)
+        cand, idx = torch.cat(found), torch.cat(found_idx)
+        keep = batched_nms(cand[:, :4], cand[:, 4], idx, 0.7)
+        cand, idx = cand[keep], idx[keep]
+        return idx, _square(_regress(cand[:, :5], cand[:, 5:9]))
 
-    def _refine(self, img: Tensor, boxes: Tensor) -> Tensor:
+    def _refine(self, img: Tensor, idx: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Stage 2: R-Net on 24² crops rejects and regresses."""
-        reg, prob = self.rnet(_crops(img, boxes, 24))
+        reg, prob = self.rnet(_crops(img, idx, boxes, 24))
         keep = prob > self.thresholds[1]
         boxes = torch.cat([boxes[keep, :4], prob[keep, None]], dim=1)
-        reg = reg[keep]
-        pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
-        return _square(_regress(boxes[pick], reg[pick]))
+        reg, idx = reg[keep], idx[keep]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], idx, 0.7)
+        return idx[pick], _square(_regress(boxes[pick], reg[pick]))
 
-    def _output(self, img: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """Stage 3: O-Net on 48² crops → final boxes and landmarks."""
-        reg, marks, prob = self.onet(_crops(img, boxes, 48))
+    def _output(self, img: Tensor, idx: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Stage 3: O-Net on 48² crops → final (image index, box, landmarks)."""
+        reg, marks, prob = self.onet(_crops(img, idx, boxes, 48))
         keep = prob > self.thresholds[2]
         boxes = torch.cat([boxes[keep, :4], prob[keep, None]], dim=1)
-        reg, marks = reg[keep], marks[keep]
+        reg, marks, idx = reg[keep], marks[keep], idx[keep]
         bw = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         bh = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
         points = torch.stack([boxes[:, :1] + bw * marks[:, :5] - 1, boxes[:, 1:2] + bh * marks[:, 5:] - 1], -1)
         boxes = _regress(boxes, reg)
-        pick = _nms_min(boxes[:, :4], boxes[:, 4], 0.7)
-        return boxes[pick], points[pick]
+        pick = _nms_min(boxes[:, :4], boxes[:, 4], idx, 0.7)
+        return idx[pick], boxes[pick], points[pick]
 
 
 def _normalise(x: Tensor) -> Tensor:
@@ -209,31 +230,32 @@ def _square(boxes: Tensor) -> Tensor:
     return torch.stack([x0, y0, x0 + side, y0 + side, boxes[:, 4]], dim=1)
 
 
-def _crops(img: Tensor, boxes: Tensor, size: int) -> Tensor:
-    """Resample each box (integer-rounded, inclusive) to size², zero outside the image, normalised."""
+def _crops(img: Tensor, idx: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """Resample each box (integer-rounded, inclusive) of image ``idx`` to size², zero outside, normalised."""
     b = torch.trunc(boxes[:, :4])
     rois = torch.cat(
-        [torch.zeros(len(b), 1, device=img.device), b[:, :2] - 1, b[:, 2:4]], dim=1
+        [idx[:, None].to(b.dtype), b[:, :2] - 1, b[:, 2:4]], dim=1
     )  # pixel-edge coordinates of pixels x0..x1 (1-based, inclusive)
     return _normalise(roi_align(img, rois, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True))
 
 
-def _nms_min(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:
-    """Greedy NMS on intersection over the *smaller* area (drops boxes nested in a better one)."""
-    order = scores.argsort(descending=True)
-    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+def _nms_min(boxes: Tensor, scores: Tensor, idx: Tensor, threshold: float) -> Tensor:
+    """Greedy NMS on intersection over the *smaller* area (drops boxes nested in a better one), within
+    each image ``idx``. On the CPU: a few dozen boxes, read back once instead of once per box."""
+    b, s, im = boxes.cpu(), scores.cpu(), idx.cpu()
+    area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
     keep: list[int] = []
-    suppressed = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
-    for i in order.tolist():
+    suppressed = torch.zeros(len(b), dtype=torch.bool)
+    for i in s.argsort(descending=True).tolist():
         if suppressed[i]:
             continue
         keep.append(i)
-        xx0 = torch.maximum(boxes[i, 0], boxes[:, 0])
-        yy0 = torch.maximum(boxes[i, 1], boxes[:, 1])
-        xx1 = torch.minimum(boxes[i, 2], boxes[:, 2])
-        yy1 = torch.minimum(boxes[i, 3], boxes[:, 3])
+        xx0 = torch.maximum(b[i, 0], b[:, 0])
+        yy0 = torch.maximum(b[i, 1], b[:, 1])
+        xx1 = torch.minimum(b[i, 2], b[:, 2])
+        yy1 = torch.minimum(b[i, 3], b[:, 3])
         inter = (xx1 - xx0 + 1).clamp(min=0) * (yy1 - yy0 + 1).clamp(min=0)
-        suppressed |= inter / torch.minimum(area[i], area) > threshold
+        suppressed |= (inter / torch.minimum(area[i], area) > threshold) & (im == im[i])
     return torch.tensor(keep, dtype=torch.long, device=boxes.device)
 
 
