@@ -181,50 +181,45 @@ def test_parsenet_matches_facexlib_numerically():
     torch.testing.assert_close(mine_out, expected)
 
 
-def test_mtcnn_on_many_photos_at_once_finds_what_it_finds_one_by_one(detector, real_photos) -> None:
-    """The GPU path: photos of one size through the cascade together (NMS kept within each photo),
-    mixed with a photo of another size; the same faces, boxes, landmarks and scores as one by one."""
+def same_size_photos(real_photos: list[tuple[str, bytes]]) -> list[np.ndarray]:
+    """The wheel photos at 640×480, and the first of them (the astronaut's face) a second time."""
     import io
 
     from PIL import Image
 
-    images: list[np.ndarray] = []
+    images = []
     for _, data in real_photos:
         rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         images.append(np.ascontiguousarray(cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_AREA)))
-    images.append(images[0].copy())  # the same face at the same place twice: NMS must not mix photos
+    return [*images, images[0].copy()]  # the same face at the same place twice: NMS must not mix photos
+
+
+def assert_same_faces(a: list[list[mtcnn.Detection]], b: list[list[mtcnn.Detection]], px: float, score: float) -> None:
+    assert [len(found) for found in a] == [len(found) for found in b]
+    for one, other in zip(a, b, strict=True):
+        for x, y in zip(sorted(one, key=lambda d: -d.score), sorted(other, key=lambda d: -d.score), strict=True):
+            np.testing.assert_allclose(x.box, y.box, atol=px)
+            np.testing.assert_allclose(x.landmarks, y.landmarks, atol=px)
+            assert x.score == pytest.approx(y.score, abs=score)
+
+
+def test_mtcnn_on_many_photos_at_once_finds_what_it_finds_one_by_one(detector, real_photos) -> None:
+    """The GPU path: photos of one size through the cascade together (NMS kept within each photo),
+    mixed with a photo of another size; the same faces, boxes, landmarks and scores as one by one."""
+    images = same_size_photos(real_photos)
     images.append(np.ascontiguousarray(images[0][:400, :300]))  # another size: a group of its own
     model = detector.model
     one_by_one = [model.detect(image) for image in images]
     together = model.detect_many(images)
     assert len(one_by_one[0]) >= 1 and len(together[-2]) == len(one_by_one[0])  # both copies keep the face
-    for a, b in zip(one_by_one, together, strict=True):
-        assert len(a) == len(b)
-        for x, y in zip(sorted(a, key=lambda d: -d.score), sorted(b, key=lambda d: -d.score), strict=True):
-            np.testing.assert_allclose(x.box, y.box, atol=0.05)
-            np.testing.assert_allclose(x.landmarks, y.landmarks, atol=0.05)
-            assert x.score == pytest.approx(y.score, abs=1e-4)
+    assert_same_faces(one_by_one, together, px=0.05, score=1e-4)
 
 
 @pytest.mark.gpu
 def test_mtcnn_batched_on_cuda_finds_what_the_cpu_finds(detector, real_photos) -> None:
-    import io
-
-    from PIL import Image
-
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    images: list[np.ndarray] = []
-    for _, data in real_photos:
-        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        images.append(np.ascontiguousarray(cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_AREA)))
-    images.append(images[0].copy())
+    images = same_size_photos(real_photos)
     on_cpu = [detector.model.detect(image) for image in images]
-    on_gpu = mtcnn.mtcnn("cuda").detect_many(images)
     assert sum(map(len, on_cpu)) >= 2
-    for a, b in zip(on_cpu, on_gpu, strict=True):
-        assert len(a) == len(b)
-        for x, y in zip(sorted(a, key=lambda d: -d.score), sorted(b, key=lambda d: -d.score), strict=True):
-            np.testing.assert_allclose(x.box, y.box, atol=1.0)
-            np.testing.assert_allclose(x.landmarks, y.landmarks, atol=1.0)
-            assert x.score == pytest.approx(y.score, abs=1e-3)
+    assert_same_faces(on_cpu, mtcnn.mtcnn("cuda").detect_many(images), px=1.0, score=1e-3)
