@@ -138,3 +138,42 @@ def test_style_phase_applies_the_model(lut_style: style_model.LutStyle, astronau
     assert np.array_equal(frame.image, lut_style.apply(astronaut, "cpu"))
     assert plain.report["style"]["applied"] is False
     assert np.array_equal(plain.image, astronaut)
+
+
+@pytest.mark.parametrize("method", ["lut3d", "histogram"])
+def test_a_batch_styled_at_once_on_photo_threads_is_styled_as_one_by_one(
+    lut_style: style_model.LutStyle,
+    astronaut: np.ndarray,
+    coffee: np.ndarray,
+    method: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Phase 1 on a batch: thumbnails (or statistics) on the photo threads, the model called once
+    for all, each photo rendered on the threads: the pixels of each photo alone (the LUT network on
+    a batch rounds differently in the 7th digit: a handful of pixels one level apart)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker import style_histogram
+
+    style = lut_style if method == "lut3d" else style_histogram.fit([coffee])
+    photos = [astronaut, coffee, astronaut[::-1].copy()]
+    frames = [
+        Frame(f"p{i}", "x.jpg", p.copy(), SourceInfo("JPEG", p.shape[1], p.shape[0])) for i, p in enumerate(photos)
+    ]
+    threads: set[str] = set()
+    render = style_phase.render
+
+    def spy(lut: torch.Tensor, image: np.ndarray, device: str) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return render(lut, image, device)
+
+    monkeypatch.setattr(style_phase, "render", spy)
+    with ThreadPoolExecutor(3, thread_name_prefix="photo") as pool:
+        style_phase.run(frames, PhaseContext(style_model=style, photo_pool=pool))
+    assert threads and all(name.startswith("photo") for name in threads)
+    for frame, photo in zip(frames, photos, strict=True):
+        assert frame.report["style"] == {"applied": True, "method": method}
+        alone = style.apply(photo, "cpu").astype(int)
+        diff = np.abs(frame.image.astype(int) - alone).max(axis=2)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3

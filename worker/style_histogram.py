@@ -34,6 +34,7 @@ from worker.errors import ModelFileError
 from worker.frame import Image
 from worker.models import lut3d
 from worker.resize import shrink
+from worker.style_model import Each, one_by_one, render
 
 N_QUANTILES = 33
 _LEVELS = np.linspace(0.01, 0.99, N_QUANTILES)
@@ -96,11 +97,11 @@ class HistogramStyle:
         quant, stats = _measure(image)
         return torch.from_numpy(self.lut_for_stats(quant, stats))
 
+    def luts_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[Tensor]:
+        return each(self.lut_for, images)  # statistics and curves, on the CPU
+
     def apply(self, image: Image, device: str = "cpu") -> Image:
-        lut = self.lut_for(image)
-        if torch.device(device).type == "cuda":
-            return lut3d.apply_lut_image_torch(lut, image, device)
-        return lut3d.apply_lut_image_pillow(lut, image)
+        return render(self.lut_for(image), image, device)
 
     def cube(self) -> npt.NDArray[np.float32]:
         """The LUT for a photo whose statistics are the references' own average input (identity-like).

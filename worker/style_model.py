@@ -1,7 +1,7 @@
 """A trained style: what phase 1 applies, and its model file.
 
-Two methods, one protocol (``worker.phases.style.StyleModel``: ``name`` and
-``apply(image, device) -> image``):
+Two methods, one protocol (:class:`Style`; phase 1 uses ``name``, ``luts_for`` and :func:`render`,
+the CLI ``apply(image, device) -> image``):
 
 * ``lut3d`` — :class:`LutStyle`, the image-adaptive 3D LUT trained from
   before/after pairs (``worker/style_train.py``, ``worker/models/lut3d.py``);
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +43,25 @@ from worker.models import lut3d
 
 FORMAT = "apelier-style"
 VERSION = 1
+_I = TypeVar("_I")
+_T = TypeVar("_T")
+
+
+class Each(Protocol):
+    """Maps a function over a batch's photos, in order (phase 1 passes ``PhaseContext.each``)."""
+
+    def __call__(self, fn: Callable[[_I], _T], items: Sequence[_I], /) -> list[_T]: ...
+
+
+def one_by_one(fn: Callable[[_I], _T], items: Sequence[_I], /) -> list[_T]:
+    return [fn(item) for item in items]
+
+
+def render(lut: Tensor, image: Image, device: str) -> Image:
+    """``image`` through one LUT: ``grid_sample`` on a GPU, Pillow's ``Color3DLUT`` on the CPU."""
+    if torch.device(device).type == "cuda":
+        return lut3d.apply_lut_image_torch(lut, image, device)
+    return lut3d.apply_lut_image_pillow(lut, image)
 
 
 class Style(Protocol):
@@ -56,6 +75,10 @@ class Style(Protocol):
 
     def lut_for(self, image: Image, device: str = "cpu") -> Tensor:
         """The ``3×D×D×D`` LUT this photo gets."""
+        ...
+
+    def luts_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[Tensor]:
+        """:meth:`lut_for` of each photo: the per-photo CPU work through ``each``, a model called once."""
         ...
 
     def cube(self) -> npt.NDArray[np.float32]:
@@ -76,17 +99,18 @@ class LutStyle:
 
     def lut_for(self, image: Image, device: str = "cpu") -> Tensor:
         """This photo's fused LUT (``3×D×D×D``), predicted from its thumbnail."""
+        return self.luts_for([image], device)[0]
+
+    def luts_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[Tensor]:
+        """The photos' LUTs: their thumbnails made through ``each`` (the CPU part), one model call for all."""
+        thumbs = each(lut3d.thumbnail, images)
         model = self.model.to(device).eval()
         with torch.no_grad():
-            thumb = lut3d.thumbnail(image).unsqueeze(0).to(device)
-            lut: Tensor = model(thumb)[0]
-        return lut
+            luts: Tensor = model(torch.stack(thumbs).to(device))
+        return list(luts)
 
     def apply(self, image: Image, device: str = "cpu") -> Image:
-        lut = self.lut_for(image, device)
-        if torch.device(device).type == "cuda":
-            return lut3d.apply_lut_image_torch(lut, image, device)
-        return lut3d.apply_lut_image_pillow(lut, image)
+        return render(self.lut_for(image, device), image, device)
 
     def cube(self) -> npt.NDArray[np.float32]:
         with torch.no_grad():

@@ -16,15 +16,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from worker.models.bundle import ModelBundle
 from worker.profile import EditSettings
 
-if TYPE_CHECKING:
-    from worker.frame import Frame
-
 _T = TypeVar("_T")
+_I = TypeVar("_I")
 
 PHASES: tuple[str, ...] = ("analysis", "style", "retouch", "cleanup", "composition", "output")
 
@@ -46,15 +44,16 @@ class PhaseContext:
     # None: the photos of a batch one after another.
     photo_pool: Executor | None = None
 
-    def each(self, fn: Callable[[Frame], _T], frames: Sequence[Frame]) -> list[_T]:
-        """``fn`` over ``frames``, results in photo order: on :attr:`photo_pool` when there is one.
+    def each(self, fn: Callable[[_I], _T], items: Sequence[_I]) -> list[_T]:
+        """``fn`` over ``items`` (a batch's frames, or their photos), results in photo order: on
+        :attr:`photo_pool` when there is one.
 
-        ``fn`` must touch only the frame it is given (and thread-safe state). Every call finishes
+        ``fn`` must touch only the item it is given (and thread-safe state). Every call finishes
         before a failure is raised (the first in photo order), so no thread is still editing a frame
         when the pipeline puts a failed batch back as it was to rerun it photo by photo.
         """
-        if self.photo_pool is None or len(frames) < 2:
-            return [fn(frame) for frame in frames]
-        futures = [self.photo_pool.submit(contextvars.copy_context().run, fn, frame) for frame in frames]
+        if self.photo_pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+        futures = [self.photo_pool.submit(contextvars.copy_context().run, fn, item) for item in items]
         wait_all(futures)
         return [future.result() for future in futures]
