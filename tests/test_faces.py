@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from worker.errors import ModelFileError
 from worker.models import faces, mtcnn, parsenet, retinaface
@@ -223,3 +224,14 @@ def test_mtcnn_batched_on_cuda_finds_what_the_cpu_finds(detector, real_photos) -
     on_cpu = [detector.model.detect(image) for image in images]
     assert sum(map(len, on_cpu)) >= 2
     assert_same_faces(on_cpu, mtcnn.mtcnn("cuda").detect_many(images), px=1.0, score=1e-3)
+
+
+def test_mtcnn_nms_keeps_each_photos_boxes_apart_even_left_of_the_frame() -> None:
+    """Boxes may start outside the photo (squared candidates near an edge): shifting photos apart by
+    the largest coordinate alone would let a box of one photo suppress a box of the next."""
+    boxes = torch.tensor([[500.0, 500.0, 600.0, 600.0], [-96.0, -96.0, 4.0, 4.0], [-90.0, -90.0, 8.0, 8.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    keep = mtcnn._nms_within(boxes, scores, torch.tensor([0, 1, 1]), 0.5)
+    assert sorted(keep.tolist()) == [0, 1]  # the third overlaps the second, in the same photo
+    single = mtcnn._nms_within(boxes, scores, torch.tensor([0, 0, 0]), 0.5)
+    assert torch.equal(single, torchvision.ops.nms(boxes, scores, 0.5))  # one photo: exactly nms

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, roi_align
+from torchvision.ops import nms, roi_align
 
 from worker.errors import ModelFileError
 from worker.models import registry
@@ -135,7 +135,8 @@ class MTCNN(nn.Module):
             groups.setdefault(tuple(image.shape), []).append(i)
         for members in groups.values():
             stacked = np.stack([np.asarray(images[i], dtype=np.uint8) for i in members])
-            img = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2).float()  # N×3×H×W, 0–255
+            # N×3×H×W in 0–255, contiguous: a channels-last view would run other kernels, rounding otherwise.
+            img = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2).float().contiguous()
             for member, found in zip(members, self._cascade(img), strict=True):
                 out[member] = found
         return out
@@ -173,7 +174,7 @@ class MTCNN(nn.Module):
                 x1 = torch.floor((2 * xs + 12) / scale)
                 y1 = torch.floor((2 * ys + 12) / scale)
                 cand = torch.stack([x0, y0, x1, y1, score, *reg[bs, :, ys, xs].unbind(1)], dim=1)
-                keep = batched_nms(cand[:, :4], cand[:, 4], bs, 0.5)
+                keep = _nms_within(cand[:, :4], cand[:, 4], bs, 0.5)
                 found.append(cand[keep])
                 found_idx.append(bs[keep])
             scale *= self.factor
@@ -181,7 +182,7 @@ class MTCNN(nn.Module):
         if not found:
             return torch.zeros(0, dtype=torch.long, device=img.device), torch.zeros(0, 5, device=img.device)
         cand, idx = torch.cat(found), torch.cat(found_idx)
-        keep = batched_nms(cand[:, :4], cand[:, 4], idx, 0.7)
+        keep = _nms_within(cand[:, :4], cand[:, 4], idx, 0.7)
         cand, idx = cand[keep], idx[keep]
         return idx, _square(_regress(cand[:, :5], cand[:, 5:9]))
 
@@ -191,7 +192,7 @@ class MTCNN(nn.Module):
         keep = prob > self.thresholds[1]
         boxes = torch.cat([boxes[keep, :4], prob[keep, None]], dim=1)
         reg, idx = reg[keep], idx[keep]
-        pick = batched_nms(boxes[:, :4], boxes[:, 4], idx, 0.7)
+        pick = _nms_within(boxes[:, :4], boxes[:, 4], idx, 0.7)
         return idx[pick], _square(_regress(boxes[pick], reg[pick]))
 
     def _output(self, img: Tensor, idx: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -228,6 +229,16 @@ def _square(boxes: Tensor) -> Tensor:
     x0 = boxes[:, 0] + w * 0.5 - side * 0.5
     y0 = boxes[:, 1] + h * 0.5 - side * 0.5
     return torch.stack([x0, y0, x0 + side, y0 + side, boxes[:, 4]], dim=1)
+
+
+def _nms_within(boxes: Tensor, scores: Tensor, idx: Tensor, threshold: float) -> Tensor:
+    """NMS within each image ``idx``: the boxes of image k move k box-spans away, so boxes of two
+    images never overlap (image 0 stays put: one image gives exactly ``nms``). The span, not the
+    largest coordinate, as boxes may start left of or above the image."""
+    if len(boxes) == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    span = boxes.max() - boxes.min() + 1
+    return nms(boxes + (idx.to(boxes.dtype) * span)[:, None], scores, threshold)
 
 
 def _crops(img: Tensor, idx: Tensor, boxes: Tensor, size: int) -> Tensor:
