@@ -293,14 +293,6 @@ class StyleChoice:
     expected: bool = False  # a trained style was asked for but could not be used: photos go to review
 
 
-def applied_model_key(profile: dict[str, Any]) -> str | None:
-    """The storage key of the model galleries apply for this profile: its ``model_key``, else the
-    app's legacy ``model_weights_key`` when the profile is ``ready``; None: no model."""
-    status = profile.get("training_status") or profile.get("status")
-    key = profile.get("model_key") or (profile.get("model_weights_key") if status == "ready" else None)
-    return str(key) if key else None
-
-
 def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime) -> StyleChoice:
     """The job's style model, or None and the reason phase 1 passes through.
 
@@ -317,7 +309,7 @@ def load_style_model(job: Job, profile: dict[str, Any] | None, runtime: Runtime)
     if str(profile["photographer_id"]) != job.photographer_id:
         raise JobInputError(f"style profile {job.style_profile_id} belongs to another photographer; refused")
     status = profile.get("training_status") or profile.get("status")
-    key = applied_model_key(profile)
+    key = style_cache.applied_model_key(profile)
     if not key:
         return StyleChoice(
             None, f"style profile {job.style_profile_id} has no trained model yet (training_status={status})"

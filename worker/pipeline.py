@@ -25,7 +25,6 @@ propagates to the caller, which decides about retrying.
 
 from __future__ import annotations
 
-import contextvars
 import queue
 import threading
 import time
@@ -286,7 +285,7 @@ class Pipeline:
             outcome = self._wait_for_lane(fut, should_stop)
             results = {id(result.task): _done_future(result) for result in (*failed_before, *outcome.failed)}
             for item in outcome.survivors or ():
-                results[id(item.task)] = _submit(out_pool, self._output_and_deliver, item)
+                results[id(item.task)] = logs.submit(out_pool, self._output_and_deliver, item)
             pending_out.extend(results[id(task)] for task in order if id(task) in results)
             if outcome.survivors is None:
                 return False
@@ -314,7 +313,7 @@ class Pipeline:
                         outcome = self._run_phases(ready, should_stop, self._dispatch)
                         in_phases.append(([item.task for item in batch], failed_before, _done_future(outcome)))
                     else:
-                        fut = _submit(lane_pool, self._run_phases, ready, self._stop_lanes.is_set, self._events.put)
+                        fut = logs.submit(lane_pool, self._run_phases, ready, self._stop_lanes.is_set, self._events.put)
                         # Wakes the wait below once the result is set (a put at the lane's end could come first).
                         fut.add_done_callback(lambda _: self._events.put(("lane_done", ())))
                         in_phases.append(([item.task for item in batch], failed_before, fut))
@@ -380,7 +379,7 @@ class Pipeline:
         self._exhausted = False
         try:
             for task in tasks:
-                window.append(_submit(pool, self._fetch_decode, task))
+                window.append(logs.submit(pool, self._fetch_decode, task))
                 if len(window) >= self.prefetch:
                     yield _wait(window.popleft(), "download")
                 if should_stop():
@@ -520,12 +519,6 @@ def _batches(items: Iterator[_Decoded], size: int) -> Iterator[list[_Decoded]]:
             batch = []
     if batch:
         yield batch
-
-
-def _submit(pool: ThreadPoolExecutor, fn: Callable[..., _T], *args: Any) -> Future[_T]:
-    """``pool.submit`` in a copy of this thread's context: the job and photo ids bound to the logs
-    (``logs.bind``) stay on every line the task logs."""
-    return pool.submit(contextvars.copy_context().run, fn, *args)
 
 
 def _done_future(result: _T) -> Future[_T]:

@@ -21,6 +21,14 @@ _memory: OrderedDict[str, Any] = OrderedDict()
 _lock = threading.Lock()
 
 
+def applied_model_key(profile: dict[str, Any]) -> str | None:
+    """The storage key of the model galleries apply for this profile: its ``model_key``, else the
+    app's legacy ``model_weights_key`` when the profile is ``ready``; None: no model."""
+    status = profile.get("training_status") or profile.get("status")
+    key = profile.get("model_key") or (profile.get("model_weights_key") if status == "ready" else None)
+    return str(key) if key else None
+
+
 def cache_id(key: str, version: str) -> str:
     return hashlib.sha256(f"{key}|{version}".encode()).hexdigest()[:32]
 

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker import decode as decoder
-from worker import logs, notify, style_histogram, style_model, style_train
+from worker import logs, notify, style_cache, style_histogram, style_model, style_train
 from worker.errors import JobCanceled, JobInputError, WorkerError, classify
 from worker.frame import Image
-from worker.gallery_job import applied_model_key
 from worker.jobs import JobControl, Runtime
 from worker.queue import Job, Queue
 from worker.resize import shrink
@@ -75,7 +74,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
     state = queue.start_style_training(job.id)
     if state != "processing":  # canceled (or lost) between the claim and now: the profile was not moved
         control.saw_state(state)
-        return _stopped(job, queue, control, progress, had_model=applied_model_key(profile) is not None)
+        return _stopped(job, queue, control, progress, had_model=style_cache.applied_model_key(profile) is not None)
     try:
         if method == "histogram":
             style, used = _fit_histogram(job, profile, runtime, progress)
@@ -84,7 +83,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         else:
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
-        return _stopped(job, queue, control, progress, had_model=applied_model_key(profile) is not None)
+        return _stopped(job, queue, control, progress, had_model=style_cache.applied_model_key(profile) is not None)
     # A failure needs no handling here: when the job ends 'failed' (now or after its last retry), a
     # trigger sets the profile's training_status='error' and training_error (sql/migrate.sql).
 

@@ -11,13 +11,13 @@ settings: no SQL, no storage.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from worker import logs
 from worker.models.bundle import ModelBundle
 from worker.profile import EditSettings
 
@@ -54,6 +54,6 @@ class PhaseContext:
         """
         if self.photo_pool is None or len(items) < 2:
             return [fn(item) for item in items]
-        futures = [self.photo_pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+        futures = [logs.submit(self.photo_pool, fn, item) for item in items]
         wait_all(futures)
         return [future.result() for future in futures]

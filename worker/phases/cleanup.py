@@ -74,10 +74,9 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             report["reason"] = "nothing to remove"
         return kept
 
-    found = {id(frame): kept for frame, kept in zip(frames, ctx.each(find, frames), strict=True)}
-
-    def fill(frame: Frame) -> None:
-        kept, report = found[id(frame)], frame.report[NAME]
+    def fill(photo: tuple[Frame, list[Region]]) -> None:
+        frame, kept = photo
+        report = frame.report[NAME]
         t1 = time.perf_counter()
         frame.image, stats = fill_regions(frame.image, kept, inpainter)
         report["inpaint_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
@@ -95,12 +94,12 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             inpaint_ms=report["inpaint_ms"],
         )
 
-    to_fill = [frame for frame in frames if found[id(frame)]]
+    to_fill = [(frame, kept) for frame, kept in zip(frames, ctx.each(find, frames), strict=True) if kept]
     if isinstance(inpainter, OpenCVInpainter):
         ctx.each(fill, to_fill)  # OpenCV on the CPU: on the photo threads too
     else:
-        for frame in to_fill:  # a model (LaMa on the GPU): one call at a time, on the phase's thread
-            fill(frame)
+        for photo in to_fill:  # a model (LaMa on the GPU): one call at a time, on the phase's thread
+            fill(photo)
 
 
 def detect(frame: Frame, level: str, *, wires: bool = True, signs: bool = True) -> list[Region]:

@@ -80,18 +80,18 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         masks, mask_kind = _masks(restored, ctx)
         for job, out, mask in zip(jobs, restored, masks, strict=True):
             edited.setdefault(job.frame, []).append((job, out, mask))
-        pastes = {id(frames[fi]): faces for fi, faces in edited.items()}
 
-        def paste_faces(frame: Frame) -> None:  # on the photo threads, a photo each
+        def paste_faces(photo: tuple[int, list[tuple[_Job, Image, face_paste.Mask]]]) -> None:  # a photo a thread
+            fi, faces = photo
             # Pasted into a copy, never into frame.image: a batch that fails is rerun photo by photo
             # from the frames as they were (worker/pipeline.py). One copy per photo, not per face.
-            target = frame.image.copy()
-            for job, out, mask in pastes[id(frame)]:
+            target = frames[fi].image.copy()
+            for job, out, mask in faces:
                 delta = face_paste.correction(job.crop, out, mask)
                 face_paste.paste(target, delta, job.alignment, ctx.models.device)
-            frame.image = target
+            frames[fi].image = target
 
-        ctx.each(paste_faces, [frames[fi] for fi in edited])
+        ctx.each(paste_faces, list(edited.items()))
 
     for fi, frame in enumerate(frames):
         applied = fi in edited
