@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from worker import style_histogram, style_model, style_train
+from worker import style_cache, style_histogram, style_model, style_train
 from worker.config import Settings
 from worker.gallery_job import load_style_model
 from worker.jobs import JobControl, Runtime
@@ -416,3 +416,22 @@ def test_a_training_released_on_shutdown_leaves_the_profile_as_it_was_before_it_
     assert (row["training_status"], row["status"]) == (("ready",) * 2 if had_model else ("pending",) * 2)
     assert bool(row["model_key"]) == had_model
     assert (queue.get_job(job_id) or {})["status"] == "queued"
+
+
+def test_a_canceled_retrain_of_a_legacy_model_keeps_it(queue: Queue) -> None:
+    """A profile the app's old engine trained (only ``model_weights_key``, ready): galleries apply that
+    model (style_cache.applied_model_key), so a canceled retrain goes back to ready with it, as for ours."""
+    photographer, profile = studio_with_profile(queue)
+    queue.conn.execute(
+        "UPDATE style_profiles SET model_weights_key = %s, training_status = 'ready', status = 'ready' WHERE id = %s",
+        (f"{photographer}/legacy/warm.pt", profile),
+    )
+    job_id = queue.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
+    )
+    assert queue.claim() is not None
+    assert queue.start_style_training(job_id) == "processing"
+    assert queue.cancel(job_id) == "canceled"
+    row = queue.style_profile(profile) or {}
+    assert (row["training_status"], row["status"], row["training_error"]) == ("ready", "ready", None)
+    assert style_cache.applied_model_key(row) == f"{photographer}/legacy/warm.pt"
