@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from benchmarks.analysis_photos import exposed, jpeg_bytes, named_photos
-from worker.culling import GalleryItem, summarize_gallery
-from worker.decode import decode
+from worker.imaging.decode import decode
 from worker.phases import analysis
+from worker.scene.culling import GalleryItem, summarize_gallery
 
 PATTERNS = (
     "pairs/*/before/*",

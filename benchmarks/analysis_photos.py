@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import SHARED_DATA
-from worker import colour
+from worker.imaging import colour
 
 SHARED = SHARED_DATA
 WHEEL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "china", "flower")

@@ -89,7 +89,7 @@ def exposure_separation() -> dict:
 
 def eyes_on_real_faces() -> dict:
     from worker.errors import ModelFileError
-    from worker.models import faces as detectors
+    from worker.faces import detect as detectors
     from worker.models import mtcnn
 
     try:  # the worker's own MTCNN detector, as phase 0 runs it, at a 0.95 score floor

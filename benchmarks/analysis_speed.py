@@ -12,9 +12,9 @@ import json
 
 from benchmarks.analysis_photos import jpeg_bytes, photo_24mp, timed
 from benchmarks.common import machine
-from worker import straighten
-from worker.decode import decode
+from worker.imaging.decode import decode
 from worker.phases import PhaseContext, analysis
+from worker.scene import straighten
 
 
 def main() -> None:

@@ -36,13 +36,13 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.cleanup_data import SHARED_DATA, WIRE_COVERAGE, Sample, build
-from worker.detect.exit_signs import detect_exit_signs, sign_regions
-from worker.detect.region import Region
-from worker.detect.sky import find_sky
-from worker.detect.wires import LEVELS as WIRE_LEVELS
-from worker.detect.wires import WireParams, detect_wires, wire_regions
-from worker.detect.working import WorkingImage
-from worker.inpaint import CropParams, edit_mask
+from worker.cleanup.exit_signs import detect_exit_signs, sign_regions
+from worker.cleanup.inpaint import CropParams, edit_mask
+from worker.cleanup.region import Region
+from worker.cleanup.sky import find_sky
+from worker.cleanup.wires import LEVELS as WIRE_LEVELS
+from worker.cleanup.wires import WireParams, detect_wires, wire_regions
+from worker.cleanup.working import WorkingImage
 
 LEVELS = ("conservative", "moderate", "aggressive")
 

@@ -4,7 +4,7 @@
 
 On the evaluation set of :mod:`benchmarks.cleanup_data`, for each inpainter (OpenCV Telea and
 Navier–Stokes always; LaMa when ``--lama`` points at ``big-lama.pt``), with the crops of
-:mod:`worker.inpaint` exactly as the phase makes them:
+:mod:`worker.cleanup.inpaint` exactly as the phase makes them:
 
 * ``detected``: the regions the detector finds (conservative level) are filled; PSNR and SSIM
   against the clean photo over all wire pixels (coverage ≥ 10 %: those the detector left alone
@@ -31,10 +31,10 @@ from skimage.metrics import structural_similarity
 
 from benchmarks.cleanup_data import SHARED_DATA, WIRE_COVERAGE, Sample, build
 from benchmarks.cleanup_detection import wire_mask
-from worker.detect.region import Region, crop_to_mask
-from worker.inpaint import fill_regions
+from worker.cleanup.inpaint import fill_regions
+from worker.cleanup.opencv_inpaint import OpenCVInpainter
+from worker.cleanup.region import Region, crop_to_mask
 from worker.models.bundle import Inpainter
-from worker.models.opencv_inpaint import OpenCVInpainter
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:

@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 
 from benchmarks.cleanup_data import SHARED_DATA, load_photo, random_wires
-from worker.detect.exit_signs import detect_exit_signs, sign_regions
-from worker.detect.sky import find_sky
-from worker.detect.wires import detect_wires, wire_regions
-from worker.detect.working import WorkingImage
-from worker.inpaint import fill_regions
-from worker.models.opencv_inpaint import OpenCVInpainter
+from worker.cleanup.exit_signs import detect_exit_signs, sign_regions
+from worker.cleanup.inpaint import fill_regions
+from worker.cleanup.opencv_inpaint import OpenCVInpainter
+from worker.cleanup.sky import find_sky
+from worker.cleanup.wires import detect_wires, wire_regions
+from worker.cleanup.working import WorkingImage
 
 SIZE = (6000, 4000)
 

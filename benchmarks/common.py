@@ -25,8 +25,8 @@ SHARED_DATA = Path(os.environ.get("APELIER_SHARED_DATA") or Path(__file__).resol
 def use_stand_in_retouch(models: Any) -> None:
     """CodeFormer and ParseNet with their real architectures and random weights in ``models`` (a
     ModelBundle), batched as the worker batches them: what a GPU box runs once the weights are fetched."""
+    from worker.faces.restorer import faces_per_call
     from worker.models import codeformer, parsenet
-    from worker.models.face_restorer import faces_per_call
 
     device, per_call = models.device, faces_per_call(models.device)
     models.face_restorer = codeformer.CodeFormerRestorer(codeformer.codeformer(device=device), device, per_call)
@@ -49,7 +49,7 @@ def machine() -> dict[str, Any]:
 @contextmanager
 def database() -> Iterator[str]:
     """A migrated database that is thrown away afterwards."""
-    from worker.queue import Queue
+    from worker.queue.store import Queue
 
     url = os.environ.get("BENCH_DATABASE_URL")
     if url:

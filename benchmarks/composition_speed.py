@@ -17,7 +17,7 @@ from benchmarks.common import machine
 from worker.frame import Frame, SourceInfo
 from worker.phases import PhaseContext, composition
 from worker.phases.composition import inscribed_box, rotate_crop
-from worker.straighten import estimate_tilt
+from worker.scene.straighten import estimate_tilt
 
 
 def main() -> None:

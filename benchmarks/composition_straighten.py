@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.analysis_photos import named_photos
 from worker.phases.composition import inscribed_box, rotate_crop
-from worker.straighten import MIN_ROTATION_DEG, estimate_tilt
+from worker.scene.straighten import MIN_ROTATION_DEG, estimate_tilt
 
 PATTERNS = (
     "pairs/*/before/*",

@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from benchmarks.common import SHARED_DATA
+from worker.faces import detect as detectors
 from worker.frame import Face
-from worker.models import faces as detectors
 from worker.models import mtcnn, registry, retinaface
 
 SHARED = SHARED_DATA / "faces"
@@ -120,7 +120,7 @@ def main() -> None:
     if args.detector == "mtcnn":
         detector = detectors.MTCNNDetector(mtcnn.mtcnn(args.device))
     else:
-        from worker.config import Settings
+        from worker.service.config import Settings
 
         models_dir = args.models_dir or Settings.from_env().models_dir
         path = registry.verify("retinaface-r50", models_dir)

@@ -14,10 +14,10 @@ import numpy as np
 
 from benchmarks.analysis_photos import jpeg_bytes, photo_24mp, timed
 from benchmarks.common import machine
-from worker.decode import decode
+from worker.imaging.decode import decode
+from worker.imaging.resize import downscale
 from worker.phases.output import Watermark, apply_watermark, encode_all, encode_jpeg
 from worker.profile import EditSettings
-from worker.resize import downscale
 
 
 def main() -> None:

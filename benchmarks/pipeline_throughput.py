@@ -33,15 +33,16 @@ import torch
 
 from benchmarks.common import database, emit, photo_24mp, use_stand_in_retouch
 from benchmarks.lama_speed import stand_in_file
-from worker import demo, logs
-from worker.config import Settings
-from worker.daemon import Daemon
-from worker.jobs import Runtime
-from worker.local import effective_batch_size, effective_photo_threads
+from worker.commands import demo
+from worker.commands.process import effective_batch_size, effective_photo_threads
+from worker.jobs.runtime import Runtime
 from worker.models import bundle
 from worker.models.lama import load_lama
-from worker.queue import Queue
-from worker.storage import LocalStorage
+from worker.queue.store import Queue
+from worker.service import logs
+from worker.service.config import Settings
+from worker.service.daemon import Daemon
+from worker.storage.store import LocalStorage
 
 
 def main() -> None:

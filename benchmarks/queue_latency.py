@@ -12,12 +12,12 @@ import uuid
 from pathlib import Path
 
 from benchmarks.common import database, emit, percentiles
-from worker.config import Settings
-from worker.daemon import Daemon
-from worker.jobs import Runtime
+from worker.jobs.runtime import Runtime
 from worker.models.bundle import ModelBundle
-from worker.queue import Listener, Queue
-from worker.storage import LocalStorage
+from worker.queue.store import Listener, Queue
+from worker.service.config import Settings
+from worker.service.daemon import Daemon
+from worker.storage.store import LocalStorage
 
 
 def listen_latency(url: str, n: int = 50) -> dict[str, float]:

@@ -32,11 +32,13 @@ from typing import Any
 import torch
 
 from benchmarks.common import emit, photo_24mp, use_stand_in_retouch
-from worker import decode, face_align, face_paste
-from worker.config import Settings
+from worker.faces import align as face_align
+from worker.faces import paste as face_paste
 from worker.frame import Frame
+from worker.imaging import decode
 from worker.models import bundle
 from worker.phases import PhaseContext, analysis, retouch
+from worker.service.config import Settings
 
 SIZES = (8, 7, 6, 5)
 

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from worker import face_align, face_paste
+from worker.faces import align as face_align
+from worker.faces import paste as face_paste
 from worker.models import codeformer
 
 

@@ -34,8 +34,10 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.faces_detect import SHARED, wheel_photo
-from worker import face_align, face_paste, skin
-from worker.models import faces as detectors
+from worker.faces import align as face_align
+from worker.faces import detect as detectors
+from worker.faces import paste as face_paste
+from worker.faces import skin
 from worker.models import mtcnn
 from worker.profile import EditSettings
 

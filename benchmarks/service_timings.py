@@ -22,8 +22,8 @@ from pathlib import Path
 
 from benchmarks.common import database, emit, photo_24mp
 from tests.fake_systemd import FakeSystemd
-from worker.queue import Queue
-from worker.storage import LocalStorage
+from worker.queue.store import Queue
+from worker.storage.store import LocalStorage
 
 
 def wait_until(predicate, timeout: float) -> None:

@@ -12,9 +12,9 @@ averaged over the 12 photos):
 * ``identity`` — the photo as it came;
 * ``naive_lut17`` — DESIGN.md's naive global 17³ LUT: per-bin mean of the
   training edits, looked up by nearest bin (empty bins: identity);
-* ``histogram`` — ``worker/style_histogram.py`` fitted on the 8 training *after*
+* ``histogram`` — ``worker/style/histogram.py`` fitted on the 8 training *after*
   photos only (no pairs);
-* ``lut3d`` — ``worker/style_train.py`` with its default recipe;
+* ``lut3d`` — ``worker/style/train.py`` with its default recipe;
 * ``old_design`` — quoted from DESIGN.md (19.1 dB), not rerun: that code is not here.
 """
 
@@ -32,10 +32,10 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import SHARED_DATA, emit
-from worker import style_histogram
 from worker.models import lut3d
-from worker.style_metrics import delta_e2000, psnr
-from worker.style_train import TrainConfig, train
+from worker.style import histogram as style_histogram
+from worker.style.metrics import delta_e2000, psnr
+from worker.style.train import TrainConfig, train
 
 DEFAULT_PAIRS = SHARED_DATA / "pairs" / "fivek_deeplpf"
 OLD_DESIGN_PSNR = 19.1  # DESIGN.md: 27M-parameter head, same folds (not rerun here)

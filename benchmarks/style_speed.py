@@ -36,8 +36,8 @@ from PIL import Image
 
 from benchmarks.common import SHARED_DATA, emit
 from worker.models import lut3d
-from worker.style_model import LutStyle
-from worker.style_train import train
+from worker.style.model import LutStyle
+from worker.style.train import train
 
 PAIRS = SHARED_DATA / "pairs"
 

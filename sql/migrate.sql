@@ -127,7 +127,7 @@ DECLARE
   keep boolean := false;
 BEGIN
   IF NEW.status = 'canceled' THEN
-    -- A model galleries apply: ours (model_key) or the app's legacy one (worker/style_cache.py).
+    -- A model galleries apply: ours (model_key) or the app's legacy one (worker/style/cache.py).
     SELECT p.model_key IS NOT NULL OR p.model_weights_key IS NOT NULL INTO keep FROM public.style_profiles p
     WHERE p.id = NEW.style_profile_id AND p.photographer_id = NEW.photographer_id;
   END IF;

@@ -1,4 +1,4 @@
--- Named statements, loaded by name by worker/queue.py (the only Python that speaks SQL).
+-- Named statements, loaded by name by worker/queue/store.py (the only Python that speaks SQL).
 -- Each block starts with "-- name: <name>"; parameters are psycopg's %(name)s.
 
 -- name: schema_version

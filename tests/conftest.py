@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from PIL import Image
 
-from worker.config import Settings
-from worker.queue import Queue
-from worker.storage import LocalStorage
+from worker.queue.store import Queue
+from worker.service.config import Settings
+from worker.storage.store import LocalStorage
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _counter = itertools.count()

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from worker import icc
+from worker.imaging import icc
 
-# --- reference colour math, straight from the specifications (independent of worker.icc) -------------
+# --- reference colour math, straight from the specifications (independent of worker.imaging.icc) -------------
 # Adobe RGB (1998) Color Image Encoding, v2005-05, section 4.3.4.1: RGB → XYZ (D65), and gamma 563/256.
 ADOBE_TO_XYZ = np.array([[0.57667, 0.18556, 0.18823], [0.29734, 0.62736, 0.07529], [0.02703, 0.07069, 0.99134]])
 ADOBE_GAMMA = 563 / 256

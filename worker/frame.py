@@ -1,6 +1,6 @@
 """The data that flows through the phases: one :class:`Frame` per photo.
 
-A frame is created by decoding (``worker.decode``), then every phase receives a
+A frame is created by decoding (``worker.imaging.decode``), then every phase receives a
 batch of frames (``list[Frame]``; a single photo is a batch of one) and may
 
 * replace ``frame.image`` with its edited version (same dtype and layout; never write into the
@@ -92,7 +92,9 @@ class Frame:
     exif: dict[str, Any] = field(default_factory=dict)  # summary → photos.exif_data
     exif_bytes: bytes | None = None  # the raw EXIF block, for the output files
     faces: list[Face] = field(default_factory=list)
-    tilt: dict[str, Any] | None = None  # phase 0's straightening estimate (worker.straighten), acted on in phase 4
+    tilt: dict[str, Any] | None = (
+        None  # phase 0's straightening estimate (worker.scene.straighten), acted on in phase 4
+    )
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Encoded] = field(default_factory=dict)  # "edited", "web", "thumb", …

@@ -16,9 +16,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from worker.config import Settings
 from worker.frame import Face, Image
 from worker.models import registry
+from worker.service.config import Settings
 
 
 class FaceDetector(Protocol):
@@ -94,7 +94,8 @@ def resolve_device(choice: str) -> str:
 def load(settings: Settings) -> ModelBundle:
     """Load every model the settings ask for, once. Missing weights degrade, they do not fail."""
     bundle = ModelBundle(device=resolve_device(settings.device))
-    from worker.models import face_restorer, faces  # face detector (phase 0) and restorer (phase 2) slots
+    from worker.faces import detect as faces
+    from worker.faces import restorer as face_restorer  # face detector (phase 0) and restorer (phase 2) slots
 
     bundle.face_detector, note = faces.load_detector(settings.models_dir, bundle.device)
     bundle.notes.append(note)
@@ -107,9 +108,9 @@ def load(settings: Settings) -> ModelBundle:
 
 def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
     """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else OpenCV — and why."""
+    from worker.cleanup.opencv_inpaint import OpenCVInpainter
     from worker.errors import ConfigError, ModelFileError
     from worker.models.lama import load_lama
-    from worker.models.opencv_inpaint import OpenCVInpainter
 
     fallback = OpenCVInpainter("telea")
     if settings.inpainter == "opencv":

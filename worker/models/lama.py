@@ -18,7 +18,7 @@ returns ``[1, 3, H, W]`` in [0, 1]. The file's name and hash live in
 ``worker.models.registry``; the loader below only reads a file it is given.
 
 Use: :func:`load_lama` once at start (``worker.models.bundle.load``); crops come from
-:mod:`worker.inpaint`, never the whole photo.
+:mod:`worker.cleanup.inpaint`, never the whole photo.
 """
 
 from __future__ import annotations

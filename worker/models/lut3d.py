@@ -35,7 +35,7 @@ Zeng et al. predict the weights of every basis (three 33³ LUTs) from the CNN;
 with 5–100 pairs instead of 4,500 that overfits (a prototype scored below a
 naive global LUT). Here the CNN only adapts the input exposure/white balance and
 a smooth residual on top of a shared LUT, and training
-(``worker/style_train.py``) falls back to the global LUT alone when held-out
+(``worker/style/train.py``) falls back to the global LUT alone when held-out
 pairs show the adaptive part hurting.
 
 118 k parameters with the defaults.
@@ -312,7 +312,7 @@ def thumbnail(image: npt.NDArray[np.uint8], size: int = THUMB) -> Tensor:
     """``H×W×3`` uint8 → ``3×size×size`` float in [0, 1]: the whole photo, squashed (area filter)."""
     import cv2
 
-    from worker.resize import halve_while
+    from worker.imaging.resize import halve_while
 
     # Halve big photos first: INTER_AREA on 24 MP is slower than a few cheap halvings.
     small = halve_while(image, size, size, 4.0)

@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker import logs
 from worker.errors import ModelFileError, first_line
+from worker.service import logs
 
 LOCK_FILE = "models.lock.json"
 _CHUNK = 1 << 20

@@ -17,9 +17,9 @@ from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from worker import logs
 from worker.models.bundle import ModelBundle
 from worker.profile import EditSettings
+from worker.service import logs
 
 _T = TypeVar("_T")
 _I = TypeVar("_I")

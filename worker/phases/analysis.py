@@ -1,8 +1,8 @@
 """Phase 0 — analysis: faces, quality scores, scene type and perceptual hashes per photo.
 
-Decoding (orientation, ICC → sRGB) happens before, in ``worker.decode``, in the I/O
+Decoding (orientation, ICC → sRGB) happens before, in ``worker.imaging.decode``, in the I/O
 threads. This phase looks at the decoded pixels and records what later phases, the
-gallery-level culling (``worker.culling``) and the app need, under ``report["analysis"]``:
+gallery-level culling (``worker.scene.culling``) and the app need, under ``report["analysis"]``:
 
 ``faces``
     boxes + 5 landmarks from ``ctx.models.face_detector`` (empty without one).
@@ -29,7 +29,7 @@ gallery-level culling (``worker.culling``) and the app need, under ``report["ana
     64-bit perceptual hashes (hex) for near-duplicate and burst grouping.
 
 When the job levels horizons (``horizon_correction``), the tilt is measured here too, on the
-same 1024 px grey copy (``worker.straighten``), into ``frame.tilt``: phase 4 acts on it.
+same 1024 px grey copy (``worker.scene.straighten``), into ``frame.tilt``: phase 4 acts on it.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from worker import straighten
-from worker.colour import srgb_to_linear
 from worker.frame import Face, Frame
+from worker.imaging.colour import srgb_to_linear
+from worker.imaging.resize import fit_size, halve_to, shrink
 from worker.phases import PhaseContext
-from worker.resize import fit_size, halve_to, shrink
+from worker.scene import straighten
 
 NAME = "analysis"
 WORK_EDGE = straighten.WORK_EDGE  # saliency, hashes and the tilt share one 1024 px copy

@@ -1,9 +1,9 @@
 """Phase 3 — cleanup: find power lines against the sky and lit EXIT signs, and inpaint them.
 
 Precision first: a removed railing or a groom's tie is far worse than a wire left in, so
-the detectors (:mod:`worker.detect.wires`, :mod:`worker.detect.exit_signs`) accept a region
+the detectors (:mod:`worker.cleanup.wires`, :mod:`worker.cleanup.exit_signs`) accept a region
 only when every test of the profile's ``cleanup_level`` holds, and nothing near a face is
-touched. The inpainter fills crops around each region (:mod:`worker.inpaint`) and writes
+touched. The inpainter fills crops around each region (:mod:`worker.cleanup.inpaint`) and writes
 back only the region's own pixels, feathered.
 
 Settings (``EditSettings``): ``cleanup_level`` off / conservative / moderate / aggressive,
@@ -28,17 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from worker import logs
-from worker.detect.exit_signs import detect_exit_signs, sign_regions
-from worker.detect.region import Region, crop_to_mask
-from worker.detect.sky import find_sky
-from worker.detect.wires import detect_wires, wire_regions
-from worker.detect.working import WorkingImage
+from worker.cleanup.exit_signs import detect_exit_signs, sign_regions
+from worker.cleanup.inpaint import CropParams, fill_regions
+from worker.cleanup.opencv_inpaint import OpenCVInpainter
+from worker.cleanup.region import Region, crop_to_mask
+from worker.cleanup.sky import find_sky
+from worker.cleanup.wires import detect_wires, wire_regions
+from worker.cleanup.working import WorkingImage
 from worker.frame import Face, Frame
-from worker.inpaint import CropParams, fill_regions
 from worker.models.bundle import Inpainter
-from worker.models.opencv_inpaint import OpenCVInpainter
 from worker.phases import PhaseContext
+from worker.service import logs
 
 NAME = "cleanup"
 FACE_MARGIN = 0.5  # a face box is grown by this fraction of its size on every side before protecting it

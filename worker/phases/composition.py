@@ -1,10 +1,10 @@
 """Phase 4 — composition: level a tilted horizon and crop to an aspect, keeping every face.
 
 **Straighten** (``EditSettings.horizon_correction``). The tilt is measured in phase 0
-(:mod:`worker.straighten`, on the analysis' working copy, into ``frame.tilt``) and
+(:mod:`worker.scene.straighten`, on the analysis' working copy, into ``frame.tilt``) and
 acted on here — measured here only when phase 0 did not run. The photo is rotated only when that
-estimate is confident and the tilt is between :data:`~worker.straighten.MIN_ROTATION_DEG` and
-:data:`~worker.straighten.MAX_ROTATION_DEG`; otherwise it is left alone and the report says why.
+estimate is confident and the tilt is between :data:`~worker.scene.straighten.MIN_ROTATION_DEG` and
+:data:`~worker.scene.straighten.MAX_ROTATION_DEG`; otherwise it is left alone and the report says why.
 The rotation is about the centre, and the result is cropped to the largest axis-aligned
 rectangle with no empty corners, in one resample (bilinear; OpenCV on the CPU, torch
 ``grid_sample`` on the GPU). If that rectangle would cut into a known face (with the crop's
@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 
 from worker.frame import Face, Frame
+from worker.imaging.resize import shrink
 from worker.phases import PhaseContext
 from worker.phases.analysis import salient_box
-from worker.resize import shrink
-from worker.straighten import estimate_tilt
+from worker.scene.straighten import estimate_tilt
 
 NAME = "composition"
 Pixels = npt.NDArray[Any]

@@ -4,7 +4,7 @@ Pure: the bytes land in ``frame.outputs`` (name → :class:`~worker.frame.Encode
 content type) and the pipeline uploads them.
 
 * ``edited`` — full resolution, ``EditSettings.jpeg_quality`` (4:4:4 chroma at 90 and above),
-  sRGB profile embedded, the camera's photographic EXIF kept (``worker.exif``: not a TIFF's or
+  sRGB profile embedded, the camera's photographic EXIF kept (``worker.imaging.exif``: not a TIFF's or
   RAW's own structure tags) with the orientation reset to 1 (the pixels are
   upright), the pixel size updated, colour space set to sRGB, the embedded EXIF thumbnail and the
   maker notes dropped (a stale preview and an opaque blob), and **GPS removed** unless
@@ -15,7 +15,7 @@ content type) and the pipeline uploads them.
   :class:`Watermark`, prepared once per job, or an RGBA array) at ``watermark_position`` and
   ``watermark_opacity``, when ``EditSettings.watermark`` asks for it.
 
-Downscaling is high quality: area-filter halvings, then Lanczos-3 (``worker.resize.downscale``);
+Downscaling is high quality: area-filter halvings, then Lanczos-3 (``worker.imaging.resize.downscale``);
 the thumbnail is made from the web image. The full-resolution encode runs in a second thread
 while the smaller ones are made (libjpeg releases the GIL), so the three overlap on two cores.
 """
@@ -34,11 +34,11 @@ from PIL import Image as PILImage
 from PIL import ImageCms
 from PIL.ExifTags import IFD, Base
 
-from worker.exif import photographic
 from worker.frame import Encoded, Frame
+from worker.imaging.exif import photographic
+from worker.imaging.resize import downscale, halve_to
 from worker.phases import PhaseContext
 from worker.profile import EditSettings
-from worker.resize import downscale, halve_to
 
 NAME = "output"
 CONTENT_TYPE = "image/jpeg"
@@ -144,7 +144,7 @@ def _load_exif(exif_bytes: bytes | None) -> PILImage.Exif | None:
 
 
 def output_exif(exif_bytes: bytes | None, *, keep_gps: bool, size: tuple[int, int] | None = None) -> bytes | None:
-    """The source's photographic EXIF (:func:`worker.exif.photographic`: no TIFF/RAW structure tags,
+    """The source's photographic EXIF (:func:`worker.imaging.exif.photographic`: no TIFF/RAW structure tags,
     EXIF thumbnail or maker note) for the edited file: orientation 1, sRGB, the new pixel size,
     and no GPS block unless ``keep_gps``."""
     source = _load_exif(exif_bytes)

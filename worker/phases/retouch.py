@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from worker import face_align, face_paste
+from worker.faces import align as face_align
+from worker.faces import paste as face_paste
 from worker.frame import Face, Frame, Image
 from worker.phases import PhaseContext
 
@@ -84,7 +85,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         def paste_faces(photo: tuple[int, list[tuple[_Job, Image, face_paste.Mask]]]) -> None:  # a photo a thread
             fi, faces = photo
             # Pasted into a copy, never into frame.image: a batch that fails is rerun photo by photo
-            # from the frames as they were (worker/pipeline.py). One copy per photo, not per face.
+            # from the frames as they were (worker/pipeline/stream.py). One copy per photo, not per face.
             target = frames[fi].image.copy()
             for job, out, mask in faces:
                 delta = face_paste.correction(job.crop, out, mask)

@@ -4,7 +4,7 @@ The job's style model (loaded once per job from its style profile) is in
 ``ctx.style_model``. Without one the photo passes through untouched and the
 report says why, so the app can tell "no style" from "style applied".
 
-A batch's LUTs come from one call (:meth:`~worker.style_model.Style.luts_for`: the photos'
+A batch's LUTs come from one call (:meth:`~worker.style.model.Style.luts_for`: the photos'
 thumbnails on the photo threads, the model once for all); each photo is then rendered
 through its LUT: on the photo threads with Pillow on the CPU, one photo at a time on a GPU
 (each photo goes up and comes back down, 72 MB each way at 24 MP).
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from worker.frame import Frame, Image
 from worker.phases import PhaseContext
-from worker.style_model import Each, render
+from worker.style.model import Each, render
 
 NAME = "style"
 

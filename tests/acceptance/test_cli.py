@@ -1,0 +1,117 @@
+"""Acceptance: the real ``apelier-worker`` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import make_gallery
+from worker.queue.store import SCHEMA_VERSION, Queue
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("apelier-worker")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "worker"]
+    full_env = {**os.environ, "WORKER_LOG_FORMAT": "json", **(env or {})}
+    return subprocess.run([*command, *args], env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_process_writes_outputs_and_a_report_and_names_the_bad_file(tmp_path: Path, real_photos) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, data in real_photos:
+        (inputs / name).write_bytes(data)
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    out = tmp_path / "out"
+    result = cli("process", str(inputs), "--out", str(out), "--device", "cpu", "--no-progress")
+    assert result.returncode == 3, result.stderr
+    assert f"{len(real_photos)} of {len(real_photos) + 1} photos processed" in result.stdout
+    assert "broken.jpg" in result.stdout
+
+    report = json.loads((out / "report.json").read_text())["photos"]
+    assert len(report) == len(real_photos) + 1
+    by_name = {Path(e["file"]).name: e for e in report}
+    assert by_name["broken.jpg"]["error"]["reason"]
+    for name, _ in real_photos:
+        entry = by_name[name]
+        assert entry["error"] is None
+        assert {"decode", "analysis", "style", "retouch", "cleanup", "composition", "output"} <= set(entry["timings_s"])
+        assert isinstance(entry["analysis"]["faces"], list)
+        assert 0 <= entry["analysis"]["quality"]["score"] <= 100
+        assert isinstance(entry["cleanup"]["regions"], list)
+        assert isinstance(entry["composition"]["rotation_deg"], float)
+        for variant, limit in (("edited", None), ("web", 2048), ("thumb", 400)):
+            path = Path(entry["output"][variant])
+            assert path.is_file()
+            size = image_size(path)
+            assert limit is None or max(size) <= limit
+        assert image_size(entry["output"]["edited"]) == (entry["width"], entry["height"])
+
+
+def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
+    result = cli("process", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
+    result = cli("run", "--drain", env={"WORKER_LEASE_S": "1", "WORKER_HEARTBEAT_INTERVAL_S": "5"})
+    assert result.returncode == 2 and "WORKER_LEASE_S" in result.stderr
+
+
+def test_operator_commands_against_a_database(db_url: str, tmp_path: Path, storage, real_photos) -> None:
+    env = {"DATABASE_URL": db_url, "WORKER_DATA_DIR": str(tmp_path / "data")}
+    assert cli("migrate", env=env).stdout.strip() == f"schema: version {SCHEMA_VERSION} → version {SCHEMA_VERSION}"
+    queue = Queue(db_url, "t")
+    gallery = make_gallery(queue, storage, real_photos[:1])
+    result = cli("enqueue", "--gallery", gallery.gallery_id, env=env)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    job = queue.get_job(job_id)
+    assert job is not None and job["status"] == "queued" and job["total_images"] == 1
+
+    status = cli("status", "--json", env=env)
+    assert status.returncode == 0
+    depth = json.loads(status.stdout)["queue"]
+    assert [(r["status"], r["jobs"]) for r in depth] == [("queued", 1)]
+    assert "queued" in cli("status", env=env).stdout
+
+    assert cli("cancel", job_id, env=env).returncode == 0
+    again = cli("cancel", job_id, env=env)
+    assert again.returncode == 2 and "not queued or running" in again.stderr
+    queue.close()
+
+
+def test_doctor_reports_each_check_on_one_line(db_url: str, tmp_path: Path) -> None:
+    result = cli("doctor", env={"DATABASE_URL": db_url, "WORKER_DATA_DIR": str(tmp_path / "data")})
+    lines = result.stdout.strip().splitlines()
+    names = {line[7:].split()[0] for line in lines}
+    assert {"gpu", "database", "storage", "disk", "models"} <= names
+    assert any(line.startswith("[ok  ] database") and "LISTEN ok" in line for line in lines)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_on_the_embedded_defaults(tmp_path: Path) -> None:
+    env = {"WORKER_DATA_DIR": str(tmp_path / "demo")}
+    for name in ("DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
+        env[name] = ""
+    result = cli("demo", env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed — 7/7 photos" in result.stdout
+    assert "style 'Demo look (warm film)': ready, learned from 6 pairs" in result.stdout
+    assert "before/after contact sheet" in result.stdout
+    for phase in ("decode", "analysis", "style", "output"):
+        assert f"\n{phase} " in result.stdout
+    sheets = list((tmp_path / "demo" / "demo").glob("contact_sheet_*.png"))
+    assert len(sheets) == 1 and image_size(sheets[0])[1] > 7 * 150  # seven before|after rows
+    edited = list((tmp_path / "demo" / "storage" / "photos").rglob("edited/*.jpg"))
+    assert len(edited) == 7

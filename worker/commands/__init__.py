@@ -1,0 +1,1 @@
+"""The ``apelier-worker`` command and its sub-commands: run, demo, doctor, process, status, models, style."""

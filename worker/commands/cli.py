@@ -1,0 +1,232 @@
+"""The ``apelier-worker`` command.
+
+::
+
+    apelier-worker demo                 embedded database + local storage, a real gallery, end to end
+    apelier-worker run [--drain]        the daemon: claim jobs, run them, heartbeat, exit on SIGTERM
+    apelier-worker process INPUT... --out DIR [--report FILE] [--device auto|cpu|cuda] [--style MODEL]
+    apelier-worker style train|apply|eval|export-cube …   (see worker/commands/style.py)
+    apelier-worker enqueue --gallery ID [--style ID]
+    apelier-worker models list [--verify] | fetch [NAME...]
+    apelier-worker migrate | status | doctor
+
+Errors reach the user as one line that says what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from worker.commands import models as models_cli
+from worker.commands import style as style_cli
+from worker.errors import WorkerError
+from worker.queue.store import JOB_TYPES
+from worker.service import logs
+from worker.service.config import Settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apelier-worker", description="Apelier GPU worker daemon.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("process", help="run the phases on local files (no database)")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("--out", required=True, type=Path, help="output folder (edited/, web/, thumbs/)")
+    p.add_argument("--report", type=Path, help="write the JSON report here (default: OUT/report.json)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override WORKER_DEVICE")
+    p.add_argument("--settings", type=Path, help="JSON file of edit settings (as in style_profiles.settings)")
+    p.add_argument("--style", type=Path, help="style model file to apply in phase 1 (from `style train`)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("demo", help="embedded database + local storage + a real gallery, end to end")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="the daemon: claim jobs and run them until SIGTERM")
+    p.add_argument("--drain", action="store_true", help="exit once no job is queued or running")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override WORKER_DEVICE")
+    p.add_argument(
+        "--job-types",
+        default=",".join(JOB_TYPES),
+        help=f"comma-separated job types this worker takes (default: {','.join(JOB_TYPES)})",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("enqueue", help="queue a gallery job, as the app does")
+    p.add_argument("--gallery", required=True, help="gallery id")
+    p.add_argument("--style", help="style profile id")
+    p.add_argument("--photos", help="comma-separated photo ids: a restyle of just these")
+    p.add_argument("--priority", type=int, default=100, help="lower runs first (default 100)")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("job", help="job id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("status", help="queue depth, jobs in flight, workers, recent failures")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help="check the GPU, database, storage and models, one line each")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="cheap checks only, no model loading or storage writes (a container HEALTHCHECK)",
+    )
+    p.set_defaults(func=cmd_doctor)
+
+    models_cli.add_parser(sub)
+    style_cli.add_parser(sub)
+    return parser
+
+
+def _database(settings: Settings) -> str:
+    from worker.service import embedded
+
+    return embedded.database_url(settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.commands import demo
+
+    return demo.main(settings)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.jobs.runtime import Runtime
+    from worker.models import bundle
+    from worker.service import instrument as service
+    from worker.service.daemon import Daemon
+    from worker.storage.store import from_settings
+
+    job_types = [t.strip() for t in args.job_types.split(",") if t.strip()]
+    unknown = sorted(set(job_types) - set(JOB_TYPES))
+    if unknown:
+        raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
+    # systemd readiness/status/watchdog and metrics (worker/service/instrument.py); no-ops when not configured.
+    with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
+        hooks.starting("database")
+        url = _database(settings)
+        hooks.starting("loading models")
+        runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
+        daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
+        daemon.install_signal_handlers()
+        return daemon.run()
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue.store import Queue
+
+    queue = Queue(_database(settings), settings.worker_id)
+    before, after = queue.migrate()
+    queue.close()
+    print(f"schema: {'none' if before is None else f'version {before}'} → version {after}")
+    return 0
+
+
+def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue.store import Queue
+
+    queue = Queue(_database(settings), settings.worker_id)
+    gallery = queue.gallery(args.gallery)
+    if gallery is None:
+        raise WorkerError(f"gallery {args.gallery} not found")
+    photo_ids = [p.strip() for p in (args.photos or "").split(",") if p.strip()]
+    job_id = queue.enqueue(
+        photographer_id=str(gallery["photographer_id"]),
+        gallery_id=args.gallery,
+        style_profile_id=args.style,
+        job_type="restyle" if photo_ids else "gallery",
+        payload={"photo_ids": photo_ids} if photo_ids else None,
+        priority=args.priority,
+    )
+    queue.close()
+    print(job_id)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue.store import Queue
+
+    queue = Queue(_database(settings), settings.worker_id)
+    status = queue.cancel(args.job)
+    queue.close()
+    if status is None:
+        raise WorkerError(f"job {args.job} is not queued or running (already finished, or no such job)")
+    print(f"job {args.job}: canceled")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.commands import status as operator_views
+
+    return operator_views.print_status(_database(settings), settings, as_json=args.json)
+
+
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.commands import doctor
+
+    return doctor.run(settings, quick=args.quick)
+
+
+def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from worker.commands.process import expand_inputs, process_files, write_report
+    from worker.models import bundle
+    from worker.profile import EditSettings
+
+    files = expand_inputs(args.inputs)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise WorkerError(
+            f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    if not files:
+        raise WorkerError("no images found in the given inputs")
+    edit = EditSettings()
+    if args.settings:
+        edit = EditSettings.resolve(json.loads(args.settings.read_text()))
+    style = None
+    if args.style:
+        from worker.style import model as style_model
+
+        style = style_model.load_file(args.style)
+    models = bundle.load(settings)
+    entries = process_files(
+        files, args.out, settings, models, edit=edit, style_model=style, progress=not args.no_progress
+    )
+    report = args.report or args.out / "report.json"
+    write_report(entries, report)
+    failed = [e for e in entries if e["error"]]
+    print(f"{len(entries) - len(failed)} of {len(entries)} photos processed → {args.out}  (report: {report})")
+    for entry in failed:
+        print(f"  failed: {entry['file']}: {entry['error']['reason']}")
+    return 0 if not failed else 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"device": args.device} if getattr(args, "device", None) else {}
+        settings = Settings.from_env(**overrides)
+        logs.configure(settings.log_level, settings.log_format)
+        code: int = args.func(args, settings)
+        return code
+    except WorkerError as exc:
+        print(f"apelier-worker: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("apelier-worker: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Faces (phases 0 and 2): detection, FFHQ alignment, which restorer runs, classical skin smoothing, paste-back."""

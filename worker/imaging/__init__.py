@@ -1,0 +1,1 @@
+"""Pixels in and out: decode every upload format to upright sRGB, colour spaces, ICC profiles, EXIF, resizing."""

@@ -1,0 +1,1 @@
+"""What a claimed job does: a gallery or restyle through the pipeline, a style training, progress rows."""

@@ -1,0 +1,1 @@
+"""Streams a job's photos through ``worker.phases`` in batches: fetch/decode threads, phase lanes, deliver threads."""

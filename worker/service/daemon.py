@@ -1,0 +1,275 @@
+"""The daemon loop: wait (NOTIFY or poll) → claim → run → finish; signals; heartbeats.
+
+* Waits on ``LISTEN apelier_jobs`` (a new job wakes it within milliseconds) and
+  polls every ``poll_interval_s`` as well, so it also works behind a
+  transaction pooler where LISTEN does not.
+* While a job runs, a heartbeat thread (its own connection) keeps the lease
+  alive and notices a cancel; every worker also requeues jobs whose worker
+  stopped heartbeating (``apelier.requeue_stale``).
+* SIGTERM/SIGINT: stop claiming, finish the photos already encoded, put the job
+  back to ``queued`` with its progress kept, exit 0.
+* A failed job goes back to the queue with exponential backoff while attempts
+  remain (``errors.RetryStrategy``), else ``failed`` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from worker import __version__
+from worker.errors import JobInputError, RetryStrategy, classify, first_line
+from worker.jobs.gallery import run_gallery_job
+from worker.jobs.runtime import JobControl, Runtime
+from worker.jobs.style import run_style_job
+from worker.queue.store import JOB_TYPES, SCHEMA_VERSION, Job, Listener, Queue
+from worker.service import logs, notify
+
+log = logs.get("daemon")
+
+
+@dataclass
+class DaemonStats:
+    jobs_completed: int = 0
+    jobs_failed: int = 0
+    jobs_released: int = 0
+
+
+JobRunner = Callable[[Job, Queue, Runtime, JobControl], Any]
+
+
+def default_runners() -> dict[str, JobRunner]:
+    return {"gallery": run_gallery_job, "restyle": run_gallery_job, "train_style": run_style_job}
+
+
+class Daemon:
+    def __init__(
+        self,
+        runtime: Runtime,
+        database_url: str,
+        *,
+        drain: bool = False,
+        job_types: Sequence[str] = JOB_TYPES,
+        runners: dict[str, JobRunner] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.database_url = database_url
+        self.drain = drain
+        self.job_types = list(job_types)
+        self.runners = runners or default_runners()
+        self.on_event = on_event or (lambda name, fields: None)
+        self.worker_id = self.settings.worker_id
+        self.queue = Queue(database_url, self.worker_id)
+        self.listener = Listener(database_url)
+        self.shutdown = threading.Event()
+        self.retry = RetryStrategy(self.settings.retry_base_delay_s, self.settings.retry_max_delay_s)
+        self.stats = DaemonStats()
+        self.current_job: Job | None = None
+        self._next_requeue = 0.0
+
+    # -- signals ------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if not self.shutdown.is_set():
+                log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                self.on_event("stopping", {"signal": signal.Signals(signum).name})
+            self.shutdown.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        self._check_schema()
+        listening = self.listener.start()
+        log.info(
+            "worker_started",
+            worker=self.worker_id,
+            listen=listening,
+            drain=self.drain,
+            storage=self.runtime.storage.describe(),
+            models=self.runtime.models.describe(),
+            settings=self.settings.redacted(),
+        )
+        self._seen("idle")
+        self.on_event("ready", {"listen": listening})
+        try:
+            while not self.shutdown.is_set():
+                try:
+                    self._maybe_requeue_stale()
+                    job = self.queue.claim(self.job_types)
+                    drained = job is None and self.drain and self.queue.pending(self.job_types) == (0, 0)
+                except psycopg.OperationalError as exc:
+                    log.warning("database_unavailable", error=first_line(exc))
+                    self.on_event("database_unavailable", {})
+                    self._sleep(min(self.settings.poll_interval_s, 5.0))
+                    continue
+                if job is not None:
+                    self._run_job(job)
+                    continue
+                if drained:
+                    log.info("queue_drained")
+                    break
+                self.on_event("idle", {})
+                self._wait_for_work()
+        finally:
+            self._seen("stopped")
+            self.listener.close()
+            self.queue.close()
+        log.info("worker_stopped", **self.stats.__dict__)
+        return 0
+
+    def _check_schema(self) -> None:
+        version = self.queue.schema_version()
+        if version != SCHEMA_VERSION:
+            from worker.errors import ConfigError
+
+            found = "no apelier schema" if version is None else f"schema version {version}"
+            raise ConfigError(
+                f"the database has {found}; this worker needs version {SCHEMA_VERSION}: run `apelier-worker migrate`"
+            )
+
+    def _wait_for_work(self) -> None:
+        """Until a NOTIFY, the poll interval, the next requeue check, or shutdown — whichever first."""
+        deadline = time.monotonic() + self.settings.poll_interval_s
+        deadline = min(deadline, self._next_requeue) if self._next_requeue else deadline
+        while not self.shutdown.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.listener.wait(min(left, 0.25)):
+                return
+
+    def _sleep(self, seconds: float) -> None:
+        self.shutdown.wait(seconds)
+
+    def _maybe_requeue_stale(self) -> None:
+        now = time.monotonic()
+        if now < self._next_requeue:
+            return
+        self._next_requeue = now + max(1.0, self.settings.lease_s / 4)
+        for row in self.queue.requeue_stale(self.settings.lease_s):
+            log.warning(
+                "stale_job_requeued",
+                job_id=str(row["job_id"]),
+                new_status=row["new_status"],
+                previous_worker=row["previous_worker"],
+            )
+
+    # -- one job ------------------------------------------------------------------------------
+    def _run_job(self, job: Job) -> None:
+        control = JobControl(shutdown=self.shutdown)
+        self.current_job = job
+        with logs.bind(job_id=job.id, job_type=job.job_type, attempt=job.attempts):
+            log.info("job_claimed", gallery_id=job.gallery_id, max_attempts=job.max_attempts)
+            self._seen("busy", job.id)
+            self.on_event(
+                "job_started",
+                {
+                    "job_id": job.id,
+                    "job_type": job.job_type,
+                    "attempts": job.attempts,
+                    "first_claim": job.first_claim,
+                    "created_at": job.created_at,
+                    "started_at": job.started_at,
+                },
+            )
+            beat = _Heartbeat(self, job, control)
+            beat.start()
+            status = "failed"
+            try:
+                runner = self.runners.get(job.job_type)
+                if runner is None:
+                    raise JobInputError(f"unknown job_type {job.job_type!r}")
+                outcome = runner(job, self.queue, self.runtime, control)
+                status = getattr(outcome, "status", "completed")
+                if status == "released":
+                    self.stats.jobs_released += 1
+                elif status == "completed":
+                    self.stats.jobs_completed += 1
+            except Exception as exc:
+                self._fail_job(job, exc)
+            finally:
+                beat.stop()
+                self.current_job = None
+                self._seen("idle")
+                self.on_event("job_finished", {"job_id": job.id, "job_type": job.job_type, "status": status})
+
+    def _fail_job(self, job: Job, exc: BaseException) -> None:
+        failure = classify(exc)
+        if failure.kind not in {"JobInputError", "TenantViolationError"}:
+            log.error("job_error", reason=failure.reason, kind=failure.kind, exc_info=exc)
+        decision = self.retry.decide(failure, job.attempts, job.max_attempts)
+        retry_in = decision.delay_s if decision.retry else None
+        try:
+            state = self.queue.fail(job.id, failure.reason, retry_in)
+        except psycopg.Error as db_exc:
+            log.error("could_not_record_failure", error=first_line(db_exc))
+            return
+        self.stats.jobs_failed += 1
+        log.warning("job_failed", reason=failure.reason, retry_in_s=retry_in, state=state)
+
+    # -- worker registry ----------------------------------------------------------------------
+    def _seen(self, state: str, job_id: str | None = None, queue: Queue | None = None) -> None:
+        with contextlib.suppress(psycopg.Error):  # the registry is informational; never let it stop work
+            (queue or self.queue).worker_seen(
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+                device=self.runtime.models.device,
+                state=state,
+                job_id=job_id,
+                info={"storage": self.runtime.storage.describe(), "models": self.runtime.models.describe()},
+            )
+
+
+class _Heartbeat:
+    """Keeps a job's lease alive from its own thread and connection; notices a cancel."""
+
+    def __init__(self, daemon: Daemon, job: Job, control: JobControl) -> None:
+        self.daemon = daemon
+        self.job = job
+        self.control = control
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job.id[:8]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        queue = Queue(self.daemon.database_url, self.daemon.worker_id)
+        interval = self.daemon.settings.heartbeat_interval_s
+        with logs.bind(job_id=self.job.id):
+            try:
+                while not self._stop.wait(interval):
+                    if notify.stalled():  # the main thread hangs (a GPU call): let the lease lapse
+                        log.error("main_thread_stalled", action="lease left to lapse; another worker takes the job")
+                        self._stop.wait(self.daemon.settings.lease_s)
+                        continue
+                    try:
+                        state = queue.heartbeat(self.job.id)
+                    except psycopg.Error as exc:
+                        log.warning("heartbeat_failed", error=first_line(exc))
+                        continue
+                    if state != "processing":
+                        log.info("job_state_changed", state=state)
+                    self.control.saw_state(state)
+                    self.daemon._seen("busy", self.job.id, queue)
+            finally:
+                queue.close()
