@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# The unit tests without the ones marked slow: about a minute on two cores, while you work.
+test-fast: install
+	$(BIN)/pytest -q tests/unit -m 'not slow'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -296,6 +296,7 @@ def test_every_thread_logs_with_the_fields_bound_to_the_job(astronaut, lanes: in
     assert len(seen) == 18 and {job for _, job in seen} == {"job-42"}
 
 
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
 def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_photos, monkeypatch) -> None:
     """Every phase for real (faces, classical retouch, cleanup, straightening, outputs) with one lane,
     with three, and with three and photo threads: the same bytes in every file and the same report

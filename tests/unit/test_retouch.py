@@ -431,6 +431,7 @@ def test_a_small_face_gets_its_correction_where_the_exact_warp_puts_it(footprint
             assert np.hypot(*shift) < 0.1, shift
 
 
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
 def test_the_pasted_region_covers_every_photo_pixel_the_correction_reaches(monkeypatch):
     """Bilinear sampling reaches one crop pixel beyond the correction's support on every side; the
     box that is read and written must include it on the top and left too."""

@@ -77,6 +77,7 @@ def global_style(photos: list[U8]) -> LutStyle:
     return train([(p, global_look(p)) for p in photos], device="cpu", config=FAST)
 
 
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
 def test_synthetic_global_look_is_recovered(global_style: LutStyle, chelsea: U8) -> None:
     out = global_style.apply(chelsea, "cpu")
     identity = psnr(chelsea, global_look(chelsea))
@@ -109,6 +110,7 @@ def test_metadata_holds_the_held_out_metrics(global_style: LutStyle) -> None:
     assert meta["training_time_s"] > 0
 
 
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
 def test_exposure_dependent_look_needs_and_gets_the_adaptive_part(photos: list[U8], chelsea: U8) -> None:
     pairs = [(expose(p, ev), exposure_look(expose(p, ev))) for p in photos for ev in (-1.0, 0.0, 0.7)]
     cfg = replace(FAST, steps=300, long_edge=192)
@@ -148,6 +150,7 @@ def test_progress_reports_and_stop(photos: list[U8]) -> None:
         train(pairs, device="cpu", config=cfg, should_stop=stop)
 
 
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
 def test_refit_trains_the_chosen_variant_on_all_pairs(photos: list[U8], chelsea: U8) -> None:
     pairs = [(p, global_look(p)) for p in photos]
     seen: list[TrainProgress] = []
@@ -160,6 +163,7 @@ def test_refit_trains_the_chosen_variant_on_all_pairs(photos: list[U8], chelsea:
     assert psnr(style.apply(chelsea, "cpu"), global_look(chelsea)) >= 35.0
 
 
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
 def test_a_refit_without_its_dropped_adaptive_part_reports_the_epochs_and_steps_it_ran(photos: list[U8]) -> None:
     pairs = [(p, global_look(p)) for p in photos]
     seen: list[TrainProgress] = []
