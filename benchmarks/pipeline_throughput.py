@@ -42,7 +42,7 @@ from worker.queue.store import Queue
 from worker.service import logs
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 
 def main() -> None:

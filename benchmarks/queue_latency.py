@@ -17,7 +17,7 @@ from worker.models.bundle import ModelBundle
 from worker.queue.store import Listener, Queue
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 
 def listen_latency(url: str, n: int = 50) -> dict[str, float]:

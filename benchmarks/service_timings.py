@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.common import database, emit, photo_24mp
 from tests.fake_systemd import FakeSystemd
 from worker.queue.store import Queue
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 
 def wait_until(predicate, timeout: float) -> None:

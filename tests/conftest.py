@@ -23,7 +23,7 @@ from PIL import Image
 
 from worker.queue.store import Queue
 from worker.service.config import Settings
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _counter = itertools.count()

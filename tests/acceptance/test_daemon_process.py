@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.conftest import Gallery, jpeg_bytes, make_gallery
 from worker.queue.store import Queue
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 PHOTOS = 24
 

@@ -18,7 +18,7 @@ from tests.acceptance.test_daemon_process import start_worker, wait_for, worker_
 from tests.conftest import make_gallery
 from tests.fake_systemd import FakeSystemd
 from worker.queue.store import Queue
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 
 def free_port() -> int:

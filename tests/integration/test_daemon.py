@@ -22,7 +22,7 @@ from worker.models.bundle import ModelBundle
 from worker.queue.store import Queue
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 
 class SpyStorage:
@@ -359,7 +359,7 @@ def test_worker_refuses_to_start_on_an_unmigrated_database(empty_db_url, storage
 
 def test_a_gallery_through_supabase_storage_with_flaky_responses(queue, db_url, settings, real_photos) -> None:
     from tests.fake_supabase import FakeSupabase
-    from worker.storage.store import SupabaseStorage
+    from worker.storage.supabase import SupabaseStorage
 
     with FakeSupabase() as fake:
         remote = SupabaseStorage(fake.url, fake.key, fake.bucket, backoff_s=0.01)

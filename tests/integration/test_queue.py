@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import make_gallery
 from worker.queue.store import Queue, queries
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 
 
 def _photographer_and_gallery(queue: Queue) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from worker.jobs.style import run_style_job
 from worker.models.bundle import ModelBundle
 from worker.queue.store import Job, Queue
 from worker.service.config import Settings
-from worker.storage.store import LocalStorage
+from worker.storage.local import LocalStorage
 from worker.style import cache as style_cache
 from worker.style import histogram as style_histogram
 from worker.style import model as style_model

@@ -10,7 +10,9 @@ import pytest
 from tests.fake_supabase import FakeSupabase
 from worker.errors import MissingObjectError, StorageError, TenantViolationError, TransientStorageError
 from worker.service import notify
-from worker.storage.store import LocalStorage, SupabaseStorage, check_tenant_key, validate_key
+from worker.storage.base import check_tenant_key, validate_key
+from worker.storage.local import LocalStorage
+from worker.storage.supabase import SupabaseStorage
 
 BAD_KEYS = ["", "../etc/passwd", "a/../../b", "/abs/key", "a//b", "a/./b", "nul\x00byte", "back\\slash"]
 

@@ -103,7 +103,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from worker.models import bundle
     from worker.service import instrument as service
     from worker.service.daemon import Daemon
-    from worker.storage.store import from_settings
+    from worker.storage.factory import from_settings
 
     job_types = [t.strip() for t in args.job_types.split(",") if t.strip()]
     unknown = sorted(set(job_types) - set(JOB_TYPES))

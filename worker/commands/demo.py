@@ -28,7 +28,8 @@ from worker.queue.store import Queue
 from worker.service import embedded, logs
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
-from worker.storage.store import Storage, from_settings
+from worker.storage.base import Storage
+from worker.storage.factory import from_settings
 
 DEMO_PHOTOGRAPHER = "00000000-0000-4000-8000-00000000d3e0"
 

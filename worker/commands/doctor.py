@@ -256,7 +256,7 @@ def check_database(settings: Settings) -> Check:
 
 # -- storage and disk -----------------------------------------------------------------------------
 def check_storage(settings: Settings) -> Check:
-    from worker.storage.store import from_settings
+    from worker.storage.factory import from_settings
 
     try:
         storage = from_settings(settings)

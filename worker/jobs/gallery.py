@@ -37,7 +37,7 @@ from worker.profile import EditSettings
 from worker.queue.store import Job, Queue
 from worker.scene import culling
 from worker.service import logs
-from worker.storage.store import check_tenant_key
+from worker.storage.base import check_tenant_key
 from worker.style import cache as style_cache
 
 log = logs.get("gallery_job")

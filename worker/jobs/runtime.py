@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from worker.models.bundle import ModelBundle
 from worker.service.config import Settings
-from worker.storage.store import Storage
+from worker.storage.base import Storage
 
 # Job states (from the queue functions) that mean "stop working on this job".
 STOP_STATES = {"canceled", "lost", "deleted", "queued", "failed", "completed", "delivered"}

@@ -39,7 +39,7 @@ from worker.imaging.resize import shrink
 from worker.jobs.runtime import JobControl, Runtime
 from worker.queue.store import Job, Queue
 from worker.service import logs, notify
-from worker.storage.store import check_tenant_key
+from worker.storage.base import check_tenant_key
 from worker.style import cache as style_cache
 from worker.style import histogram as style_histogram
 from worker.style import model as style_model

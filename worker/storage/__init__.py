@@ -1,1 +1,3 @@
-"""Where originals are read and deliverables written: local folder or Supabase Storage (with TUS), key checks."""
+"""Where originals are read and deliverables written: ``base`` (the protocol, key and tenant checks),
+``local`` (a folder), ``supabase`` (Supabase Storage, retries) with ``tus`` (its resumable uploads),
+``factory`` (which one the settings describe)."""
