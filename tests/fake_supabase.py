@@ -3,9 +3,21 @@
 Routes (under ``/storage/v1``): object upload (POST) and update (PUT) as multipart with
 ``x-upsert``, download (GET), info (GET ``object/info``), list (POST ``object/list``), remove
 (DELETE ``object/{bucket}`` with ``prefixes``), and resumable (TUS 1.0.0) uploads. Errors come back
-the way Supabase sends them: HTTP 400 with ``statusCode`` in the JSON body. ``faults`` injects
-failures: each request pops the next entry (``"500"``, ``"503"``, ``"429"``, ``"timeout"``, ``None``, or
-``"lost"``: the request is carried out but its answer is a 503, as when the response is lost).
+the way Supabase sends them: the REST routes answer HTTP 400 with ``statusCode`` in the JSON body,
+the resumable routes the real status with the message as text. ``faults`` injects failures: each
+request pops the next entry (``"500"``, ``"503"``, ``"429"``, ``"timeout"``, ``None``, or ``"lost"``:
+the request is carried out but its answer is a 503, as when the response is lost).
+
+``x-upsert`` on resumable uploads, as Supabase Storage v1.26.5 reads it (``src/http/routes/tus/``:
+``index.ts`` and ``lifecycle.ts``, on ``@tus/server`` 2.2.1): every resumable route takes
+``x-upsert: true`` from *that* request, not from the upload it belongs to. The TUS server's
+``onIncomingRequest`` hook runs on the creating POST, on every PATCH, and on DELETE and GET; for
+all but HEAD and OPTIONS (which it lets through unchecked) it asks whether the object row may be
+written — upserted with ``x-upsert``, inserted without it, and that test insert fails with
+``409 The resource already exists`` when the key is already there. So a PATCH without ``x-upsert``
+over an existing object is refused even though its POST carried it. Finishing an upload (the last
+PATCH) always upserts. This fake checks POST and PATCH (it has no resumable DELETE or GET) and lets
+HEAD through.
 """
 
 from __future__ import annotations
@@ -76,6 +88,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Supabase answers 400 and puts the real status in the body.
         http = 400 if code in (404, 409, 403) else code
         self._json(http, {"statusCode": str(code), "error": error, "message": message})
+
+    def _tus_refused(self, key: str) -> bool:
+        """A resumable request without its own ``x-upsert`` over an existing key: 409, as Storage does."""
+        if self.headers.get("x-upsert") == "true" or key not in self.state.objects:
+            return False
+        self._send(409, b"The resource already exists", "text/plain")
+        return True
 
     def _prelude(self) -> str | None:
         """Auth and fault injection; returns the path under /storage/v1 or None if answered."""
@@ -175,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
         if session is None:
             self._send(404)
             return
+        if self._tus_refused(session["meta"]["objectName"]):
+            return
         offset = int(self.headers.get("Upload-Offset", "-1"))
         if offset != len(session["data"]):
             self._send(409, Upload_Offset=str(len(session["data"])))
@@ -249,6 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
             meta[name] = base64.b64decode(value).decode()
         if meta.get("bucketName") != self.state.bucket or not meta.get("objectName"):
             self._error(400, "invalid", "bad metadata")
+            return
+        if self._tus_refused(meta["objectName"]):
             return
         upload_id = uuid.uuid4().hex
         self.state.uploads[upload_id] = {

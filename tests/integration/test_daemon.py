@@ -375,6 +375,39 @@ def test_a_gallery_through_supabase_storage_with_flaky_responses(queue, db_url, 
         remote.close()
 
 
+def test_a_restyle_rewrites_large_outputs_through_supabase_storage(queue, db_url, settings, astronaut) -> None:
+    """Outputs over 6 MB go up resumably; a restyle writes them again over the existing keys (Storage wants
+    x-upsert on every resumable request, or it answers 409 and the job fails)."""
+    from tests.fake_supabase import FakeSupabase
+    from worker.storage.supabase import RESUMABLE_THRESHOLD, SupabaseStorage
+
+    rng = np.random.default_rng(7)
+    grainy = np.asarray(Image.fromarray(astronaut).resize((4000, 3000), Image.Resampling.BICUBIC), np.int16)
+    grainy = np.clip(grainy + rng.normal(0, 40, grainy.shape), 0, 255).astype(np.uint8)  # ~15 MB as a JPEG
+    with FakeSupabase() as fake:
+        remote = SupabaseStorage(fake.url, fake.key, fake.bucket, backoff_s=0.01)
+        gallery = make_gallery(queue, remote, [("grain.jpg", jpeg_bytes(grainy))])  # type: ignore[arg-type]
+        queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+        drain(db_url, remote, settings)
+        (row,) = photo_rows(queue, gallery.gallery_id).values()
+        assert len(fake.state.objects[row["edited_key"]].data) > RESUMABLE_THRESHOLD
+
+        fake.state.requests.clear()
+        job_id = queue.enqueue(
+            photographer_id=gallery.photographer_id,
+            gallery_id=gallery.gallery_id,
+            job_type="restyle",
+            payload={"photo_ids": gallery.photo_ids},
+        )
+        drain(db_url, remote, settings)
+        job = queue.get_job(job_id)
+        assert job is not None and job["status"] == "completed", job and job["error_log"]
+        assert [m for m, _ in fake.state.requests].count("PATCH") >= 2  # the edited JPEG went up again, resumably
+        (again,) = photo_rows(queue, gallery.gallery_id).values()
+        assert again["ai_edits"]["job_id"] == job_id
+        remote.close()
+
+
 def test_without_listen_a_worker_still_finds_jobs_by_polling(queue, db_url, storage, settings, real_photos) -> None:
     """Behind a transaction pooler LISTEN does not work: polling alone must pick the job up."""
 

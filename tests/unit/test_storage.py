@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_supabase import FakeSupabase
+from tests.fake_supabase import FakeSupabase, StoredObject
 from worker.errors import MissingObjectError, StorageError, TenantViolationError, TransientStorageError
 from worker.service import notify
 from worker.storage.base import check_tenant_key, validate_key
@@ -169,3 +169,46 @@ def test_a_chunk_that_keeps_failing_gives_up_after_the_retries_without_starting_
     methods = [m for m, _ in fake.state.requests]
     assert methods.count("POST") == 1 and len(methods) == 2 + 3  # create, one chunk, then 3 tries
     storage.close()
+
+
+def test_a_large_file_overwrites_an_existing_one(fake: FakeSupabase) -> None:
+    """Storage reads ``x-upsert`` on every resumable request: a PATCH without it over an existing key is a 409."""
+    storage = make(fake)
+    first, second = bytes(range(256)) * (30 * 1024), bytes(range(255, -1, -1)) * (30 * 1024)  # 7.5 MB: two chunks
+    storage.put("p/g/edited/big.jpg", first, "image/jpeg")
+    storage.put("p/g/edited/big.jpg", second, "image/jpeg")  # a restyle writes the same key again
+    assert fake.state.objects["p/g/edited/big.jpg"].data == second
+    storage.close()
+
+
+def test_a_resumed_upload_over_an_existing_file_finishes(fake: FakeSupabase) -> None:
+    """A retried photo whose large output is already there: the chunk sent again after a failure carries upsert too."""
+    storage = make(fake)
+    data = bytes(range(256)) * (60 * 1024)  # three chunks
+    fake.state.objects["p/g/edited/big.jpg"] = StoredObject(b"uploaded by the first attempt", "image/jpeg")
+    fake.state.faults = [None, None, "503"]  # the second PATCH fails once; a HEAD, then the chunk again
+    storage.put("p/g/edited/big.jpg", data, "image/jpeg")
+    assert fake.state.objects["p/g/edited/big.jpg"].data == data
+    assert [m for m, _ in fake.state.requests] == ["POST", "PATCH", "PATCH", "HEAD", "PATCH", "PATCH"]
+    storage.close()
+
+
+def test_the_fake_wants_upsert_on_each_resumable_request_as_storage_does(fake: FakeSupabase) -> None:
+    """The fake's own rule, so that the tests above can fail: POST and PATCH are checked on their own, HEAD never."""
+    import httpx
+
+    fake.state.objects["p/a.jpg"] = StoredObject(b"x", "image/jpeg")
+    endpoint = f"{fake.url}/storage/v1/upload/resumable"
+    auth = {"Authorization": f"Bearer {fake.key}", "Tus-Resumable": "1.0.0"}
+    meta = "bucketName cGhvdG9z,objectName cC9hLmpwZw==,contentType aW1hZ2UvanBlZw=="  # photos, p/a.jpg, image/jpeg
+    create = {**auth, "Upload-Length": "3", "Upload-Metadata": meta}
+    assert httpx.post(endpoint, headers=create).status_code == 409
+    created = httpx.post(endpoint, headers={**create, "x-upsert": "true"})
+    assert created.status_code == 201
+    patch = {**auth, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    location = fake.url + created.headers["Location"]
+    refused = httpx.patch(location, content=b"abc", headers=patch)
+    assert refused.status_code == 409 and refused.text == "The resource already exists"
+    assert httpx.head(location, headers=auth).headers["Upload-Offset"] == "0"  # HEAD is never checked
+    assert httpx.patch(location, content=b"abc", headers={**patch, "x-upsert": "true"}).status_code == 204
+    assert fake.state.objects["p/a.jpg"].data == b"abc"

@@ -1,8 +1,12 @@
 """Resumable uploads (TUS 1.0.0) to Supabase Storage, for files over the standard upload's 6 MB.
 
-One creating POST, then 6 MB PATCHes. Each request goes through the caller's ``attempt`` (its retry
-and backoff policy) on its own, so a failed chunk is sent again, never the whole file: after a failed
-PATCH the server is asked (HEAD) how much it kept before anything is sent again.
+One creating POST, then 6 MB PATCHes. Every request carries ``x-upsert: true``: Supabase Storage
+reads it on each resumable request, not only on the POST that creates the upload, and a PATCH
+without it over a key that already exists (a restyle, a retried photo) is refused with 409.
+
+Each request goes through the caller's ``attempt`` (its retry and backoff policy) on its own, so a
+failed chunk is sent again, never the whole file: after a failed PATCH the server is asked (HEAD)
+how much it kept before anything is sent again.
 """
 
 from __future__ import annotations
@@ -40,16 +44,10 @@ def upload(
         )
     )
 
+    tus = {"Tus-Resumable": "1.0.0", "x-upsert": "true"}  # on every request (see above)
+
     def create() -> str:
-        created = http.post(
-            endpoint,
-            headers={
-                "Tus-Resumable": "1.0.0",
-                "Upload-Length": str(len(data)),
-                "Upload-Metadata": metadata,
-                "x-upsert": "true",
-            },
-        )
+        created = http.post(endpoint, headers={**tus, "Upload-Length": str(len(data)), "Upload-Metadata": metadata})
         created.raise_for_status()
         location = created.headers.get("Location")
         if not location:
@@ -64,7 +62,7 @@ def upload(
         nonlocal resync
         start = offset
         if resync:
-            head = http.head(location, headers={"Tus-Resumable": "1.0.0"})
+            head = http.head(location, headers=tus)
             head.raise_for_status()
             start = int(head.headers.get("Upload-Offset", offset))
             if start >= len(data):  # the last chunk arrived; only its answer was lost
@@ -74,11 +72,7 @@ def upload(
         resp = http.patch(
             location,
             content=chunk,
-            headers={
-                "Tus-Resumable": "1.0.0",
-                "Upload-Offset": str(start),
-                "Content-Type": "application/offset+octet-stream",
-            },
+            headers={**tus, "Upload-Offset": str(start), "Content-Type": "application/offset+octet-stream"},
         )
         resp.raise_for_status()
         resync = False
