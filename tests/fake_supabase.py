@@ -8,6 +8,10 @@ the resumable routes the real status with the message as text. ``faults`` inject
 request pops the next entry (``"500"``, ``"503"``, ``"429"``, ``"timeout"``, ``None``, or ``"lost"``:
 the request is carried out but its answer is a 503, as when the response is lost).
 
+Like the real bucket it can refuse content types (``allowed_mime_types``: ``"image/jpeg"`` or
+``"image/*"`` entries; ``None`` allows all): the REST upload checks the file part's type, the
+resumable upload the ``contentType`` of its creating POST.
+
 ``x-upsert`` on resumable uploads, as Supabase Storage v1.26.5 reads it (``src/http/routes/tus/``:
 ``index.ts`` and ``lifecycle.ts``, on ``@tus/server`` 2.2.1): every resumable route takes
 ``x-upsert: true`` from *that* request, not from the upload it belongs to. The TUS server's
@@ -50,6 +54,7 @@ class FakeState:
     faults: list[str | None] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)  # TUS sessions
+    allowed_mime_types: list[str] | None = None  # the bucket's list; None allows every type
     timeout_sleep_s: float = 3.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,6 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Supabase answers 400 and puts the real status in the body.
         http = 400 if code in (404, 409, 403) else code
         self._json(http, {"statusCode": str(code), "error": error, "message": message})
+
+    def _mime_allowed(self, mime: str) -> bool:
+        """The bucket's ``allowed_mime_types``: an exact ``type/subtype`` or a ``type/*`` entry."""
+        allowed = self.state.allowed_mime_types
+        if allowed is None:
+            return True
+        kind, _, sub = mime.partition("/")
+        return any(entry in (f"{kind}/*", f"{kind}/{sub}") for entry in allowed) and bool(sub)
 
     def _tus_refused(self, key: str) -> bool:
         """A resumable request without its own ``x-upsert`` over an existing key: 409, as Storage does."""
@@ -238,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
         if file_part is None:
             self._error(400, "invalid", "no file part")
             return
+        if not self._mime_allowed(file_part.get_content_type()):
+            self._error(400, "InvalidRequest", f"mime type {file_part.get_content_type()} is not supported")
+            return
         with self.state.lock:
             if key in self.state.objects and not upsert:
                 self._error(409, "Duplicate", "The resource already exists")
@@ -273,6 +289,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._tus_refused(meta["objectName"]):
             return
+        content_type = meta.get("contentType", "")
+        if content_type and not self._mime_allowed(content_type):
+            self._send(415, f"mime type {content_type} is not supported".encode(), "text/plain")
+            return
         upload_id = uuid.uuid4().hex
         self.state.uploads[upload_id] = {
             "length": int(self.headers["Upload-Length"]),
@@ -290,8 +310,10 @@ class _Server(ThreadingHTTPServer):
 class FakeSupabase:
     """``with FakeSupabase() as fake: SupabaseStorage(fake.url, fake.key, fake.bucket)``."""
 
-    def __init__(self, key: str = "service-role-key", bucket: str = "photos") -> None:
-        self.state = FakeState(key=key, bucket=bucket)
+    def __init__(
+        self, key: str = "service-role-key", bucket: str = "photos", *, allowed_mime_types: list[str] | None = None
+    ) -> None:
+        self.state = FakeState(key=key, bucket=bucket, allowed_mime_types=allowed_mime_types)
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = self.state
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

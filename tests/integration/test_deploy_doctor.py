@@ -142,6 +142,29 @@ def test_a_check_that_crashes_is_reported_and_the_others_still_run(tmp_path: Pat
     assert code == 1 and out[0] == "[FAIL] boom       sensor on fire" and out[1].startswith("[ok  ] disk")
 
 
+def test_the_storage_probe_is_an_image_the_apps_bucket_takes_and_never_stays_behind(tmp_path: Path) -> None:
+    """The app's bucket allows images only (text/plain is refused); the probe is deleted even when its read fails."""
+    from tests.fake_supabase import FakeSupabase
+
+    with FakeSupabase(allowed_mime_types=["image/jpeg", "image/png", "image/webp", "image/heic"]) as fake:
+        settings = Settings(
+            data_dir=tmp_path,
+            supabase_url=fake.url,
+            supabase_service_role_key=fake.key,
+            storage_bucket=fake.bucket,
+            storage_retries=0,
+            worker_id="box:1",
+        )
+        check = doctor.check_storage(settings)
+        assert check.ok and check.detail == f"Supabase Storage {fake.url} bucket photos: read/write ok", check.detail
+        assert [m for m, _ in fake.state.requests] == ["POST", "GET", "DELETE"] and fake.state.objects == {}
+
+        fake.state.faults = [None, "404"]  # written, but the read fails
+        failed = doctor.check_storage(settings)
+        assert not failed.ok and "STORAGE_BUCKET" in failed.detail
+        assert fake.state.requests[-1][0] == "DELETE" and fake.state.objects == {}
+
+
 @pytest.mark.parametrize("fresh", [True, False], ids=["alive", "hung"])
 def test_doctor_quick_is_the_containers_health_check(db_url: str, tmp_path: Path, fresh: bool) -> None:
     liveness = tmp_path / "alive.json"

@@ -212,3 +212,17 @@ def test_the_fake_wants_upsert_on_each_resumable_request_as_storage_does(fake: F
     assert httpx.head(location, headers=auth).headers["Upload-Offset"] == "0"  # HEAD is never checked
     assert httpx.patch(location, content=b"abc", headers={**patch, "x-upsert": "true"}).status_code == 204
     assert fake.state.objects["p/a.jpg"].data == b"abc"
+
+
+def test_a_bucket_that_takes_images_only_refuses_other_types_with_its_reason(fake: FakeSupabase) -> None:
+    """The app's bucket has an allowed_mime_types list: both upload routes refuse text/plain and say why."""
+    fake.state.allowed_mime_types = ["image/jpeg", "image/png"]
+    storage = make(fake)
+    with pytest.raises(StorageError, match="mime type text/plain is not supported") as info:
+        storage.put("p/b.txt", b"ok", "text/plain")
+    assert not isinstance(info.value, TransientStorageError)
+    with pytest.raises(StorageError, match="mime type text/plain is not supported"):
+        storage.put("p/b.txt", b"o" * (7 * 1024 * 1024), "text/plain")  # resumable: refused at its POST
+    storage.put("p/b.jpg", b"ok", "image/jpeg")
+    assert sorted(fake.state.objects) == ["p/b.jpg"]
+    storage.close()

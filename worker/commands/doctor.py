@@ -12,6 +12,7 @@ Exit code 0 when nothing FAILed (warnings are fine), 1 otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -255,18 +256,35 @@ def check_database(settings: Settings) -> Check:
 
 
 # -- storage and disk -----------------------------------------------------------------------------
+def probe_jpeg() -> bytes:
+    """A tiny JPEG: the app's bucket takes images only (``allowed_mime_types``), so the probe is one."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
 def check_storage(settings: Settings) -> Check:
     from worker.storage.factory import from_settings
 
+    key = f".apelier-worker/doctor-{settings.worker_id.replace(':', '-').replace('/', '-')}.jpg"
+    probe = probe_jpeg()
+    storage = None
     try:
         storage = from_settings(settings)
-        key = f".apelier-worker/doctor-{settings.worker_id.replace(':', '-').replace('/', '-')}"
-        storage.put(key, b"ok", "text/plain")
-        readable = storage.get(key) == b"ok"
-        storage.delete(key)
+        storage.put(key, probe, "image/jpeg")
+        readable = storage.get(key) == probe
     except Exception as exc:
         fix = "check SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY, STORAGE_BUCKET"
         return Check("storage", False, f"not writable ({first_line(exc)}); {fix}")
+    finally:
+        if storage is not None:
+            with contextlib.suppress(Exception):  # the probe never stays behind, whatever went wrong
+                storage.delete(key)
+            getattr(storage, "close", lambda: None)()  # Supabase's HTTP connections
     return Check(
         "storage",
         readable,

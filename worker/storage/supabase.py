@@ -182,4 +182,7 @@ class SupabaseStorage:
 def _short(exc: BaseException | None) -> str:
     if exc is None:
         return ""
+    if isinstance(exc, httpx.HTTPStatusError):  # a resumable request: Storage's reason is the body, as text
+        reason = (exc.response.text.strip() or exc.response.reason_phrase).splitlines()
+        return f"HTTP {exc.response.status_code}: {reason[0][:160] if reason else 'no reason given'}"
     return f"{type(exc).__name__}: {first_line(exc, 160)}" if str(exc).strip() else type(exc).__name__
