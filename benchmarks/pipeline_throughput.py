@@ -38,7 +38,7 @@ from worker.commands.process import effective_batch_size, effective_photo_thread
 from worker.jobs.runtime import Runtime
 from worker.models import bundle
 from worker.models.lama import load_lama
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.service import logs
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
@@ -58,13 +58,13 @@ def main() -> None:
     with database() as url, tempfile.TemporaryDirectory() as tmp:
         storage = LocalStorage(Path(tmp) / "storage")
         queue = Queue(url, "bench")
-        pid = queue.upsert_photographer("00000000-0000-4000-8000-0000000be4c1", "Bench")
-        gallery = queue.insert_gallery(pid, "24 MP gallery")
+        pid = queue.admin.upsert_photographer("00000000-0000-4000-8000-0000000be4c1", "Bench")
+        gallery = queue.admin.insert_gallery(pid, "24 MP gallery")
         sources = ("china", "grace_hopper", "coffee", "astronaut")
         for i in range(args.photos):
             key = f"{pid}/{gallery}/uploads/IMG_{i:04d}.jpg"
             storage.put(key, photo_24mp(i, sources[i % len(sources)]), "image/jpeg")
-            queue.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
+            queue.admin.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
         settings = Settings(
             data_dir=Path(tmp),
             worker_id="bench",
@@ -80,14 +80,14 @@ def main() -> None:
         style_id = None
         if args.with_style:
             style_id, pairs = demo.seed_style(queue, storage, pid, demo.demo_photos()[:6])
-            queue.enqueue(
+            queue.admin.enqueue(
                 photographer_id=pid,
                 style_profile_id=style_id,
                 job_type="train_style",
                 payload={"pairs": pairs, "epochs": 40},
             )
             Daemon(runtime, url, drain=True).run()
-        job_id = queue.enqueue(photographer_id=pid, gallery_id=gallery, style_profile_id=style_id)
+        job_id = queue.admin.enqueue(photographer_id=pid, gallery_id=gallery, style_profile_id=style_id)
         on_gpu = runtime.models.device == "cuda"
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
@@ -102,7 +102,7 @@ def main() -> None:
             if on_gpu
             else None
         )
-        job = queue.get_job(job_id) or {}
+        job = queue.app.get_job(job_id) or {}
         faces = queue.conn.execute(
             "SELECT coalesce(sum(jsonb_array_length(face_data)), 0) AS n FROM photos WHERE gallery_id = %s",
             (gallery,),

@@ -14,7 +14,8 @@ from pathlib import Path
 from benchmarks.common import database, emit, percentiles
 from worker.jobs.runtime import Runtime
 from worker.models.bundle import ModelBundle
-from worker.queue.store import Listener, Queue
+from worker.queue.database import Queue
+from worker.queue.listener import Listener
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
 from worker.storage.local import LocalStorage
@@ -25,12 +26,12 @@ def listen_latency(url: str, n: int = 50) -> dict[str, float]:
     listener.start()
     app = Queue(url, "app")
     pid = str(uuid.uuid4())
-    app.upsert_photographer(pid, "Bench")
-    gallery = app.insert_gallery(pid, "G")
+    app.admin.upsert_photographer(pid, "Bench")
+    gallery = app.admin.insert_gallery(pid, "G")
     samples = []
     for _ in range(n):
         t0 = time.perf_counter()
-        app.enqueue(photographer_id=pid, gallery_id=gallery)
+        app.admin.enqueue(photographer_id=pid, gallery_id=gallery)
         listener.wait(5.0)
         samples.append(time.perf_counter() - t0)
     app.conn.execute("DELETE FROM processing_jobs")
@@ -51,16 +52,16 @@ def daemon_wakeup(url: str, n: int = 20) -> dict[str, float]:
         thread.start()
         app = Queue(url, "app")
         pid = str(uuid.uuid4())
-        app.upsert_photographer(pid, "Bench")
-        gallery = app.insert_gallery(pid, "G")  # no photos: the job completes at once
+        app.admin.upsert_photographer(pid, "Bench")
+        gallery = app.admin.insert_gallery(pid, "G")  # no photos: the job completes at once
         samples = []
         for _ in range(n):
             idle.clear()
             idle.wait(10)
             time.sleep(0.05)
-            job = app.enqueue(photographer_id=pid, gallery_id=gallery)
+            job = app.admin.enqueue(photographer_id=pid, gallery_id=gallery)
             while True:
-                row = app.get_job(job)
+                row = app.app.get_job(job)
                 if row and row["started_at"]:
                     samples.append((row["started_at"] - row["created_at"]).total_seconds())
                     break
@@ -74,17 +75,17 @@ def daemon_wakeup(url: str, n: int = 20) -> dict[str, float]:
 def claim_throughput(url: str, jobs: int = 2000, workers: int = 8) -> dict[str, float]:
     app = Queue(url, "app")
     pid = str(uuid.uuid4())
-    app.upsert_photographer(pid, "Bench")
-    gallery = app.insert_gallery(pid, "G")
+    app.admin.upsert_photographer(pid, "Bench")
+    gallery = app.admin.insert_gallery(pid, "G")
     for _ in range(jobs):
-        app.enqueue(photographer_id=pid, gallery_id=gallery)
+        app.admin.enqueue(photographer_id=pid, gallery_id=gallery)
     claimed = [0] * workers
     barrier = threading.Barrier(workers + 1)
 
     def run(i: int) -> None:
         q = Queue(url, f"w{i}")
         barrier.wait()
-        while q.claim() is not None:
+        while q.jobs.claim() is not None:
             claimed[i] += 1
         q.close()
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.common import database, emit, photo_24mp
 from tests.fake_systemd import FakeSystemd
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.storage.local import LocalStorage
 
 
@@ -47,12 +47,12 @@ def main() -> None:
         data_dir = Path(tmp)
         storage = LocalStorage(data_dir / "storage" / "photos")
         queue = Queue(url, "bench")
-        pid = queue.upsert_photographer("00000000-0000-4000-8000-0000000be4c2", "Bench")
-        gallery = queue.insert_gallery(pid, "24 MP gallery")
+        pid = queue.admin.upsert_photographer("00000000-0000-4000-8000-0000000be4c2", "Bench")
+        gallery = queue.admin.insert_gallery(pid, "24 MP gallery")
         for i in range(args.photos):
             key = f"{pid}/{gallery}/uploads/IMG_{i:04d}.jpg"
             storage.put(key, photo_24mp(i), "image/jpeg")
-            queue.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
+            queue.admin.insert_photo(photographer_id=pid, gallery_id=gallery, key=key, filename=f"IMG_{i:04d}.jpg")
         env = {
             **os.environ,
             "DATABASE_URL": url,
@@ -69,10 +69,10 @@ def main() -> None:
             wait_until(lambda: manager.first("READY=1") is not None, 300)
             ready = manager.first("READY=1") or t0
             time.sleep(20)  # idle: at least one requeue check (lease/4 = 15 s) and several poll turns
-            job_id = queue.enqueue(photographer_id=pid, gallery_id=gallery)
+            job_id = queue.admin.enqueue(photographer_id=pid, gallery_id=gallery)
             job_t0 = time.monotonic()
             quarter = max(1, args.photos // 4)
-            wait_until(lambda: (queue.get_job(job_id) or {}).get("processed_images", 0) >= quarter, 600)
+            wait_until(lambda: (queue.app.get_job(job_id) or {}).get("processed_images", 0) >= quarter, 600)
             term = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=300)
@@ -82,7 +82,7 @@ def main() -> None:
                 proc.kill()
         stopping = manager.first("STOPPING=1", term)
         pings = manager.arrivals("WATCHDOG=1")
-        job = queue.get_job(job_id) or {}
+        job = queue.app.get_job(job_id) or {}
         queue.close()
     manager.close()
     emit(

@@ -1,19 +1,38 @@
--- Named statements, loaded by name by worker/queue/store.py (the only Python that speaks SQL).
--- Each block starts with "-- name: <name>"; parameters are psycopg's %(name)s.
+-- Named statements, loaded by name by worker/queue/sql.py and run through worker/queue/connection.py.
+-- Each block starts with "-- name: <name>"; parameters are psycopg's %(name)s. The in-memory double
+-- (worker/queue/memory.py) answers the same names with the same rows.
 
--- name: schema_version
+-- name: schema_tables
+SELECT to_regclass('apelier.migrations') IS NOT NULL AS versioned,
+       to_regclass('apelier.schema_version') IS NOT NULL AS legacy;
+
+-- name: migrations_version
+SELECT max(version) AS version FROM apelier.migrations;
+
+-- name: legacy_schema_version
+-- What workers before versioned migrations recorded (one row; their versions 1 to 3).
 SELECT version FROM apelier.schema_version;
 
--- name: set_schema_version
-INSERT INTO apelier.schema_version (singleton, version) VALUES (true, %(version)s)
-ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, applied_at = now()
-WHERE apelier.schema_version.version IS DISTINCT FROM excluded.version;
-
--- name: schema_exists
-SELECT to_regclass('apelier.schema_version') IS NOT NULL AS present;
-
 -- name: migration_lock
+-- Held until the migration's transaction ends: a second box migrating at the same time waits, then
+-- finds nothing left to apply.
 SELECT pg_advisory_xact_lock(hashtext('apelier-worker migrate'));
+
+-- name: create_migrations_table
+CREATE SCHEMA IF NOT EXISTS apelier;
+CREATE TABLE IF NOT EXISTS apelier.migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: applied_migrations
+SELECT version, name, checksum, applied_at FROM apelier.migrations ORDER BY version;
+
+-- name: record_migration
+INSERT INTO apelier.migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)
+RETURNING version;
 
 -- name: listen
 LISTEN apelier_jobs;

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.service.config import Settings
 from worker.storage.local import LocalStorage
 
@@ -96,7 +96,7 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
     queue = Queue(_url_for(pg_admin_url, name), "template")
-    queue.migrate()
+    queue.admin.migrate()
     queue.close()
     yield name
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
@@ -175,15 +175,15 @@ def make_gallery(
     import uuid
 
     photographer_id = photographer_id or str(uuid.uuid4())
-    queue.upsert_photographer(photographer_id, "Test Studio")
-    gallery_id = queue.insert_gallery(photographer_id, "Test gallery")
+    queue.admin.upsert_photographer(photographer_id, "Test Studio")
+    gallery_id = queue.admin.insert_gallery(photographer_id, "Test gallery")
     ids, keys = [], []
     for order, (name, data) in enumerate(files):
         key = f"{photographer_id}/{gallery_id}/uploads/{order:03d}-{name}"
         if data is not None:
             storage.put(key, data, "application/octet-stream")
         ids.append(
-            queue.insert_photo(
+            queue.admin.insert_photo(
                 photographer_id=photographer_id,
                 gallery_id=gallery_id,
                 key=key,

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_gallery
-from worker.queue.store import SCHEMA_VERSION, Queue
+from worker.queue.database import Queue
+from worker.queue.migrations import latest_version
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
@@ -69,13 +70,14 @@ def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
 
 def test_operator_commands_against_a_database(db_url: str, tmp_path: Path, storage, real_photos) -> None:
     env = {"DATABASE_URL": db_url, "WORKER_DATA_DIR": str(tmp_path / "data")}
-    assert cli("migrate", env=env).stdout.strip() == f"schema: version {SCHEMA_VERSION} → version {SCHEMA_VERSION}"
+    latest = latest_version()
+    assert cli("migrate", env=env).stdout.strip() == f"schema: version {latest} → version {latest}"
     queue = Queue(db_url, "t")
     gallery = make_gallery(queue, storage, real_photos[:1])
     result = cli("enqueue", "--gallery", gallery.gallery_id, env=env)
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
-    job = queue.get_job(job_id)
+    job = queue.app.get_job(job_id)
     assert job is not None and job["status"] == "queued" and job["total_images"] == 1
 
     status = cli("status", "--json", env=env)

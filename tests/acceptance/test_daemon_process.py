@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import Gallery, jpeg_bytes, make_gallery
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.storage.local import LocalStorage
 
 PHOTOS = 24
@@ -78,24 +78,24 @@ def test_sigkill_mid_job_is_requeued_and_finished_by_another_worker_without_dupl
 ) -> None:
     data_dir = tmp_path / "data"
     gallery = big_gallery(queue, data_dir, china)
-    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
 
     a = start_worker(worker_env(db_url, data_dir, "worker-a"), log=tmp_path / "a.log")
     try:
-        wait_for(lambda: (queue.get_job(job_id) or {}).get("processed_images", 0) >= 3)
+        wait_for(lambda: (queue.app.get_job(job_id) or {}).get("processed_images", 0) >= 3)
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=10)
     finally:
         if a.poll() is None:
             a.kill()
-    at_kill = queue.get_job(job_id)
+    at_kill = queue.app.get_job(job_id)
     assert at_kill is not None and at_kill["status"] == "processing" and at_kill["locked_by"] == "worker-a"
     assert at_kill["processed_images"] < PHOTOS
 
     b = start_worker(worker_env(db_url, data_dir, "worker-b"), "--drain", log=tmp_path / "b.log")
     assert b.wait(timeout=180) == 0, (tmp_path / "b.log").read_text()[-3000:]
 
-    job = queue.get_job(job_id)
+    job = queue.app.get_job(job_id)
     assert job is not None
     assert job["status"] == "completed" and job["attempts"] == 2
     assert job["processed_images"] == job["total_images"] == PHOTOS
@@ -105,7 +105,7 @@ def test_sigkill_mid_job_is_requeued_and_finished_by_another_worker_without_dupl
     outputs = LocalStorage(data_dir / "storage" / "photos").list(f"{gallery.photographer_id}/{gallery.gallery_id}")
     produced = [k for k in outputs if "/uploads/" not in k]
     assert len(produced) == 3 * PHOTOS
-    assert queue.images_edited_count(gallery.photographer_id) == PHOTOS
+    assert queue.app.images_edited_count(gallery.photographer_id) == PHOTOS
     ledger = queue.conn.execute("SELECT count(*) AS n FROM apelier.billed_photos").fetchone()
     assert ledger is not None and ledger["n"] == PHOTOS
 
@@ -115,13 +115,13 @@ def test_sigterm_mid_job_puts_it_back_with_progress_and_exits_0(
 ) -> None:
     data_dir = tmp_path / "data"
     gallery = big_gallery(queue, data_dir, china)
-    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
 
     # A password in the connection string (trust auth ignores it) must never reach the logs.
     env = worker_env(f"{db_url} password=hunter2-secret", data_dir, "worker-a")
     a = start_worker(env, log=tmp_path / "a.log")
     try:
-        wait_for(lambda: (queue.get_job(job_id) or {}).get("processed_images", 0) >= 3)
+        wait_for(lambda: (queue.app.get_job(job_id) or {}).get("processed_images", 0) >= 3)
         t0 = time.monotonic()
         a.send_signal(signal.SIGTERM)
         assert a.wait(timeout=30) == 0
@@ -129,7 +129,7 @@ def test_sigterm_mid_job_puts_it_back_with_progress_and_exits_0(
     finally:
         if a.poll() is None:
             a.kill()
-    job = queue.get_job(job_id)
+    job = queue.app.get_job(job_id)
     assert job is not None
     assert job["status"] == "queued" and job["locked_by"] is None and job["attempts"] == 0
     assert 3 <= job["processed_images"] < PHOTOS
@@ -145,6 +145,6 @@ def test_sigterm_mid_job_puts_it_back_with_progress_and_exits_0(
 
     b = start_worker(worker_env(db_url, data_dir, "worker-b"), "--drain", log=tmp_path / "b.log")
     assert b.wait(timeout=180) == 0
-    job = queue.get_job(job_id)
+    job = queue.app.get_job(job_id)
     assert job is not None and job["status"] == "completed" and job["processed_images"] == PHOTOS
-    assert queue.images_edited_count(gallery.photographer_id) == PHOTOS
+    assert queue.app.images_edited_count(gallery.photographer_id) == PHOTOS

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.acceptance.test_daemon_process import start_worker, wait_for, worker_env
 from tests.conftest import make_gallery
 from tests.fake_systemd import FakeSystemd
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.storage.local import LocalStorage
 
 
@@ -60,8 +60,8 @@ def test_ready_watchdog_status_metrics_and_stopping_under_a_fake_systemd(
         assert fake_systemd.index(lambda line: line.startswith("STATUS=idle"), ready) > ready
         wait_for(lambda: fake_systemd.lines()[ready:].count("WATCHDOG=1") >= 3, timeout=30)
 
-        job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
-        wait_for(lambda: (queue.get_job(job_id) or {}).get("status") == "completed", timeout=180)
+        job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+        wait_for(lambda: (queue.app.get_job(job_id) or {}).get("status") == "completed", timeout=180)
         wait_for(lambda: fake_systemd.index(lambda line: "completed" in line and job_id in line) >= 0, timeout=10)
 
         lines = fake_systemd.lines()

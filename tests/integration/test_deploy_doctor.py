@@ -188,19 +188,21 @@ def test_doctor_quick_is_the_containers_health_check(db_url: str, tmp_path: Path
 def test_status_shows_the_fleet_and_flags_a_job_whose_worker_went_silent(queue, db_url, storage, real_photos, capsys):
     from tests.conftest import make_gallery
     from worker.commands.status import print_status
-    from worker.queue.store import Queue
+    from worker.queue.database import Queue
 
     gallery = make_gallery(queue, storage, real_photos[:2])
-    quiet = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
-    busy = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
-    queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    quiet = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    busy = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
     workers = {}
     for name, job_id in (("box-a-gpu0", quiet), ("box-b-gpu1", busy)):
         worker = Queue(db_url, name)
-        claimed = worker.claim()
+        claimed = worker.jobs.claim()
         assert claimed is not None and claimed.id == job_id
-        worker.update_progress(job_id, phase="retouch", processed=1, total=2, progress={}, phase_timings={})
-        worker.worker_seen(hostname=name[:5], pid=1, version="t", device="cuda", state="busy", job_id=job_id, info={})
+        worker.jobs.update_progress(job_id, phase="retouch", processed=1, total=2, progress={}, phase_timings={})
+        worker.jobs.worker_seen(
+            hostname=name[:5], pid=1, version="t", device="cuda", state="busy", job_id=job_id, info={}
+        )
         workers[name] = worker
     queue.conn.execute("UPDATE processing_jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = %s", (quiet,))
     for worker in workers.values():
@@ -215,3 +217,22 @@ def test_status_shows_the_fleet_and_flags_a_job_whose_worker_went_silent(queue, 
     assert "STALE" in lines[quiet] and "heartbeat 5m ago" in lines[quiet] and "STALE" not in lines[busy]
     assert "queued" in out.split("queue:")[1].split("in flight:")[0]
     assert "box-a-gpu0" in out and "box-b-gpu1" in out
+
+
+def test_doctor_judges_the_schema_against_the_range_this_release_runs_on(queue, db_url: str, tmp_path: Path) -> None:
+    from worker.queue.migrations import MIN_SCHEMA_VERSION, latest_version
+
+    settings = Settings(data_dir=tmp_path, database_url=db_url)
+    check = doctor.check_database(settings)
+    assert check.ok and f"schema {latest_version()}," in check.detail
+
+    newer = latest_version() + 1  # a box of the next release migrated first: fine, but say so
+    queue.conn.execute("INSERT INTO apelier.migrations VALUES (%s, 'next.sql', 'x')", (newer,))
+    check = doctor.check_database(settings)
+    assert check.ok and check.warn and f"schema {newer} (newer than this release's {latest_version()}" in check.detail
+
+    queue.conn.execute("DROP TABLE apelier.migrations")  # as a worker before versioned migrations left it
+    check = doctor.check_database(settings)
+    assert (
+        not check.ok and f"schema 3, need {MIN_SCHEMA_VERSION} or newer; run `apelier-worker migrate`" in check.detail
+    )

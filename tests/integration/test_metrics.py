@@ -27,7 +27,7 @@ def scrape(port: int) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]],
 def test_metrics_after_a_gallery_job(queue, db_url, storage, settings, real_photos) -> None:
     files = [*real_photos, ("notes.jpg", b"a text file named .jpg")]
     gallery = make_gallery(queue, storage, files)
-    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
 
     metrics = Metrics(worker_id="test-worker", version="9.9", device="cpu")
     port = metrics.serve(0, addr="127.0.0.1")
@@ -55,7 +55,7 @@ def test_metrics_after_a_gallery_job(queue, db_url, storage, settings, real_phot
     wait = after["apelier_job_queue_wait_seconds"]
     assert wait[("apelier_job_queue_wait_seconds_count", (("job_type", "gallery"),))] == 1
     assert 0 <= wait[("apelier_job_queue_wait_seconds_sum", (("job_type", "gallery"),))] < 60
-    job = queue.get_job(job_id) or {}
+    job = queue.app.get_job(job_id) or {}
     waited = (job["started_at"] - job["created_at"]).total_seconds()  # both on the database's clock
     assert wait[("apelier_job_queue_wait_seconds_sum", (("job_type", "gallery"),))] == pytest.approx(waited, abs=1e-3)
     duration = after["apelier_job_duration_seconds"]

@@ -345,10 +345,10 @@ def test_a_hung_main_thread_stops_renewing_its_lease_so_another_worker_takes_the
     """No watchdog restarts a worker in a container: its heartbeat thread must not keep a hung job."""
     from tests.conftest import make_gallery
     from tests.integration.test_daemon import make_daemon
-    from worker.queue.store import Queue
+    from worker.queue.database import Queue
 
     gallery = make_gallery(queue, storage, real_photos[:1])
-    job_id = queue.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
     hang = threading.Event()
     outcome: list[int] = []
 
@@ -367,10 +367,12 @@ def test_a_hung_main_thread_stops_renewing_its_lease_so_another_worker_takes_the
     worker.start()
     other = Queue(db_url, "other-worker")
     try:
-        wait_for(lambda: (queue.get_job(job_id) or {}).get("status") == "processing", timeout=30)
+        wait_for(lambda: (queue.app.get_job(job_id) or {}).get("status") == "processing", timeout=30)
         # Silent for the window (1 s), then the lease (2 s) lapses: any worker requeues the job.
-        wait_for(lambda: any(str(r["job_id"]) == job_id for r in other.requeue_stale(settings.lease_s)), timeout=30)
-        assert (queue.get_job(job_id) or {})["status"] == "queued"
+        wait_for(
+            lambda: any(str(r["job_id"]) == job_id for r in other.jobs.requeue_stale(settings.lease_s)), timeout=30
+        )
+        assert (queue.app.get_job(job_id) or {})["status"] == "queued"
     finally:
         hang.set()
         worker.join(timeout=30)

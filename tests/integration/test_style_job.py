@@ -20,7 +20,8 @@ from worker.jobs.gallery import load_style_model
 from worker.jobs.runtime import JobControl, Runtime
 from worker.jobs.style import run_style_job
 from worker.models.bundle import ModelBundle
-from worker.queue.store import Job, Queue
+from worker.queue.database import Queue
+from worker.queue.store import Job
 from worker.service.config import Settings
 from worker.storage.local import LocalStorage
 from worker.style import cache as style_cache
@@ -58,7 +59,7 @@ def training_photos() -> list[np.ndarray]:
 
 def new_photographer(queue: Queue) -> str:
     photographer = str(uuid.uuid4())
-    queue.upsert_photographer(photographer, "Studio")
+    queue.admin.upsert_photographer(photographer, "Studio")
     return photographer
 
 
@@ -79,7 +80,7 @@ def new_profile(queue: Queue, photographer: str) -> str:
 def test_train_a_style_then_apply_it_to_a_gallery(queue, db_url, storage, settings, real_photos) -> None:
     photographer, profile = studio_with_profile(queue)
     pairs = upload_pairs(storage, photographer, training_photos())
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=photographer,
         style_profile_id=profile,
         job_type="train_style",
@@ -87,22 +88,24 @@ def test_train_a_style_then_apply_it_to_a_gallery(queue, db_url, storage, settin
     )
     drain(db_url, storage, settings)
 
-    job = queue.get_job(job_id)
+    job = queue.app.get_job(job_id)
     assert job is not None and job["status"] == "completed", job and job["error_log"]
     assert job["progress"]["kind"] == "train_style" and job["progress"]["pairs_used"] == 6
     metrics = job["progress"]["metrics"]
     assert metrics["heldout_psnr"] > 0 and metrics["pairs_used"] == 6
     assert metrics["heldout_delta_e2000"] > 0 and metrics["heldout_identity_psnr"] > 0
-    row = queue.style_profile(profile)
+    row = queue.app.style_profile(profile)
     assert row is not None
     assert (row["training_status"], row["status"], row["training_method"]) == ("ready", "ready", "lut3d")
     assert row["model_key"] == f"{photographer}/styles/{profile}.pt" and storage.exists(row["model_key"])
     assert row["pairs_used"] == 6 and row["training_time_s"] > 0 and row["training_error"] is None
 
     gallery = make_gallery(queue, storage, real_photos[1:3], photographer_id=photographer)
-    gallery_job = queue.enqueue(photographer_id=photographer, gallery_id=gallery.gallery_id, style_profile_id=profile)
+    gallery_job = queue.admin.enqueue(
+        photographer_id=photographer, gallery_id=gallery.gallery_id, style_profile_id=profile
+    )
     drain(db_url, storage, settings)
-    assert (queue.get_job(gallery_job) or {})["status"] == "completed"
+    assert (queue.app.get_job(gallery_job) or {})["status"] == "completed"
     for name, data in real_photos[1:3]:
         photo = photo_rows(queue, gallery.gallery_id)[name]
         assert photo["ai_edits"]["style"] == {"applied": True, "method": "lut3d"}
@@ -111,24 +114,6 @@ def test_train_a_style_then_apply_it_to_a_gallery(queue, db_url, storage, settin
         target = warm_look(before)
         # Photos the style never saw come out much closer to the photographer's look than they went in.
         assert psnr(after, target) > psnr(before, target) + 6, (psnr(after, target), psnr(before, target))
-
-
-def test_too_few_usable_pairs_end_with_a_training_error_that_says_why(queue, db_url, storage, settings) -> None:
-    photographer, profile = studio_with_profile(queue)
-    pairs = upload_pairs(storage, photographer, training_photos()[:3])
-    pairs.append({"original_key": f"{photographer}/missing/a.jpg", "edited_key": f"{photographer}/missing/b.jpg"})
-    pairs.append({"original_key": f"{uuid.uuid4()}/theirs.jpg", "edited_key": pairs[0]["edited_key"]})
-    job_id = queue.enqueue(
-        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": pairs}
-    )
-    drain(db_url, storage, settings)
-    job = queue.get_job(job_id)
-    assert job is not None and job["status"] == "failed" and job["attempts"] == 1  # not retried
-    row = queue.style_profile(profile)
-    assert row is not None and row["training_status"] == "error"
-    assert row["training_error"].startswith("only 3 of 5 before/after pairs are usable; at least 5 are needed")
-    assert "not in storage" in row["training_error"] and "outside photographer" in row["training_error"]
-    assert job["error_log"] == row["training_error"]
 
 
 def test_an_unusable_style_model_sends_the_photos_to_review(queue, db_url, storage, settings, real_photos) -> None:
@@ -140,11 +125,11 @@ def test_an_unusable_style_model_sends_the_photos_to_review(queue, db_url, stora
         "UPDATE style_profiles SET model_key = %s, training_status = 'ready', status = 'ready' WHERE id = %s",
         (key, profile),
     )
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id, style_profile_id=profile
     )
     drain(db_url, storage, settings)
-    assert (queue.get_job(job_id) or {})["status"] == "completed"
+    assert (queue.app.get_job(job_id) or {})["status"] == "completed"
     photo = next(iter(photo_rows(queue, gallery.gallery_id).values()))
     assert photo["status"] == "edited" and photo["needs_review"]
     assert photo["ai_edits"]["style"]["applied"] is False
@@ -156,7 +141,7 @@ def store_histogram_style(queue: Queue, storage: LocalStorage, photographer: str
     style = style_histogram.fit([ref])
     key = f"{photographer}/styles/{profile}.pt"
     storage.put(key, style_model.save(style), "application/octet-stream")
-    queue.update_style_training(profile, training_status="ready", training_method="histogram", model_key=key)
+    queue.jobs.update_style_training(profile, training_status="ready", training_method="histogram", model_key=key)
     return style
 
 
@@ -172,18 +157,18 @@ def test_a_profile_keeps_its_model_while_it_retrains_and_after_a_failed_retrain(
     job = gallery_job_for(photographer, profile)
 
     def choice():  # what a gallery job starting now gets
-        return load_style_model(job, queue.style_profile(profile), runtime)
+        return load_style_model(job, queue.app.style_profile(profile), runtime)
 
-    queue.update_style_training(profile, training_status="training")
+    queue.jobs.update_style_training(profile, training_status="training")
     first = choice()  # a first training: no model yet, phase 1 passes through and says so
     assert first.model is None and not first.expected and "no trained model yet" in first.note
 
     old = store_histogram_style(queue, storage, photographer, profile, astronaut)
     in_use = choice().model
     assert np.array_equal(in_use.tone_target, old.tone_target)
-    queue.update_style_training(profile, training_status="training")  # a retrain starts
+    queue.jobs.update_style_training(profile, training_status="training")  # a retrain starts
     assert choice().model is in_use  # same version: the cached model, not fetched again
-    queue.update_style_training(profile, training_status="error", training_error="the GPU fell over")
+    queue.jobs.update_style_training(profile, training_status="error", training_error="the GPU fell over")
     assert np.array_equal(choice().model.tone_target, old.tone_target)
 
     new = store_histogram_style(queue, storage, photographer, profile, coffee)  # a retrain completes
@@ -203,27 +188,27 @@ def test_canceling_a_training_keeps_a_model_it_had_ready(
     photographer, profile = studio_with_profile(queue)
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
-    before = queue.style_profile(profile)
+    before = queue.app.style_profile(profile)
     assert before is not None
     pairs = upload_pairs(storage, photographer, training_photos()[:5])
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": pairs}
     )
-    job = queue.claim()
+    job = queue.jobs.claim()
     assert job is not None and job.id == job_id
-    start = queue.start_style_training
+    start = queue.jobs.start_style_training
 
     def start_then_cancel(job_id: str) -> str:
         state = start(job_id)
-        assert queue.style_profile(profile)["training_status"] == "training"  # type: ignore[index]
-        assert queue.cancel(job_id) == "canceled"  # the app cancels; the worker sees it at its next write
+        assert queue.app.style_profile(profile)["training_status"] == "training"  # type: ignore[index]
+        assert queue.jobs.cancel(job_id) == "canceled"  # the app cancels; the worker sees it at its next write
         return state
 
-    monkeypatch.setattr(queue, "start_style_training", start_then_cancel)
+    monkeypatch.setattr(queue.jobs, "start_style_training", start_then_cancel)
     runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
     assert run_style_job(job, queue, runtime, JobControl()).status == "canceled"
 
-    row = queue.style_profile(profile)
+    row = queue.app.style_profile(profile)
     assert row is not None
     assert_cancel_outcome(row, before, had_model)
 
@@ -237,18 +222,18 @@ def test_a_training_canceled_before_it_starts_leaves_the_profile_as_it_was(
     photographer, profile = studio_with_profile(queue)
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
-    before = queue.style_profile(profile)
+    before = queue.app.style_profile(profile)
     assert before is not None
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
     )
-    job = queue.claim()
+    job = queue.jobs.claim()
     assert job is not None and job.id == job_id
-    assert queue.cancel(job_id) == "canceled"
+    assert queue.jobs.cancel(job_id) == "canceled"
     runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
     assert run_style_job(job, queue, runtime, JobControl()).status == "canceled"
 
-    row = queue.style_profile(profile)
+    row = queue.app.style_profile(profile)
     assert row is not None
     fields = ("training_status", "status", "training_error", "model_key", "training_completed_at", "updated_at")
     assert {k: row[k] for k in fields} == {k: before[k] for k in fields}
@@ -262,22 +247,22 @@ def test_a_cancel_committing_while_the_training_starts_never_leaves_the_profile_
 ) -> None:
     """The app's cancel holds the job row; the start waits for it and then sees the cancel."""
     photographer, profile = studio_with_profile(queue)
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
     )
-    assert queue.claim() is not None
+    assert queue.jobs.claim() is not None
     app = psycopg.connect(db_url, autocommit=False)
     try:
         app.execute("SELECT apelier.cancel_job(%s)", (job_id,))  # uncommitted: the job row stays locked
         with ThreadPoolExecutor(1) as pool:
-            started = pool.submit(queue.start_style_training, job_id)
+            started = pool.submit(queue.jobs.start_style_training, job_id)
             time.sleep(0.3)
             assert not started.done()  # waiting on the app's lock, not reading the old row
             app.commit()
             assert started.result(timeout=10) == "canceled"
     finally:
         app.close()
-    row = queue.style_profile(profile)
+    row = queue.app.style_profile(profile)
     assert row is not None and row["training_status"] != "training"
 
 
@@ -299,36 +284,36 @@ def test_a_training_job_that_fails_by_any_path_ends_its_profiles_training(queue:
 
     def training_job(max_attempts: int) -> tuple[str, str]:
         profile = new_profile(queue, photographer)
-        job_id = queue.enqueue(
+        job_id = queue.admin.enqueue(
             photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
         )
         queue.conn.execute("UPDATE processing_jobs SET max_attempts = %s WHERE id = %s", (max_attempts, job_id))
-        job = queue.claim()
+        job = queue.jobs.claim()
         assert job is not None and job.id == job_id
-        assert queue.start_style_training(job_id) == "processing"  # what run_style_job does first
+        assert queue.jobs.start_style_training(job_id) == "processing"  # what run_style_job does first
         return profile, job_id
 
     def profile_status(profile: str) -> tuple[str, str | None]:
-        row = queue.style_profile(profile)
+        row = queue.app.style_profile(profile)
         assert row is not None
         return row["training_status"], row["training_error"]
 
     retried, job_id = training_job(max_attempts=2)
-    assert queue.fail(job_id, "storage timed out", 30.0) == "queued"
+    assert queue.jobs.fail(job_id, "storage timed out", 30.0) == "queued"
     assert profile_status(retried) == ("training", None)  # it will run again
     queue.conn.execute("UPDATE processing_jobs SET run_after = now() WHERE id = %s", (job_id,))
-    assert queue.claim() is not None
-    assert queue.fail(job_id, "storage timed out", None) == "failed"
+    assert queue.jobs.claim() is not None
+    assert queue.jobs.fail(job_id, "storage timed out", None) == "failed"
     assert profile_status(retried) == ("error", "storage timed out")
 
     stale, job_id = training_job(max_attempts=1)
     queue.conn.execute(
         "UPDATE processing_jobs SET heartbeat_at = now() - interval '2 minutes' WHERE id = %s", (job_id,)
     )
-    assert [r["new_status"] for r in queue.requeue_stale(60)] == ["failed"]
+    assert [r["new_status"] for r in queue.jobs.requeue_stale(60)] == ["failed"]
     status, error = profile_status(stale)
     assert status == "error" and error is not None and "stopped responding" in error
-    assert (queue.style_profile(stale) or {})["status"] == "error"
+    assert (queue.app.style_profile(stale) or {})["status"] == "error"
 
 
 @pytest.mark.parametrize("had_model", [False, True])
@@ -339,15 +324,15 @@ def test_canceling_a_training_that_waits_for_a_retry_ends_its_profiles_training(
     photographer, profile = studio_with_profile(queue)
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
-    before = queue.style_profile(profile) or {}
-    job_id = queue.enqueue(
+    before = queue.app.style_profile(profile) or {}
+    job_id = queue.admin.enqueue(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
     )
-    assert queue.claim() is not None
-    assert queue.start_style_training(job_id) == "processing"
-    assert queue.fail(job_id, "storage timed out", 30.0) == "queued"  # waiting for its retry
-    assert queue.cancel(job_id) == "canceled"
-    row = queue.style_profile(profile)
+    assert queue.jobs.claim() is not None
+    assert queue.jobs.start_style_training(job_id) == "processing"
+    assert queue.jobs.fail(job_id, "storage timed out", 30.0) == "queued"  # waiting for its retry
+    assert queue.jobs.cancel(job_id) == "canceled"
+    row = queue.app.style_profile(profile)
     assert row is not None
     assert_cancel_outcome(row, before, had_model)
 
@@ -379,12 +364,14 @@ def test_training_keeps_only_small_copies_of_the_photos(
         {"training_method": "histogram", "reference_keys": [p["edited_key"] for p in pairs]},
     ):
         profile = new_profile(queue, photographer)
-        queue.enqueue(photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload=payload)
-        job = queue.claim()
+        queue.admin.enqueue(
+            photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload=payload
+        )
+        job = queue.jobs.claim()
         assert job is not None
         assert run_style_job(job, queue, runtime, JobControl()).status == "completed"
         if "reference_keys" in payload:  # the app shows how many photos the histogram style learned from
-            assert (queue.get_job(job.id) or {})["progress"]["metrics"] == {"references_used": len(pairs)}
+            assert (queue.app.get_job(job.id) or {})["progress"]["metrics"] == {"references_used": len(pairs)}
 
     for method, edge in (("lut3d", 512), ("histogram", style_histogram.STAT_EDGE)):
         assert max(max(shape[:2]) for shape in seen[method]) == edge, (method, seen[method])
@@ -404,20 +391,20 @@ def test_a_training_released_on_shutdown_leaves_the_profile_as_it_was_before_it_
     if had_model:
         store_histogram_style(queue, storage, photographer, profile, astronaut)
     pairs = upload_pairs(storage, photographer, training_photos()[:5])
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": pairs}
     )
-    job = queue.claim()
+    job = queue.jobs.claim()
     assert job is not None and job.id == job_id
     control = JobControl()
     control.shutdown.set()
     runtime = Runtime(settings=settings, storage=storage, models=ModelBundle(device="cpu"))
     assert run_style_job(job, queue, runtime, control).status == "released"
-    row = queue.style_profile(profile)
+    row = queue.app.style_profile(profile)
     assert row is not None
     assert (row["training_status"], row["status"]) == (("ready",) * 2 if had_model else ("pending",) * 2)
     assert bool(row["model_key"]) == had_model
-    assert (queue.get_job(job_id) or {})["status"] == "queued"
+    assert (queue.app.get_job(job_id) or {})["status"] == "queued"
 
 
 def test_a_canceled_retrain_of_a_legacy_model_keeps_it(queue: Queue) -> None:
@@ -428,12 +415,12 @@ def test_a_canceled_retrain_of_a_legacy_model_keeps_it(queue: Queue) -> None:
         "UPDATE style_profiles SET model_weights_key = %s, training_status = 'ready', status = 'ready' WHERE id = %s",
         (f"{photographer}/legacy/warm.pt", profile),
     )
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"pairs": []}
     )
-    assert queue.claim() is not None
-    assert queue.start_style_training(job_id) == "processing"
-    assert queue.cancel(job_id) == "canceled"
-    row = queue.style_profile(profile) or {}
+    assert queue.jobs.claim() is not None
+    assert queue.jobs.start_style_training(job_id) == "processing"
+    assert queue.jobs.cancel(job_id) == "canceled"
+    row = queue.app.style_profile(profile) or {}
     assert (row["training_status"], row["status"], row["training_error"]) == ("ready", "ready", None)
     assert style_cache.applied_model_key(row) == f"{photographer}/legacy/warm.pt"

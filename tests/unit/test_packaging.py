@@ -12,18 +12,31 @@ def test_every_python_package_is_listed_for_the_wheel() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "worker").rglob("__init__.py")} | {
-        "worker.sql"
+        "worker.sql",
+        "worker.sql.migrations",
     }
     assert found == listed
     assert config["package-dir"]["worker.sql"] == "sql"
 
 
-def test_every_sql_file_the_migration_runs_exists() -> None:
-    from worker.queue.store import MIGRATION_FILES, sql_dir
+def test_the_wheel_ships_every_migration_and_the_named_queries() -> None:
+    from fnmatch import fnmatch
+
+    from worker.queue.migrations import MIN_SCHEMA_VERSION, migrations
+    from worker.queue.sql import sql_dir
 
     assert sql_dir() == ROOT / "sql"
-    for name in MIGRATION_FILES:
-        assert (ROOT / "sql" / name).is_file()
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = [*data["worker.sql"], *(f"migrations/{pattern}" for pattern in data["worker.sql.migrations"])]
+    files = sorted(p.relative_to(ROOT / "sql").as_posix() for p in (ROOT / "sql").rglob("*") if p.is_file())
+    assert "queries.sql" in files and "migrations/0001_app_tables.sql" in files
+    assert [f for f in files if not any(fnmatch(f, pattern) for pattern in shipped)] == []
+    found = migrations()
+    assert [m.name for m in found] == sorted(
+        f.removeprefix("migrations/") for f in files if f.startswith("migrations/")
+    )
+    assert [m.version for m in found] == list(range(1, len(found) + 1))  # numbered 1, 2, 3… with no gap
+    assert found[-1].version >= MIN_SCHEMA_VERSION
 
 
 def test_ci_runs_the_readmes_test_command() -> None:

@@ -121,24 +121,24 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.queue.store import Queue
+    from worker.queue.database import Queue
 
     queue = Queue(_database(settings), settings.worker_id)
-    before, after = queue.migrate()
+    before, after = queue.admin.migrate()
     queue.close()
     print(f"schema: {'none' if before is None else f'version {before}'} → version {after}")
     return 0
 
 
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.queue.store import Queue
+    from worker.queue.database import Queue
 
     queue = Queue(_database(settings), settings.worker_id)
-    gallery = queue.gallery(args.gallery)
+    gallery = queue.app.gallery(args.gallery)
     if gallery is None:
         raise WorkerError(f"gallery {args.gallery} not found")
     photo_ids = [p.strip() for p in (args.photos or "").split(",") if p.strip()]
-    job_id = queue.enqueue(
+    job_id = queue.admin.enqueue(
         photographer_id=str(gallery["photographer_id"]),
         gallery_id=args.gallery,
         style_profile_id=args.style,
@@ -152,10 +152,10 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.queue.store import Queue
+    from worker.queue.database import Queue
 
     queue = Queue(_database(settings), settings.worker_id)
-    status = queue.cancel(args.job)
+    status = queue.jobs.cancel(args.job)
     queue.close()
     if status is None:
         raise WorkerError(f"job {args.job} is not queued or running (already finished, or no such job)")

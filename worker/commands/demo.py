@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from worker.jobs.runtime import Runtime
 from worker.models import bundle
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.service import embedded, logs
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
@@ -80,12 +80,12 @@ def seed_gallery(
     queue: Queue, storage: Storage, photos: list[DemoPhoto], title: str = "Demo wedding"
 ) -> tuple[str, str]:
     """Create (once) the demo photographer, then a new gallery with ``photos`` uploaded as the app does."""
-    photographer = queue.upsert_photographer(DEMO_PHOTOGRAPHER, "Demo Studio")
-    gallery = queue.insert_gallery(photographer, title)
+    photographer = queue.admin.upsert_photographer(DEMO_PHOTOGRAPHER, "Demo Studio")
+    gallery = queue.admin.insert_gallery(photographer, title)
     for order, photo in enumerate(photos):
         key = f"{photographer}/{gallery}/uploads/{uuid.uuid4().hex[:8]}-{photo.filename}"
         storage.put(key, photo.data, photo.mime)
-        queue.insert_photo(
+        queue.admin.insert_photo(
             photographer_id=photographer,
             gallery_id=gallery,
             key=key,
@@ -111,7 +111,7 @@ def seed_style(
     queue: Queue, storage: Storage, photographer: str, photos: list[DemoPhoto]
 ) -> tuple[str, list[dict[str, str]]]:
     """A style profile and before/after pairs, as the app creates them when a photographer uploads edits."""
-    profile = queue.insert_style_profile(photographer, "Demo look (warm film)")
+    profile = queue.admin.insert_style_profile(photographer, "Demo look (warm film)")
     pairs = []
     for i, photo in enumerate(photos):
         with Image.open(io.BytesIO(photo.data)) as img:
@@ -130,20 +130,22 @@ def seed_style(
 def run_demo(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
     url = embedded.database_url(settings)
     queue = Queue(url, "demo")
-    queue.migrate()
+    queue.admin.migrate()
     storage = from_settings(settings)
     photos = demo_photos()
     if not photos:
         raise SystemExit("no demo photos found: install the demo extra (pip install 'apelier-worker[demo]')")
     photographer, gallery = seed_gallery(queue, storage, photos)
     profile, pairs = seed_style(queue, storage, photographer, photos[:6])
-    train_job = queue.enqueue(
+    train_job = queue.admin.enqueue(
         photographer_id=photographer,
         style_profile_id=profile,
         job_type="train_style",
         payload={"pairs": pairs, "epochs": 40},
     )
-    job_id = queue.enqueue(photographer_id=photographer, gallery_id=gallery, style_profile_id=profile, priority=110)
+    job_id = queue.admin.enqueue(
+        photographer_id=photographer, gallery_id=gallery, style_profile_id=profile, priority=110
+    )
     print(f"style profile {profile}: {len(pairs)} before/after pairs queued for training as job {train_job}")
     print(f"gallery {gallery}: {len(photos)} photos queued as job {job_id}, to be edited in that style")
 
@@ -162,9 +164,9 @@ def run_demo(settings: Settings, *, progress: bool = True) -> dict[str, Any]:
         stop_watch.set()
         watcher.join(timeout=5)
 
-    style = queue.style_profile(profile) or {}
-    job = queue.get_job(job_id) or {}
-    rows = queue.gallery_photo_rows(gallery)
+    style = queue.app.style_profile(profile) or {}
+    job = queue.app.get_job(job_id) or {}
+    rows = queue.app.gallery_photo_rows(gallery)
     sheet = write_contact_sheet(storage, rows, settings.data_dir / "demo" / f"contact_sheet_{gallery[:8]}.png")
     queue.close()
     _print_style(style)
@@ -181,7 +183,7 @@ def _watch(url: str, jobs: list[tuple[str, str, str]], stop: threading.Event, pr
             try:
                 while True:
                     stopped = stop.wait(0.2)
-                    job = queue.get_job(job_id)
+                    job = queue.app.get_job(job_id)
                     if job:
                         bar.total = max(1, int(job["total_images"] or 1))
                         bar.n = int(job["processed_images"] or 0)

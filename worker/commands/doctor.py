@@ -225,13 +225,15 @@ def transaction_pooler_note(url: str) -> str | None:
 
 
 def check_database(settings: Settings) -> Check:
-    from worker.queue.store import SCHEMA_VERSION, Listener, Queue
+    from worker.queue.database import Queue
+    from worker.queue.listener import Listener
+    from worker.queue.migrations import MIN_SCHEMA_VERSION, latest_version
     from worker.service import embedded
 
     try:
         url = embedded.database_url(settings)
         queue = Queue(url, settings.worker_id)
-        version = queue.schema_version()
+        version = queue.admin.schema_version()
         queue.close()
     except Exception as exc:
         where = redact_url(settings.database_url) if settings.database_url else "embedded"
@@ -241,18 +243,26 @@ def check_database(settings: Settings) -> Check:
     can_listen = listener.start()
     listener.close()
     where = redact_url(url) if settings.database_url else f"embedded ({settings.data_dir / 'pg'})"
-    if version != SCHEMA_VERSION:
+    if version is None or version < MIN_SCHEMA_VERSION:
         found = "no schema" if version is None else f"schema {version}"
-        return Check("database", False, f"{where}: {found}, need {SCHEMA_VERSION}; run `apelier-worker migrate`")
+        return Check(
+            "database", False, f"{where}: {found}, need {MIN_SCHEMA_VERSION} or newer; run `apelier-worker migrate`"
+        )
+    latest = latest_version()
+    schema = f"schema {version}"
+    if version < latest:
+        schema += f" ({latest - version} migration(s) of this release pending: run `apelier-worker migrate`)"
+    elif version > latest:
+        schema += f" (newer than this release's {latest}: fine while a rolling upgrade reaches this box)"
     pooler = transaction_pooler_note(url)
     if pooler:
-        return Check("database", True, f"{where}, schema {version}; {pooler}", warn=True)
+        return Check("database", True, f"{where}, {schema}; {pooler}", warn=True)
     note = (
         "LISTEN ok"
         if can_listen
         else "LISTEN unavailable (transaction pooler?): polling only; use the session pooler or a direct connection"
     )
-    return Check("database", True, f"{where}, schema {version}, {note}", warn=not can_listen)
+    return Check("database", True, f"{where}, {schema}, {note}", warn=not can_listen or version != latest)
 
 
 # -- storage and disk -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.queue.store import Queue
+from worker.queue.database import Queue
 from worker.service.config import Settings
 
 
@@ -27,7 +27,7 @@ def _since(value: Any) -> timedelta | None:
 
 def print_status(database_url: str, settings: Settings, *, as_json: bool = False) -> int:
     queue = Queue(database_url, settings.worker_id)
-    report = queue.status_report()
+    report = queue.admin.status_report()
     queue.close()
     if as_json:
         print(json.dumps(report, default=str, indent=2))

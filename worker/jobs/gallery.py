@@ -34,7 +34,8 @@ from worker.phases import PHASES, PhaseContext
 from worker.phases.output import Watermark
 from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline
 from worker.profile import EditSettings
-from worker.queue.store import Job, Queue
+from worker.queue.database import Queue
+from worker.queue.store import Job
 from worker.scene import culling
 from worker.service import logs
 from worker.storage.base import check_tenant_key
@@ -90,17 +91,17 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
     settings = runtime.settings
     if not job.gallery_id:
         raise JobInputError(f"{job.job_type} job {job.id} has no gallery_id; the app must set one")
-    gallery = queue.gallery(job.gallery_id)
+    gallery = queue.app.gallery(job.gallery_id)
     if gallery is None:
         raise JobInputError(f"gallery {job.gallery_id} does not exist (deleted?); nothing to process")
     if str(gallery["photographer_id"]) != job.photographer_id:
         raise JobInputError(f"gallery {job.gallery_id} belongs to another photographer than job {job.id}; refused")
 
-    photos = queue.gallery_photos(job.gallery_id)
+    photos = queue.app.gallery_photos(job.gallery_id)
     if job.job_type == "restyle":
         wanted = _photo_ids(job.payload)
         photos = [p for p in photos if str(p["id"]) in wanted]
-    names = output_names(queue.gallery_filenames(job.gallery_id))
+    names = output_names(queue.app.gallery_filenames(job.gallery_id))
     force = job.job_type == "restyle" or bool(job.payload.get("force"))
 
     todo: list[dict[str, Any]] = []
@@ -114,7 +115,7 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
         else:
             todo.append(photo)
 
-    profile = queue.style_profile(job.style_profile_id) if job.style_profile_id else None
+    profile = queue.app.style_profile(job.style_profile_id) if job.style_profile_id else None
     edit = EditSettings.resolve(profile.get("settings") if profile else None, job.settings_override)
     style = load_style_model(job, profile, runtime)
     watermark = load_watermark(job, edit, runtime)
@@ -131,7 +132,7 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
         total=len(photos),
         already_done=already_done,
         interval_s=settings.progress_interval_s,
-        write=lambda t: queue.update_progress(
+        write=lambda t: queue.jobs.update_progress(
             job.id,
             phase=t.current_phase,
             processed=t.finished,
@@ -171,13 +172,13 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
         photo = by_id[result.task.photo_id]
         with logs.bind(photo_id=result.task.photo_id):
             if result.ok and result.frame is not None:
-                state = queue.finish_photo(job.id, result.task.photo_id, photo_fields(job, result), bill=True)
+                state = queue.jobs.finish_photo(job.id, result.task.photo_id, photo_fields(job, result), bill=True)
                 tracker.photo_done(result.timings)
             else:
                 assert result.failure is not None
                 reason = result.failure.reason
                 log.warning("photo_failed", phase=result.failed_phase, reason=reason)
-                state = queue.fail_photo(
+                state = queue.jobs.fail_photo(
                     job.id,
                     result.task.photo_id,
                     {
@@ -207,13 +208,13 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
     if stats.stopped or control.should_stop():
         state = control.job_state
         if state == "canceled":
-            queue.ack_cancel(job.id, tracker.finished, tracker.as_json())
+            queue.jobs.ack_cancel(job.id, tracker.finished, tracker.as_json())
             outcome_status = "canceled"
         elif state is not None:
             outcome_status = "lost"  # another worker owns it now, or the row is gone: write nothing more
         else:
             tracker.maybe_write(force=True)
-            queue.release(job.id)
+            queue.jobs.release(job.id)
             outcome_status = "released"
     else:
         suggest_culling(job, queue)
@@ -222,7 +223,7 @@ def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobContro
             summary = (
                 f"{tracker.failed} of {len(photos)} photos could not be processed; see each photo's ai_edits.error"
             )
-        queue.complete(
+        queue.jobs.complete(
             job.id,
             processed=tracker.finished,
             total=len(photos),
@@ -356,11 +357,11 @@ def suggest_culling(job: Job, queue: Queue) -> None:
     """
     if not job.gallery_id:
         return
-    rows = queue.gallery_analysis(job.gallery_id)
+    rows = queue.app.gallery_analysis(job.gallery_id)
     items = [culling.GalleryItem.from_report(str(r["id"]), r["analysis"] or {}, r["exif_data"] or {}) for r in rows]
     suggestions = culling.summarize_gallery(items)
     if suggestions:
-        updated = queue.merge_photo_suggestions(job.id, suggestions)
+        updated = queue.jobs.merge_photo_suggestions(job.id, suggestions)
         log.info("culling_suggested", photos=updated)
 
 

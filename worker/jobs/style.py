@@ -37,7 +37,8 @@ from worker.frame import Image
 from worker.imaging import decode as decoder
 from worker.imaging.resize import shrink
 from worker.jobs.runtime import JobControl, Runtime
-from worker.queue.store import Job, Queue
+from worker.queue.database import Queue
+from worker.queue.store import Job
 from worker.service import logs, notify
 from worker.storage.base import check_tenant_key
 from worker.style import cache as style_cache
@@ -66,7 +67,7 @@ def model_key_for(photographer_id: str, style_profile_id: str) -> str:
 def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl) -> StyleOutcome:
     if not job.style_profile_id:
         raise JobInputError("train_style job has no style_profile_id; the app must set one")
-    profile = queue.style_profile(job.style_profile_id)
+    profile = queue.app.style_profile(job.style_profile_id)
     if profile is None:
         raise JobInputError(f"style profile {job.style_profile_id} does not exist (deleted?)")
     if str(profile["photographer_id"]) != job.photographer_id:
@@ -75,7 +76,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
     method = str(job.payload.get("training_method") or "lut3d")
     started = time.monotonic()
     progress = _Progress(queue, job, runtime.settings.progress_interval_s, control)
-    state = queue.start_style_training(job.id)
+    state = queue.jobs.start_style_training(job.id)
     if state != "processing":  # canceled (or lost) between the claim and now: the profile was not moved
         control.saw_state(state)
         return _stopped(job, queue, control, progress, had_model=style_cache.applied_model_key(profile) is not None)
@@ -89,12 +90,12 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
     except JobCanceled:
         return _stopped(job, queue, control, progress, had_model=style_cache.applied_model_key(profile) is not None)
     # A failure needs no handling here: when the job ends 'failed' (now or after its last retry), a
-    # trigger sets the profile's training_status='error' and training_error (sql/migrate.sql).
+    # trigger sets the profile's training_status='error' and training_error (sql/migrations/0002_queue.sql).
 
     key = model_key_for(job.photographer_id, job.style_profile_id)
     runtime.storage.put(key, style_model.save(style), "application/octet-stream")
     elapsed = round(time.monotonic() - started, 2)
-    queue.update_style_training(
+    queue.jobs.update_style_training(
         job.style_profile_id,
         training_status="ready",
         training_method=style.method,
@@ -106,7 +107,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
     )
     progress.extra.update(stage="done", metrics=_public_metrics(style.metadata), model_key=key)
     bar_total = progress.bar_total or used
-    queue.complete(
+    queue.jobs.complete(
         job.id,
         processed=bar_total,
         total=bar_total,
@@ -235,7 +236,7 @@ class _Progress:
         done = int(training.get("epoch") or 0)
         total = int(training.get("total_epochs") or 0)
         self.bar_total = total
-        state = self.queue.update_progress(
+        state = self.queue.jobs.update_progress(
             self.job.id,
             phase=str(self.extra.get("stage")),
             processed=done,
@@ -251,14 +252,14 @@ def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress, *
     state = control.job_state
     if state == "canceled":
         # The profile needs nothing here: a cancel before the job moved it to 'training' left it as it
-        # was (the move is conditional), one after was handled by the trigger in sql/migrate.sql.
-        queue.ack_cancel(job.id, 0, progress.as_json())
+        # was (the move is conditional), one after was handled by the trigger in sql/migrations/0002_queue.sql.
+        queue.jobs.ack_cancel(job.id, 0, progress.as_json())
         return StyleOutcome("canceled")
     if state is not None:
         return StyleOutcome("lost")
     # Released (the worker is stopping): the profile as it was before, until a worker claims the job again.
-    queue.update_style_training(job.style_profile_id, training_status="ready" if had_model else "pending")
-    queue.release(job.id)
+    queue.jobs.update_style_training(job.style_profile_id, training_status="ready" if had_model else "pending")
+    queue.jobs.release(job.id)
     return StyleOutcome("released")
 
 

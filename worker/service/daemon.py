@@ -32,7 +32,9 @@ from worker.errors import JobInputError, RetryStrategy, classify, first_line
 from worker.jobs.gallery import run_gallery_job
 from worker.jobs.runtime import JobControl, Runtime
 from worker.jobs.style import run_style_job
-from worker.queue.store import JOB_TYPES, SCHEMA_VERSION, Job, Listener, Queue
+from worker.queue.database import Database, Queue, as_database
+from worker.queue.migrations import check_worker_can_run, latest_version
+from worker.queue.store import JOB_TYPES, Job
 from worker.service import logs, notify
 
 log = logs.get("daemon")
@@ -56,7 +58,7 @@ class Daemon:
     def __init__(
         self,
         runtime: Runtime,
-        database_url: str,
+        database: str | Database,
         *,
         drain: bool = False,
         job_types: Sequence[str] = JOB_TYPES,
@@ -65,14 +67,14 @@ class Daemon:
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.database_url = database_url
+        self.database = as_database(database)  # a URL, or a Database such as the in-memory double
         self.drain = drain
         self.job_types = list(job_types)
         self.runners = runners or default_runners()
         self.on_event = on_event or (lambda name, fields: None)
         self.worker_id = self.settings.worker_id
-        self.queue = Queue(database_url, self.worker_id)
-        self.listener = Listener(database_url)
+        self.queue = self.database.queue(self.worker_id)
+        self.listener = self.database.listener()
         self.shutdown = threading.Event()
         self.retry = RetryStrategy(self.settings.retry_base_delay_s, self.settings.retry_max_delay_s)
         self.stats = DaemonStats()
@@ -109,8 +111,8 @@ class Daemon:
             while not self.shutdown.is_set():
                 try:
                     self._maybe_requeue_stale()
-                    job = self.queue.claim(self.job_types)
-                    drained = job is None and self.drain and self.queue.pending(self.job_types) == (0, 0)
+                    job = self.queue.jobs.claim(self.job_types)
+                    drained = job is None and self.drain and self.queue.jobs.pending(self.job_types) == (0, 0)
                 except psycopg.OperationalError as exc:
                     log.warning("database_unavailable", error=first_line(exc))
                     self.on_event("database_unavailable", {})
@@ -132,14 +134,11 @@ class Daemon:
         return 0
 
     def _check_schema(self) -> None:
-        version = self.queue.schema_version()
-        if version != SCHEMA_VERSION:
-            from worker.errors import ConfigError
-
-            found = "no apelier schema" if version is None else f"schema version {version}"
-            raise ConfigError(
-                f"the database has {found}; this worker needs version {SCHEMA_VERSION}: run `apelier-worker migrate`"
-            )
+        """Refuse a database older than this worker needs; run on a newer one (another box migrated first)."""
+        version = self.queue.admin.schema_version()
+        check_worker_can_run(version)
+        if version is not None and version > latest_version():
+            log.info("schema_newer_than_this_release", schema_version=version, release_schema=latest_version())
 
     def _wait_for_work(self) -> None:
         """Until a NOTIFY, the poll interval, the next requeue check, or shutdown — whichever first."""
@@ -160,7 +159,7 @@ class Daemon:
         if now < self._next_requeue:
             return
         self._next_requeue = now + max(1.0, self.settings.lease_s / 4)
-        for row in self.queue.requeue_stale(self.settings.lease_s):
+        for row in self.queue.jobs.requeue_stale(self.settings.lease_s):
             log.warning(
                 "stale_job_requeued",
                 job_id=str(row["job_id"]),
@@ -214,7 +213,7 @@ class Daemon:
         decision = self.retry.decide(failure, job.attempts, job.max_attempts)
         retry_in = decision.delay_s if decision.retry else None
         try:
-            state = self.queue.fail(job.id, failure.reason, retry_in)
+            state = self.queue.jobs.fail(job.id, failure.reason, retry_in)
         except psycopg.Error as db_exc:
             log.error("could_not_record_failure", error=first_line(db_exc))
             return
@@ -224,7 +223,7 @@ class Daemon:
     # -- worker registry ----------------------------------------------------------------------
     def _seen(self, state: str, job_id: str | None = None, queue: Queue | None = None) -> None:
         with contextlib.suppress(psycopg.Error):  # the registry is informational; never let it stop work
-            (queue or self.queue).worker_seen(
+            (queue or self.queue).jobs.worker_seen(
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 version=__version__,
@@ -253,7 +252,7 @@ class _Heartbeat:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        queue = Queue(self.daemon.database_url, self.daemon.worker_id)
+        queue = self.daemon.database.queue(self.daemon.worker_id)
         interval = self.daemon.settings.heartbeat_interval_s
         with logs.bind(job_id=self.job.id):
             try:
@@ -263,7 +262,7 @@ class _Heartbeat:
                         self._stop.wait(self.daemon.settings.lease_s)
                         continue
                     try:
-                        state = queue.heartbeat(self.job.id)
+                        state = queue.jobs.heartbeat(self.job.id)
                     except psycopg.Error as exc:
                         log.warning("heartbeat_failed", error=first_line(exc))
                         continue

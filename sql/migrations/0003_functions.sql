@@ -1,4 +1,4 @@
--- The queue's operations. Each is one function so that every worker (and the operator, from psql)
+-- Migration 3: the queue's operations. Each is one function so that every worker (and the operator, from psql)
 -- runs exactly the same statement. A worker identifies itself with p_worker; every write after the
 -- claim checks that the job is still leased to that worker, so a worker that lost its lease (it
 -- stalled past the lease and another took the job) can never overwrite the new owner's work.
@@ -54,7 +54,7 @@ $fn$;
 
 -- A train_style job starts: the profile goes to 'training' only while the job is still leased to
 -- p_worker and processing. The job row is updated first, so a cancel that is committing waits for this
--- statement, or this one for it: either the cancel's trigger (sql/migrate.sql) finds the profile in
+-- statement, or this one for it: either the cancel's trigger (0002_queue.sql) finds the profile in
 -- 'training' and ends it, or the profile is never moved. Returns the job's state, as heartbeat does
 -- (PL/pgSQL: the state is read in a new snapshot, so a cancel this statement waited for is seen).
 CREATE OR REPLACE FUNCTION apelier.start_style_training(p_job uuid, p_worker text)

@@ -1,15 +1,23 @@
--- What the queue needs, added to the app's tables idempotently: running this twice changes nothing.
+-- Migration 2: what the queue needs, added to the app's tables idempotently (running it twice
+-- changes nothing).
 --
--- Worker-internal state (schema version, billing ledger, worker heartbeats) lives in schema
+-- Worker-internal state (applied migrations, billing ledger, worker heartbeats) lives in schema
 -- "apelier", which Supabase's API does not expose; the app's tables stay in "public".
 
 CREATE SCHEMA IF NOT EXISTS apelier;
 
+-- The schema version of workers released before versioned migrations: they start only where this
+-- one row says 3, the schema migrations 1-4 build. It stays 3 while the schema keeps working for
+-- them (a rolling upgrade: an old worker that restarts before its box is upgraded goes on); a
+-- migration that breaks them sets it to 0. Newer workers read apelier.migrations instead.
 CREATE TABLE IF NOT EXISTS apelier.schema_version (
     singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     version     integer NOT NULL,
     applied_at  timestamptz NOT NULL DEFAULT now()
 );
+INSERT INTO apelier.schema_version (singleton, version) VALUES (true, 3)
+ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, applied_at = now()
+WHERE apelier.schema_version.version < excluded.version;
 
 -- Queue columns on the app's processing_jobs.
 ALTER TABLE public.processing_jobs

@@ -1,9 +1,13 @@
--- The app's tables, for a fresh database (the demo, tests, a self-hosted setup).
+-- Migration 1: the app's tables, for a fresh database (the demo, tests, a self-hosted setup).
+--
+-- Migrations 1-4 are the schema as workers before versioned migrations left it (their "schema
+-- version 3"), written to be idempotent: on a database those workers migrated they run again and
+-- change nothing. Never edit an applied migration; add the next number (see docs/architecture.md).
 --
 -- Column-compatible with the Apelier app's tables (apps/web/lib/types.ts and
 -- supabase/migrations/ in mitchpearce94-afk/apelier). On the app's own
 -- database every table already exists and each CREATE ... IF NOT EXISTS below
--- is a no-op; migrate.sql then adds what the queue needs.
+-- is a no-op; 0002_queue.sql then adds what the queue needs.
 --
 -- Plain PostgreSQL has no auth.users: auth_user_id carries no foreign key here.
 

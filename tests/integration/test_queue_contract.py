@@ -1,0 +1,281 @@
+"""The in-memory double (worker/queue/memory.py) against real PostgreSQL: one scenario of the job
+lifecycle and the app reads, run on both, must observe the same thing step by step."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from worker.queue.database import Queue
+from worker.queue.memory import MemoryDatabase, implemented_queries
+from worker.queue.sql import queries
+
+
+@dataclass
+class Backend:
+    queue: Callable[[str], Queue]  # a worker's queue, by worker id
+    age_lease: Callable[[str], None]  # the job's last heartbeat was an hour ago
+    app_requeue: Callable[[str], None]  # the app sets a finished job back to 'queued'
+
+
+@pytest.fixture
+def postgres(db_url: str) -> Iterator[Backend]:
+    app = Queue(db_url, "app")
+
+    def age(job_id: str) -> None:
+        app.conn.execute(
+            "UPDATE processing_jobs SET heartbeat_at = heartbeat_at - interval '1 hour' WHERE id = %s", (job_id,)
+        )
+
+    def requeue(job_id: str) -> None:
+        app.conn.execute("UPDATE processing_jobs SET status = 'queued' WHERE id = %s", (job_id,))
+
+    yield Backend(lambda worker: Queue(db_url, worker), age, requeue)
+    app.close()
+
+
+@pytest.fixture
+def memory() -> Backend:
+    db = MemoryDatabase()
+
+    def age(job_id: str) -> None:
+        beat = db.jobs[uuid.UUID(job_id)]["heartbeat_at"]
+        db.update_job(job_id, heartbeat_at=beat - timedelta(hours=1))
+
+    return Backend(db.queue, age, lambda job_id: db.update_job(job_id, status="queued"))
+
+
+def plainer(names: dict[str, str]) -> Callable[[Any], Any]:
+    """Values both can agree on: ids as what they name, timestamps as 'set', tuples as lists."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, uuid.UUID | str) and str(value) in names:
+            return names[str(value)]
+        if isinstance(value, datetime):
+            return "set"
+        if isinstance(value, dict):
+            return {plain(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain
+
+
+JOB_FIELDS = (
+    "status", "current_phase", "attempts", "locked_by", "processed_images", "total_images", "progress",
+    "phase_timings", "error_log", "started_at", "completed_at", "heartbeat_at", "job_type", "payload",
+    "settings_override",
+)  # fmt: skip
+PROFILE_FIELDS = (
+    "training_status", "status", "training_error", "model_key", "model_weights_key", "training_method",
+    "pairs_used", "training_started_at", "training_completed_at",
+)  # fmt: skip
+
+
+def scenario(backend: Backend) -> list[tuple[str, Any]]:
+    """Everything the daemon and the job runners rely on, in the order they use it."""
+    seen: list[tuple[str, Any]] = []
+    names: dict[str, str] = {}
+    plain = plainer(names)
+    w1, w2 = backend.queue("w1"), backend.queue("w2")
+
+    def see(label: str, value: Any) -> None:
+        seen.append((label, plain(value)))
+
+    def job(label: str, job_id: str) -> None:
+        row = w1.app.get_job(job_id)
+        assert row is not None
+        see(label, {k: row[k] for k in JOB_FIELDS})
+
+    def profile(label: str, profile_id: str) -> None:
+        row = w1.app.style_profile(profile_id)
+        assert row is not None
+        see(label, {k: row[k] for k in PROFILE_FIELDS})
+
+    # The app's rows.
+    pid = str(uuid.uuid4())
+    w1.admin.upsert_photographer(pid, "Studio")
+    gid = w1.admin.insert_gallery(pid, "Wedding")
+    photos = [
+        w1.admin.insert_photo(photographer_id=pid, gallery_id=gid, key=f"uploads/{n}", filename=n, sort_order=o)
+        for n, o in (("b.jpg", 1), ("a.jpg", 0), ("c.jpg", 2))
+    ]
+    styled = w1.admin.insert_style_profile(pid, "Warm", {"strength": 0.8})
+    names.update({pid: "photographer", gid: "gallery", styled: "profile"})
+    names.update({photo: f"photo {i}" for i, photo in enumerate(photos)})
+    see("gallery", w1.app.gallery(gid))
+    see("gallery missing", w1.app.gallery(str(uuid.uuid4())))
+
+    # A gallery job: claimed, leased, its photos finished or failed, suggestions, complete.
+    gallery_job = w1.admin.enqueue(photographer_id=pid, gallery_id=gid, settings_override={"watermark": True})
+    training = w1.admin.enqueue(photographer_id=pid, style_profile_id=styled, job_type="train_style", priority=200)
+    names.update({gallery_job: "gallery job", training: "training job"})
+    see("pending", w1.jobs.pending())
+    see("pending galleries", w1.jobs.pending(["gallery"]))
+    claimed = w1.jobs.claim(["gallery", "restyle"])
+    assert claimed is not None and claimed.id == gallery_job
+    see("claim", (claimed.job_type, claimed.attempts, claimed.first_claim, claimed.settings_override))
+    see("nothing else for galleries", w2.jobs.claim(["gallery"]))
+    see("heartbeat", w1.jobs.heartbeat(gallery_job))
+    see("heartbeat by another", w2.jobs.heartbeat(gallery_job))
+    see("heartbeat of no job", w1.jobs.heartbeat(str(uuid.uuid4())))
+    timings = {"decode": {"s": 0.5}}
+    progress = {"phase": "style", "done": [1, 2]}
+    see(
+        "progress",
+        w1.jobs.update_progress(
+            gallery_job, phase="style", processed=1, total=3, progress=progress, phase_timings=timings
+        ),
+    )
+    see(
+        "progress by another",
+        w2.jobs.update_progress(gallery_job, phase="x", processed=9, total=9, progress={}, phase_timings={}),
+    )
+    job("after progress", gallery_job)
+    see(
+        "photos", [(p["filename"], p["status"], p["edited_by_job"], p["file_size"]) for p in w1.app.gallery_photos(gid)]
+    )
+    fields = {
+        "edited_key": "e", "web_key": "w", "thumb_key": "t", "watermarked_key": None, "width": 30, "height": 20,
+        "quality_score": 87, "face_data": [{"box": [1, 2, 3, 4]}], "scene_type": "portrait",
+        "ai_edits": {"job_id": gallery_job, "analysis": {"sharpness": 0.9}}, "edit_confidence": 0.75,
+        "needs_review": False,
+    }  # fmt: skip
+    see("finish", w1.jobs.finish_photo(gallery_job, photos[1], fields))
+    see("finish again", w1.jobs.finish_photo(gallery_job, photos[1], fields))
+    see("finish without billing", w1.jobs.finish_photo(gallery_job, photos[0], {"edited_key": "e0"}, bill=False))
+    see("finish by another", w2.jobs.finish_photo(gallery_job, photos[2], fields))
+    see("billed once", w1.app.images_edited_count(pid))
+    see("fail photo", w1.jobs.fail_photo(gallery_job, photos[2], {"reason": "truncated JPEG", "kind": "DecodeError"}))
+    see("analysis", sorted((plain(r) for r in w1.app.gallery_analysis(gid)), key=str))
+    suggestions: dict[str, dict[str, Any]] = {photos[1]: {"group": 1, "highlight": True}, photos[2]: {"group": None}}
+    see("suggestions", w1.jobs.merge_photo_suggestions(gallery_job, suggestions))
+    see("suggestions by another", w2.jobs.merge_photo_suggestions(gallery_job, suggestions))
+    see("rows", w1.app.gallery_photo_rows(gid))
+    see("photos after", [(p["filename"], p["status"], p["edited_by_job"]) for p in w1.app.gallery_photos(gid)])
+    see("filenames", [r["filename"] for r in w1.app.gallery_filenames(gid)])
+    done = {"processed": 2, "failed": 1}
+    see(
+        "complete by another",
+        w2.jobs.complete(gallery_job, processed=0, total=0, progress={}, phase_timings={}, summary=None),
+    )
+    see(
+        "complete",
+        w1.jobs.complete(
+            gallery_job,
+            processed=2,
+            total=3,
+            progress=done,
+            phase_timings=timings,
+            summary="1 of 3 photos could not be processed",
+        ),
+    )
+    see("heartbeat after complete", w1.jobs.heartbeat(gallery_job))
+    job("completed", gallery_job)
+    see("cancel a finished job", w1.jobs.cancel(gallery_job))
+
+    # The app re-queues the finished job (new uploads): attempts and lease start afresh.
+    backend.app_requeue(gallery_job)
+    job("requeued by the app", gallery_job)
+
+    # A training: the profile moves to 'training' only while the job is ours; a failure ends it.
+    see("train claim", (j := w2.jobs.claim(["train_style"])) and (j.id == training, j.style_profile_id == styled))
+    see("start training by another", w1.jobs.start_style_training(training))
+    profile("not started", styled)
+    see("start training", w2.jobs.start_style_training(training))
+    profile("training", styled)
+    see("fail training", w2.jobs.fail(training, "only 3 of 5 pairs are usable", None))
+    profile("failed training", styled)
+    job("failed", training)
+
+    # A model stored, then a retrain canceled while it runs: the profile keeps its model.
+    w1.jobs.update_style_training(
+        styled, training_status="ready", training_method="lut3d", model_key="k.pt", pairs_used=5
+    )
+    profile("trained", styled)
+    retrain = w1.admin.enqueue(photographer_id=pid, style_profile_id=styled, job_type="train_style")
+    names[retrain] = "retrain job"
+    see("retrain claim", (j := w1.jobs.claim(["train_style"])) and j.id == retrain)
+    see("start retrain", w1.jobs.start_style_training(retrain))
+    see("cancel retrain", w1.jobs.cancel(retrain))
+    see("heartbeat after cancel", w1.jobs.heartbeat(retrain))
+    see(
+        "progress after cancel",
+        w1.jobs.update_progress(retrain, phase="x", processed=0, total=0, progress={}, phase_timings={}),
+    )
+    profile("retrain canceled", styled)
+    see("ack cancel by another", w2.jobs.ack_cancel(retrain, 0, {}))
+    see("ack cancel", w1.jobs.ack_cancel(retrain, 0, {"kind": "train_style"}))
+    job("canceled", retrain)
+
+    # Retry with backoff, release on shutdown, a lapsed lease, attempts used up.
+    claimed = w1.jobs.claim()
+    assert claimed is not None and claimed.id == gallery_job
+    see("claim after the app's requeue", (claimed.attempts, claimed.first_claim))
+    see("fail with retry", w1.jobs.fail(gallery_job, "storage down", 3600.0))
+    see("fail again", w1.jobs.fail(gallery_job, "storage down", None))
+    job("waiting for its retry", gallery_job)
+    see("nothing runnable", w1.jobs.claim())
+    see("pending with backoff", w1.jobs.pending())
+    see("cancel while waiting", w2.jobs.cancel(gallery_job))
+    job("canceled while waiting", gallery_job)
+
+    again = w1.admin.enqueue(photographer_id=pid, gallery_id=gid, payload={"photo_ids": photos[:2]}, job_type="restyle")
+    names[again] = "restyle job"
+    see("restyle claim", (j := w1.jobs.claim()) and (j.id == again, j.payload, j.attempts, j.first_claim))
+    see("release by another", w2.jobs.release(again))
+    see("release", w1.jobs.release(again))
+    job("released", again)
+    see("reclaim", (j := w2.jobs.claim()) and (j.id == again, j.attempts, j.first_claim))
+    see("fresh lease not stale", w1.jobs.requeue_stale(60))
+    for attempt in (1, 2):
+        backend.age_lease(again)
+        see(f"stale {attempt}", w1.jobs.requeue_stale(60))
+        see(f"claim {attempt}", (j := w1.jobs.claim()) and j.attempts)
+    see("lost after requeue", w2.jobs.heartbeat(again))
+    backend.age_lease(again)
+    see("stale, attempts used up", w2.jobs.requeue_stale(60))
+    job("gave up", again)
+    see("cancel of no job", w1.jobs.cancel(str(uuid.uuid4())))
+    see("pending at the end", w1.jobs.pending())
+    for queue in (w1, w2):
+        queue.jobs.worker_seen(hostname="h", pid=1, version="t", device="cpu", state="idle", job_id=None, info={})
+        queue.close()
+    return seen
+
+
+def test_the_double_observes_what_postgresql_does(postgres: Backend, memory: Backend) -> None:
+    expected = scenario(postgres)
+    got_here = scenario(memory)
+    for step, (mine, theirs) in enumerate(zip(got_here, expected, strict=True)):
+        assert mine == theirs, f"step {step}: the double saw {mine}, PostgreSQL {theirs}"
+    # The scenario means something: what both agreed on is what the queue promises.
+    got = dict(expected)
+    assert len(got) == len(expected)  # every step has its own label
+    assert got["billed once"] == 1 and got["heartbeat by another"] == "lost" and got["heartbeat of no job"] == "deleted"
+    assert got["failed training"]["training_error"] == "only 3 of 5 pairs are usable"
+    assert got["retrain canceled"]["training_status"] == "ready"
+    assert got["requeued by the app"]["attempts"] == 0 and got["suggestions"] == 2
+    assert got["stale, attempts used up"][0]["new_status"] == "failed"
+    assert got["claim after the app's requeue"] == [1, False]
+
+
+def test_the_double_answers_every_query_the_stores_run() -> None:
+    """Named queries the job lifecycle and the app reads use, and the app's inserts, all have a twin."""
+    import inspect
+    import re
+
+    from worker.queue import admin, app_data, store
+
+    used: set[str] = set()
+    for module in (store, app_data, admin):
+        used |= set(re.findall(r'["\'](\w+)["\']', inspect.getsource(module))) & set(queries())
+    not_for_the_double = {"queue_depth", "jobs_in_flight", "workers_recent", "recent_failures"}  # status_report
+    assert used - not_for_the_double <= implemented_queries()
+    assert implemented_queries() <= set(queries())

@@ -1,0 +1,853 @@
+"""An in-memory double of the queue's database, for tests of the daemon and the jobs that do not test SQL.
+
+:class:`MemoryDatabase` holds the app's tables and the worker's in dicts and answers the named
+statements of ``sql/queries.sql`` that the job lifecycle (``store.py``), the reads of the app's
+tables (``app_data.py``) and the app's inserts (``admin.py``) run, with the semantics of their SQL
+functions and triggers: leases checked on every write, attempts counted at claim, billing once per
+photo, the re-queue reset, a failed or canceled training ending its profile's training, a NOTIFY
+when a job becomes claimable. It plugs in at the connection seam (``connection.py``), so the
+stores' own Python is the same as in production::
+
+    db = MemoryDatabase()
+    queue = db.queue("test-worker")          # .jobs, .app, .admin, as over PostgreSQL
+    Daemon(runtime, db, drain=True).run()    # the daemon takes it where it takes a URL
+
+It runs no SQL (no ``migrate``, no status report; ``schema_version`` is what it was built with),
+and every statement holds one lock: concurrency is serialised, not tested. Real PostgreSQL stays
+the reference: ``tests/integration/test_queue_contract.py`` runs the same scenario on both.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg.errors
+
+from worker.queue.connection import Row
+from worker.queue.database import Queue
+from worker.queue.migrations import latest_version
+
+ENDED = ("completed", "failed", "canceled", "delivered")
+JOB_TYPES_ALLOWED = ("gallery", "restyle", "train_style")
+Handler = Callable[..., list[Row]]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def _query(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def implemented_queries() -> frozenset[str]:
+    """The named statements the double answers."""
+    return frozenset(_HANDLERS)
+
+
+def _json(value: Any) -> Any:
+    """What a jsonb column gives back: a fresh copy, through JSON."""
+    return json.loads(json.dumps(value))
+
+
+def _text(value: Any) -> str | None:
+    """``->>``: a JSON string as it is, anything else as its JSON text, null as NULL."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise psycopg.errors.InvalidTextRepresentation(f'invalid input syntax for type uuid: "{value}"') from None
+
+
+def _find(table: dict[uuid.UUID, Row], key: Any) -> Row | None:
+    """The row with this id (a ``WHERE id = %s``; NULL finds nothing)."""
+    found = _uuid(key)
+    return None if found is None else table.get(found)
+
+
+def _month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+class MemoryDatabase:
+    """The tables, one lock, a clock (``advance`` moves it on) and the NOTIFY count."""
+
+    def __init__(self, *, schema_version: int | None = None) -> None:
+        self.schema_version = latest_version() if schema_version is None else schema_version
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.notifications = 0
+        self.offset = timedelta(0)
+        self._seq = itertools.count()
+        self.order: dict[uuid.UUID, int] = {}
+        self.photographers: dict[uuid.UUID, Row] = {}
+        self.galleries: dict[uuid.UUID, Row] = {}
+        self.photos: dict[uuid.UUID, Row] = {}
+        self.style_profiles: dict[uuid.UUID, Row] = {}
+        self.jobs: dict[uuid.UUID, Row] = {}
+        self.billed_photos: dict[uuid.UUID, Row] = {}
+        self.workers: dict[str, Row] = {}
+
+    # -- what tests hold ----------------------------------------------------------------------
+    def queue(self, worker_id: str) -> Queue:
+        return Queue(MemoryConnection(self), worker_id)
+
+    def listener(self) -> MemoryListener:
+        return MemoryListener(self)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the database's clock on (leases, backoff)."""
+        with self.lock:
+            self.offset += timedelta(seconds=seconds)
+
+    def update_job(self, job_id: str, **changes: Any) -> None:
+        """The app's own UPDATE of a job row (its re-queue, ``status='queued'``), triggers included."""
+        with self.lock:
+            job = _find(self.jobs, job_id)
+            if job is None:
+                raise KeyError(f"no job {job_id}")
+            self._update_job(job, **changes)
+
+    def delete_job(self, job_id: str) -> None:
+        """The app deletes finished jobs (and sometimes running ones)."""
+        with self.lock:
+            row = _find(self.jobs, job_id)
+            if row is not None:
+                del self.jobs[row["id"]]
+
+    def execute(self, name: str, params: dict[str, Any]) -> list[Row]:
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise NotImplementedError(f"the in-memory database does not answer {name!r}; use PostgreSQL")
+        with self.lock:
+            return copy.deepcopy(handler(self, **params))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            tables = ("photographers", "galleries", "photos", "style_profiles", "jobs", "billed_photos", "workers")
+            saved = {t: copy.deepcopy(getattr(self, t)) for t in tables}
+            try:
+                yield
+            except BaseException:
+                for t, rows in saved.items():
+                    setattr(self, t, rows)
+                raise
+
+    # -- triggers -----------------------------------------------------------------------------
+    def _notify(self) -> None:
+        self.notifications += 1
+        self.changed.notify_all()
+
+    def _update_job(self, job: Row, **changes: Any) -> None:
+        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql."""
+        old_status = job["status"]
+        job.update(changes)
+        if "status" not in changes:
+            return
+        new_status = job["status"]
+        if new_status == "queued" and old_status in ENDED:  # apelier_reset_requeued_job
+            job.update(attempts=0, locked_by=None, heartbeat_at=None, run_after=min(job["run_after"], self.now()))
+        if new_status == "queued" and old_status != "queued":  # apelier_notify_job_requeued
+            self._notify()
+        if new_status in ("failed", "canceled") and old_status != new_status and job["job_type"] == "train_style":
+            self._fail_style_training(job)  # apelier_fail_style_training
+
+    def _fail_style_training(self, job: Row) -> None:
+        profile = self.style_profiles.get(job["style_profile_id"])
+        if profile is None or profile["photographer_id"] != job["photographer_id"]:
+            return
+        if profile["training_status"] != "training":
+            return
+        keep = job["status"] == "canceled" and (
+            profile["model_key"] is not None or profile["model_weights_key"] is not None
+        )
+        if job["status"] == "failed":
+            error = job["error_log"] if job["error_log"] is not None else "training failed; see the worker logs"
+        else:
+            error = None if keep else "training canceled"
+        now = self.now()
+        profile.update(
+            training_status="ready" if keep else "error",
+            status="ready" if keep else "error",
+            training_error=error,
+            training_completed_at=profile["training_completed_at"] if keep else now,
+            updated_at=now,
+        )
+
+    def _state(self, job_id: Any, worker: str) -> str:
+        """apelier.job_state: the status while leased to ``worker``, 'lost' if not, 'deleted' if gone."""
+        job = _find(self.jobs, job_id)
+        if job is None:
+            return "deleted"
+        return "lost" if job["locked_by"] != worker else str(job["status"])
+
+    def _leased(self, job_id: Any, worker: str, *statuses: str) -> Row | None:
+        job = _find(self.jobs, job_id)
+        if job is None or job["locked_by"] != worker or job["status"] not in (statuses or ("processing",)):
+            return None
+        return job
+
+    def _increment_images_edited(self, photographer_id: uuid.UUID, count: int) -> None:
+        p = self.photographers.get(photographer_id)
+        if p is None:
+            return
+        now = self.now()
+        if p["billing_period_end"] <= now:
+            start = _month_start(now)
+            p.update(images_edited_count=count, billing_period_start=start, billing_period_end=_next_month(start))
+        else:
+            p["images_edited_count"] = (p["images_edited_count"] or 0) + count
+
+    def _insert(self, table: dict[uuid.UUID, Row], row: Row) -> Row:
+        now = self.now()
+        row = {"id": uuid.uuid4(), "created_at": now, **row}
+        if row["id"] in table:
+            raise psycopg.errors.UniqueViolation(f"duplicate key value violates unique constraint: {row['id']}")
+        table[row["id"]] = row
+        self.order[row["id"]] = next(self._seq)
+        return row
+
+    def _require(self, table: dict[uuid.UUID, Row], key: uuid.UUID | None, what: str) -> None:
+        if key is not None and key not in table:
+            raise psycopg.errors.ForeignKeyViolation(f"{what} {key} is not present")
+
+    def _photos_of(self, gallery: Any) -> list[Row]:
+        gid = _uuid(gallery)
+        return [p for p in self.photos.values() if p["gallery_id"] == gid]
+
+    def _by_order(self, rows: list[Row], *fields: str) -> list[Row]:
+        return sorted(rows, key=lambda r: (*(r[f] for f in fields), r["id"]))
+
+    # -- the schema ---------------------------------------------------------------------------
+    @_query("schema_tables")
+    def _schema_tables(self) -> list[Row]:
+        return [{"versioned": self.schema_version is not None, "legacy": self.schema_version is not None}]
+
+    @_query("migrations_version")
+    def _migrations_version(self) -> list[Row]:
+        return [{"version": self.schema_version}]
+
+    # -- the job lifecycle (sql/migrations/0003_functions.sql) --------------------------------
+    @_query("claim_job")
+    def _claim_job(self, *, worker: str, job_types: list[str]) -> list[Row]:
+        now = self.now()
+        ready = [
+            j
+            for j in self.jobs.values()
+            if j["status"] == "queued" and j["run_after"] <= now and j["job_type"] in job_types
+        ]
+        if not ready:
+            return []
+        job = min(ready, key=lambda j: (j["priority"], j["created_at"], self.order[j["id"]]))
+        self._update_job(
+            job,
+            status="processing",
+            attempts=job["attempts"] + 1,
+            locked_by=worker,
+            heartbeat_at=now,
+            started_at=job["started_at"] or now,
+            completed_at=None,
+            current_phase="starting",
+        )
+        return [job]
+
+    @_query("heartbeat")
+    def _heartbeat(self, *, job: str, worker: str) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is not None:
+            row["heartbeat_at"] = self.now()
+        return [{"state": self._state(job, worker)}]
+
+    @_query("start_style_training")
+    def _start_style_training(self, *, job: str, worker: str) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is None or row["job_type"] != "train_style":
+            return [{"state": self._state(job, worker)}]
+        now = self.now()
+        row["heartbeat_at"] = now
+        profile = self.style_profiles.get(row["style_profile_id"])
+        if profile is not None and profile["photographer_id"] == row["photographer_id"]:
+            profile.update(
+                training_status="training",
+                status="training",
+                training_error=None,
+                training_started_at=now,
+                updated_at=now,
+            )
+        return [{"state": "processing"}]
+
+    @_query("update_progress")
+    def _update_progress(
+        self,
+        *,
+        job: str,
+        worker: str,
+        phase: str,
+        processed: int,
+        total: int,
+        progress: dict[str, Any],
+        phase_timings: dict[str, Any],
+    ) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is not None:
+            row.update(
+                current_phase=phase,
+                processed_images=processed,
+                total_images=total,
+                progress=_json(progress),
+                phase_timings=_json(phase_timings),
+                heartbeat_at=self.now(),
+            )
+        return [{"state": self._state(job, worker)}]
+
+    @_query("finish_photo")
+    def _finish_photo(self, *, job: str, worker: str, photo: str, fields: dict[str, Any], bill: bool) -> list[Row]:
+        state = self._state(job, worker)
+        if state not in ("processing", "canceled"):
+            return [{"state": state}]
+        fields = _json(fields)
+        row = _find(self.photos, photo)
+        if row is not None:
+
+            def number(name: str, kind: Callable[[Any], Any]) -> Any:  # (p_fields->>'name')::kind
+                value = fields.get(name)
+                return None if value is None else kind(value)
+
+            def given(name: str) -> Any:  # coalesce(p_fields->'name', name): a JSON null counts as given
+                return fields[name] if name in fields else row[name]
+
+            quality, scene = number("quality_score", int), _text(fields.get("scene_type"))
+            row.update(
+                edited_key=_text(fields.get("edited_key")),
+                web_key=_text(fields.get("web_key")),
+                thumb_key=_text(fields.get("thumb_key")),
+                watermarked_key=_text(fields.get("watermarked_key")),
+                width=number("width", int),
+                height=number("height", int),
+                exif_data=given("exif_data"),
+                quality_score=row["quality_score"] if quality is None else quality,
+                face_data=given("face_data"),
+                scene_type=row["scene_type"] if scene is None else scene,
+                ai_edits=fields.get("ai_edits", {}),
+                edit_confidence=number("edit_confidence", float),
+                needs_review=bool(fields.get("needs_review") or False),
+                status="edited",
+                updated_at=self.now(),
+            )
+            if bill and row["id"] not in self.billed_photos:
+                self.billed_photos[row["id"]] = {
+                    "photo_id": row["id"],
+                    "photographer_id": row["photographer_id"],
+                    "job_id": _uuid(job),
+                    "billed_at": self.now(),
+                }
+                self._increment_images_edited(row["photographer_id"], 1)
+        return [{"state": state}]
+
+    @_query("fail_photo")
+    def _fail_photo(self, *, job: str, worker: str, photo: str, error: dict[str, Any]) -> list[Row]:
+        state = self._state(job, worker)
+        row = _find(self.photos, photo)
+        if state in ("processing", "canceled") and row is not None:
+            ai_edits = {**(row["ai_edits"] or {}), "error": _json(error)}
+            row.update(needs_review=True, ai_edits=ai_edits, updated_at=self.now())
+        return [{"state": state}]
+
+    @_query("merge_photo_suggestions")
+    def _merge_photo_suggestions(self, *, job: str, worker: str, suggestions: dict[str, Any]) -> list[Row]:
+        if self._state(job, worker) != "processing":
+            return [{"updated": 0}]
+        gallery = (_find(self.jobs, job) or {}).get("gallery_id")
+        updated = 0
+        for key, value in _json(suggestions).items():
+            row = _find(self.photos, key)
+            if row is not None and row["gallery_id"] == gallery:
+                row.update(ai_edits={**(row["ai_edits"] or {}), "culling": value}, updated_at=self.now())
+                updated += 1
+        return [{"updated": updated}]
+
+    @_query("complete_job")
+    def _complete_job(
+        self,
+        *,
+        job: str,
+        worker: str,
+        processed: int,
+        total: int,
+        progress: dict[str, Any],
+        phase_timings: dict[str, Any],
+        summary: str | None,
+    ) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is not None:
+            self._update_job(
+                row,
+                status="completed",
+                completed_at=self.now(),
+                current_phase="complete",
+                processed_images=processed,
+                total_images=total,
+                progress=_json(progress),
+                phase_timings=_json(phase_timings),
+                error_log=summary,
+                locked_by=None,
+                heartbeat_at=None,
+            )
+        return [{"ok": row is not None}]
+
+    @_query("fail_job")
+    def _fail_job(self, *, job: str, worker: str, error: str, retry_in_s: float | None) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is None:
+            return [{"state": self._state(job, worker)}]
+        now = self.now()
+        final = retry_in_s is None
+        self._update_job(
+            row,
+            status="failed" if final else "queued",
+            run_after=row["run_after"] if final else now + timedelta(seconds=retry_in_s or 0),
+            completed_at=now if final else None,
+            current_phase="failed" if final else "retrying",
+            error_log=error,
+            locked_by=None,
+            heartbeat_at=None,
+        )
+        return [{"state": row["status"]}]
+
+    @_query("release_job")
+    def _release_job(self, *, job: str, worker: str) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is not None:
+            self._update_job(
+                row,
+                status="queued",
+                attempts=max(row["attempts"] - 1, 0),
+                locked_by=None,
+                heartbeat_at=None,
+                run_after=self.now(),
+                current_phase="queued",
+            )
+        return [{"ok": row is not None}]
+
+    @_query("ack_cancel")
+    def _ack_cancel(self, *, job: str, worker: str, processed: int, progress: dict[str, Any]) -> list[Row]:
+        row = self._leased(job, worker, "canceled")
+        if row is not None:
+            row.update(
+                locked_by=None,
+                heartbeat_at=None,
+                processed_images=processed,
+                progress=_json(progress),
+                completed_at=row["completed_at"] or self.now(),
+                current_phase="canceled",
+            )
+        return [{"ok": row is not None}]
+
+    @_query("cancel_job")
+    def _cancel_job(self, *, job: str) -> list[Row]:
+        row = _find(self.jobs, job)
+        if row is None or row["status"] not in ("queued", "processing"):
+            return [{"status": None}]
+        self._update_job(
+            row,
+            status="canceled",
+            current_phase="canceled",
+            completed_at=self.now() if row["locked_by"] is None else row["completed_at"],
+        )
+        return [{"status": "canceled"}]
+
+    @_query("requeue_stale")
+    def _requeue_stale(self, *, lease_s: float) -> list[Row]:
+        now = self.now()
+        out = []
+        for row in list(self.jobs.values()):
+            beat = row["heartbeat_at"]
+            if row["status"] != "processing" or beat is None or beat >= now - timedelta(seconds=lease_s):
+                continue
+            previous = row["locked_by"]
+            used_up = row["attempts"] >= row["max_attempts"]
+            self._update_job(
+                row,
+                status="failed" if used_up else "queued",
+                current_phase="failed" if used_up else "queued",
+                error_log=(
+                    f"the worker running this job stopped responding (attempt {row['attempts']} of "
+                    f"{row['max_attempts']}); check the worker logs"
+                )
+                if used_up
+                else row["error_log"],
+                completed_at=now if used_up else None,
+                run_after=now,
+                locked_by=None,
+                heartbeat_at=None,
+            )
+            out.append({"job_id": row["id"], "new_status": row["status"], "previous_worker": previous})
+        return out
+
+    @_query("queue_pending")
+    def _queue_pending(self, *, job_types: list[str]) -> list[Row]:
+        rows = [j for j in self.jobs.values() if j["job_type"] in job_types]
+        return [
+            {
+                "queued": sum(j["status"] == "queued" for j in rows),
+                "processing": sum(j["status"] == "processing" for j in rows),
+            }
+        ]
+
+    @_query("worker_seen")
+    def _worker_seen(
+        self,
+        *,
+        worker: str,
+        hostname: str,
+        pid: int,
+        version: str,
+        device: str,
+        state: str,
+        job: str | None,
+        info: dict[str, Any],
+    ) -> list[Row]:
+        now = self.now()
+        seen = {"state": state, "job_id": _uuid(job), "info": _json(info), "device": device, "version": version}
+        if worker in self.workers:
+            self.workers[worker].update(last_seen_at=now, **seen)
+        else:
+            self.workers[worker] = {
+                "id": worker,
+                "hostname": hostname,
+                "pid": pid,
+                "started_at": now,
+                "last_seen_at": now,
+                **seen,
+            }
+        return [{"worker_seen": None}]
+
+    @_query("update_style_training")
+    def _update_style_training(
+        self,
+        *,
+        profile: str,
+        training_status: str,
+        training_method: str | None,
+        model_key: str | None,
+        model_filename: str | None,
+        training_time_s: float | None,
+        pairs_used: int | None,
+        training_error: str | None,
+    ) -> list[Row]:
+        row = _find(self.style_profiles, profile)
+        if row is None:
+            return []
+        now = self.now()
+
+        def keep(name: str, value: Any) -> Any:
+            return row[name] if value is None else value
+
+        row.update(
+            training_status=training_status,
+            status=training_status,
+            training_method=keep("training_method", training_method),
+            model_key=keep("model_key", model_key),
+            model_weights_key=keep("model_weights_key", model_key),
+            model_filename=keep("model_filename", model_filename),
+            training_time_s=keep("training_time_s", training_time_s),
+            pairs_used=keep("pairs_used", pairs_used),
+            training_error=training_error,
+            training_started_at=now if training_status == "training" else row["training_started_at"],
+            training_completed_at=now
+            if training_status == "error" or model_key is not None
+            else row["training_completed_at"],
+            updated_at=now,
+        )
+        return [{"id": row["id"]}]
+
+    # -- reads of the app's tables ------------------------------------------------------------
+    @_query("get_job")
+    def _get_job(self, *, job: str) -> list[Row]:
+        row = _find(self.jobs, job)
+        return [row] if row else []
+
+    @_query("get_gallery")
+    def _get_gallery(self, *, gallery: str) -> list[Row]:
+        row = _find(self.galleries, gallery)
+        return [{k: row[k] for k in ("id", "photographer_id", "title")}] if row else []
+
+    @_query("gallery_photos")
+    def _gallery_photos(self, *, gallery: str) -> list[Row]:
+        names = ("id", "photographer_id", "gallery_id", "filename", "original_key", "status", "edited_key", "web_key")
+        rows = [p for p in self._photos_of(gallery) if not p["is_culled"]]
+        return [
+            {
+                **{k: p[k] for k in (*names, "thumb_key")},
+                "edited_by_job": _text((p["ai_edits"] or {}).get("job_id")),
+                "file_size": p["file_size"],
+            }
+            for p in self._by_order(rows, "sort_order", "created_at")
+        ]
+
+    @_query("gallery_filenames")
+    def _gallery_filenames(self, *, gallery: str) -> list[Row]:
+        rows = self._by_order(self._photos_of(gallery), "created_at")
+        return [{"id": p["id"], "filename": p["filename"]} for p in rows]
+
+    @_query("gallery_analysis")
+    def _gallery_analysis(self, *, gallery: str) -> list[Row]:
+        return [
+            {"id": p["id"], "analysis": p["ai_edits"]["analysis"], "exif_data": p["exif_data"]}
+            for p in self._photos_of(gallery)
+            if not p["is_culled"] and isinstance(p["ai_edits"], dict) and "analysis" in p["ai_edits"]
+        ]
+
+    @_query("get_style_profile")
+    def _get_style_profile(self, *, profile: str) -> list[Row]:
+        row = _find(self.style_profiles, profile)
+        return [row] if row else []
+
+    @_query("gallery_photo_rows")
+    def _gallery_photo_rows(self, *, gallery: str) -> list[Row]:
+        names = (
+            *("id", "filename", "original_key", "edited_key", "web_key", "thumb_key", "status", "width", "height"),
+            *("quality_score", "scene_type", "needs_review"),
+        )
+        out = []
+        for p in self._by_order(self._photos_of(gallery), "sort_order", "created_at"):
+            error = (p["ai_edits"] or {}).get("error")
+            reason = _text(error.get("reason")) if isinstance(error, dict) else None
+            out.append({**{k: p[k] for k in names}, "error": reason})
+        return out
+
+    @_query("photographer_billing")
+    def _photographer_billing(self, *, photographer: str) -> list[Row]:
+        row = _find(self.photographers, photographer)
+        return [{"images_edited_count": row["images_edited_count"]}] if row else []
+
+    # -- what the app inserts -----------------------------------------------------------------
+    @_query("count_gallery_photos")
+    def _count_gallery_photos(self, *, gallery: str) -> list[Row]:
+        return [{"n": sum(not p["is_culled"] for p in self._photos_of(gallery))}]
+
+    @_query("insert_job")
+    def _insert_job(
+        self,
+        *,
+        gallery: str | None,
+        photographer: str,
+        style: str | None,
+        total: int,
+        job_type: str,
+        payload: dict[str, Any],
+        priority: int,
+        settings_override: dict[str, Any] | None,
+    ) -> list[Row]:
+        gallery_id, photographer_id, style_id = _uuid(gallery), _uuid(photographer), _uuid(style)
+        self._require(self.photographers, photographer_id, "photographer")
+        self._require(self.galleries, gallery_id, "gallery")
+        self._require(self.style_profiles, style_id, "style profile")
+        if job_type not in JOB_TYPES_ALLOWED:
+            raise psycopg.errors.CheckViolation('violates check constraint "processing_jobs_job_type_check"')
+        if (style_id if job_type == "train_style" else gallery_id) is None:
+            raise psycopg.errors.CheckViolation('violates check constraint "processing_jobs_target_check"')
+        now = self.now()
+        row = self._insert(
+            self.jobs,
+            {
+                "gallery_id": gallery_id,
+                "photographer_id": photographer_id,
+                "style_profile_id": style_id,
+                "total_images": total,
+                "processed_images": 0,
+                "current_phase": "queued",
+                "status": "queued",
+                "started_at": None,
+                "completed_at": None,
+                "error_log": None,
+                "settings_override": _json(settings_override),
+                "job_type": job_type,
+                "payload": _json(payload),
+                "priority": priority,
+                "run_after": now,
+                "attempts": 0,
+                "max_attempts": 3,
+                "locked_by": None,
+                "heartbeat_at": None,
+                "progress": {},
+                "phase_timings": {},
+            },
+        )
+        self._notify()  # apelier_notify_job_inserted
+        return [{"id": row["id"]}]
+
+    @_query("upsert_photographer")
+    def _upsert_photographer(self, *, id: str, name: str, email: str | None) -> list[Row]:
+        key = _uuid(id)
+        if key in self.photographers:
+            self.photographers[key]["name"] = name
+            return [{"id": key}]
+        start = _month_start(self.now())
+        row = self._insert(
+            self.photographers,
+            {
+                "id": key,
+                "auth_user_id": None,
+                "email": email,
+                "name": name,
+                "images_edited_count": 0,
+                "billing_period_start": start,
+                "billing_period_end": _next_month(start),
+                "updated_at": self.now(),
+            },
+        )
+        return [{"id": row["id"]}]
+
+    @_query("insert_gallery")
+    def _insert_gallery(self, *, photographer: str, title: str) -> list[Row]:
+        photographer_id = _uuid(photographer)
+        self._require(self.photographers, photographer_id, "photographer")
+        row = self._insert(self.galleries, {"photographer_id": photographer_id, "title": title, "status": "processing"})
+        return [{"id": row["id"]}]
+
+    @_query("insert_photo")
+    def _insert_photo(
+        self,
+        *,
+        gallery: str,
+        photographer: str,
+        key: str,
+        filename: str,
+        size: int | None,
+        mime: str | None,
+        sort_order: int,
+    ) -> list[Row]:
+        gallery_id, photographer_id = _uuid(gallery), _uuid(photographer)
+        self._require(self.galleries, gallery_id, "gallery")
+        self._require(self.photographers, photographer_id, "photographer")
+        row = self._insert(
+            self.photos,
+            {
+                "gallery_id": gallery_id,
+                "photographer_id": photographer_id,
+                "original_key": key,
+                "edited_key": None,
+                "web_key": None,
+                "thumb_key": None,
+                "watermarked_key": None,
+                "filename": filename,
+                "file_size": size,
+                "mime_type": mime,
+                "width": None,
+                "height": None,
+                "exif_data": {},
+                "scene_type": None,
+                "quality_score": None,
+                "face_data": [],
+                "ai_edits": {},
+                "status": "uploaded",
+                "star_rating": 0,
+                "is_culled": False,
+                "is_favorite": False,
+                "is_sneak_peek": False,
+                "sort_order": sort_order,
+                "edit_confidence": None,
+                "needs_review": False,
+                "updated_at": self.now(),
+            },
+        )
+        return [{"id": row["id"]}]
+
+    @_query("insert_style_profile")
+    def _insert_style_profile(self, *, photographer: str, name: str, settings: dict[str, Any]) -> list[Row]:
+        photographer_id = _uuid(photographer)
+        self._require(self.photographers, photographer_id, "photographer")
+        row = self._insert(
+            self.style_profiles,
+            {
+                "photographer_id": photographer_id,
+                "name": name,
+                "description": None,
+                "reference_image_keys": [],
+                "model_weights_key": None,
+                "settings": _json(settings),
+                "status": "pending",
+                "training_started_at": None,
+                "training_completed_at": None,
+                "model_key": None,
+                "model_filename": None,
+                "training_method": "reference",
+                "training_status": "pending",
+                "training_error": None,
+                "training_time_s": None,
+                "pairs_used": None,
+                "updated_at": self.now(),
+            },
+        )
+        return [{"id": row["id"]}]
+
+
+class MemoryConnection:
+    """The :class:`~worker.queue.connection.Connection` seam over a :class:`MemoryDatabase`."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def one(self, query: str, /, **params: Any) -> Row | None:
+        rows = self.db.execute(query, params)
+        return rows[0] if rows else None
+
+    def all(self, query: str, /, **params: Any) -> list[Row]:
+        return self.db.execute(query, params)
+
+    def script(self, sql: str) -> None:
+        raise NotImplementedError("the in-memory database runs no SQL; migrate a real PostgreSQL")
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self.db.transaction()
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryListener:
+    """The daemon's LISTEN, woken by the double's NOTIFYs (a job inserted or put back to 'queued')."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+        self._seen: int | None = None
+
+    def start(self) -> bool:
+        with self.db.lock:
+            self._seen = self.db.notifications
+        return True
+
+    def wait(self, timeout_s: float) -> bool:
+        with self.db.changed:
+            seen = self.db.notifications if self._seen is None else self._seen
+            got = self.db.changed.wait_for(lambda: self.db.notifications > seen, timeout_s)
+            self._seen = self.db.notifications
+            return got
+
+    def close(self) -> None:
+        self._seen = None
