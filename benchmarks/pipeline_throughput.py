@@ -34,10 +34,10 @@ import torch
 from benchmarks.common import database, emit, photo_24mp, use_stand_in_retouch
 from benchmarks.lama_speed import stand_in_file
 from worker.commands import demo
-from worker.commands.process import effective_batch_size, effective_photo_threads
 from worker.jobs.runtime import Runtime
 from worker.models import bundle
 from worker.models.lama import load_lama
+from worker.pipeline.stream import effective_batch_size, effective_photo_threads
 from worker.queue.database import Queue
 from worker.service import logs
 from worker.service.config import Settings
@@ -115,7 +115,7 @@ def main() -> None:
             "megapixels": 24,
             "device": runtime.models.device,
             "phase_lanes": args.lanes,
-            "batch_size": effective_batch_size(settings, runtime.models),
+            "batch_size": effective_batch_size(settings, runtime.models.device),
             "photo_threads": effective_photo_threads(settings),
             "models": runtime.models.describe(),
             "model_weights": "stand-ins: real architectures, random weights" if args.stand_in_models else "as found",

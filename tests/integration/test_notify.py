@@ -16,6 +16,7 @@ from tests.acceptance.test_daemon_process import wait_for
 from tests.conftest import jpeg_bytes
 from tests.fake_systemd import FakeSystemd
 from worker.frame import Frame
+from worker.jobs.runtime import JobOutcome
 from worker.phases import PhaseContext
 from worker.pipeline.stream import BATCH_PHASES, PhotoTask, Pipeline, PipelineStats, PipelineWatcher, watching
 from worker.service import notify
@@ -352,8 +353,9 @@ def test_a_hung_main_thread_stops_renewing_its_lease_so_another_worker_takes_the
     hang = threading.Event()
     outcome: list[int] = []
 
-    def hung_gpu_call(job, q, runtime, control) -> None:
+    def hung_gpu_call(job, q, runtime, control) -> JobOutcome:
         hang.wait(30)  # the main thread never comes back (until the test lets go)
+        return JobOutcome("completed")
 
     def main_thread() -> None:
         notify.install(Notifier(None, watchdog_s=1.0))  # created on, and owned by, this thread

@@ -13,8 +13,18 @@ import pytest
 from tests.conftest import jpeg_bytes
 from worker.frame import Face, Frame, SourceInfo
 from worker.imaging.decode import decode
-from worker.phases import PhaseContext
-from worker.pipeline.stream import BATCH_PHASES, PhotoResult, PhotoTask, Pipeline, PipelineWatcher, watching
+from worker.models.bundle import ModelBundle
+from worker.phases import PHASES, PhaseContext
+from worker.pipeline.stream import (
+    BATCH_PHASES,
+    PhotoResult,
+    PhotoTask,
+    Pipeline,
+    PipelineWatcher,
+    effective_photo_threads,
+    watching,
+)
+from worker.service.config import Settings
 
 
 def tasks(astronaut, n: int) -> list[PhotoTask]:
@@ -345,3 +355,23 @@ def test_lanes_and_photo_threads_change_no_pixel_and_no_decision(tmp_path, real_
     for other in others:
         assert other[0] == first[0]
         assert other[1] == first[1]
+
+
+def test_the_batch_phases_are_the_phases_in_order_and_output_runs_per_photo_after_them() -> None:
+    assert (*(name for name, _ in BATCH_PHASES), "output") == PHASES
+
+
+def test_from_settings_builds_the_pipeline_the_operator_configured() -> None:
+    """Batch size 0 means 8 on a GPU and 1 on the CPU (where a batch of one has no photo threads);
+    the daemon's gallery job and the ``process`` command both build their pipeline this way."""
+    settings = Settings(
+        batch_size=0, phase_lanes=2, io_threads=6, prefetch_photos=3, photo_threads=4, max_image_pixels=99
+    )
+    cpu = Pipeline.from_settings(PhaseContext(models=ModelBundle(device="cpu")), lambda f: {}, settings)
+    gpu = Pipeline.from_settings(PhaseContext(models=ModelBundle(device="cuda")), lambda f: {}, settings, io_threads=2)
+    assert (cpu.batch_size, cpu.photo_threads, cpu.prefetch) == (1, 1, 3)
+    assert (gpu.batch_size, gpu.photo_threads, gpu.prefetch) == (8, 4, 8)  # prefetch: at least a batch
+    assert (cpu.io_threads, gpu.io_threads) == (6, 2)
+    assert cpu.lanes == gpu.lanes == 2 and cpu.max_pixels == gpu.max_pixels == 99
+    sized = Pipeline.from_settings(PhaseContext(), lambda f: {}, Settings(batch_size=3, photo_threads=0))
+    assert sized.batch_size == 3 and sized.photo_threads == effective_photo_threads(Settings()) >= 1

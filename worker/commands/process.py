@@ -8,7 +8,6 @@ phase's decisions).
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -90,16 +89,7 @@ def process_files(
         style_model=style_model,
         style_note="no style model given (--style)" if style_model is None else "",
     )
-    pipeline = Pipeline(
-        ctx,
-        deliver,
-        batch_size=effective_batch_size(settings, models),
-        io_threads=min(settings.io_threads, 4),
-        prefetch=settings.prefetch_photos,
-        max_pixels=settings.max_image_pixels,
-        lanes=settings.phase_lanes,
-        photo_threads=effective_photo_threads(settings),
-    )
+    pipeline = Pipeline.from_settings(ctx, deliver, settings, io_threads=min(settings.io_threads, 4))
     entries: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=len(files), unit="photo", disable=not progress, desc="processing")
 
@@ -112,19 +102,6 @@ def process_files(
     finally:
         bar.close()
     return [entries[pid] for pid in by_id if pid in entries]
-
-
-def effective_batch_size(settings: Settings, models: ModelBundle) -> int:
-    if settings.batch_size > 0:
-        return settings.batch_size
-    return 8 if models.device == "cuda" else 1
-
-
-def effective_photo_threads(settings: Settings) -> int:
-    """``WORKER_PHOTO_THREADS``, or one per core (at most 8, a batch's photos) when it is 0."""
-    if settings.photo_threads > 0:
-        return settings.photo_threads
-    return max(1, min(8, len(os.sched_getaffinity(0))))  # the cores this process may use
 
 
 def report_entry(path: Path, result: PhotoResult) -> dict[str, Any]:

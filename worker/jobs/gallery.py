@@ -25,14 +25,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from worker import __version__
-from worker.commands.process import effective_batch_size, effective_photo_threads
 from worker.errors import JobInputError, ModelFileError
 from worker.frame import Frame
 from worker.jobs.progress import ProgressTracker
-from worker.jobs.runtime import JobControl, Runtime
+from worker.jobs.runtime import JobControl, JobOutcome, OutcomeStatus, Runtime
 from worker.phases import PHASES, PhaseContext
 from worker.phases.output import Watermark
-from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline
+from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline, PipelineStats
 from worker.profile import EditSettings
 from worker.queue.database import Queue
 from worker.queue.store import Job
@@ -47,19 +46,6 @@ EDITED_STATUSES = {"edited", "approved", "delivered"}
 VARIANT_FOLDERS = {"edited": "edited", "web": "web", "thumb": "thumbs", "watermarked": "watermarked"}
 MAX_LOGO_PIXELS = 16_000_000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """How a job run ended, for the daemon and the demo."""
-
-    status: str  # completed | released | canceled | lost
-    processed: int
-    failed: int
-    skipped: int
-    total: int
-    wall_s: float
-    phase_s: dict[str, float]
 
 
 def output_names(photos: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -88,165 +74,213 @@ def output_key(photographer_id: str, gallery_id: str, variant: str, name: str) -
 
 
 def run_gallery_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl) -> JobOutcome:
-    settings = runtime.settings
-    if not job.gallery_id:
-        raise JobInputError(f"{job.job_type} job {job.id} has no gallery_id; the app must set one")
-    gallery = queue.app.gallery(job.gallery_id)
-    if gallery is None:
-        raise JobInputError(f"gallery {job.gallery_id} does not exist (deleted?); nothing to process")
-    if str(gallery["photographer_id"]) != job.photographer_id:
-        raise JobInputError(f"gallery {job.gallery_id} belongs to another photographer than job {job.id}; refused")
+    return GalleryJob(job, queue, runtime, control).run()
 
-    photos = queue.app.gallery_photos(job.gallery_id)
-    if job.job_type == "restyle":
-        wanted = _photo_ids(job.payload)
-        photos = [p for p in photos if str(p["id"]) in wanted]
-    names = output_names(queue.app.gallery_filenames(job.gallery_id))
-    force = job.job_type == "restyle" or bool(job.payload.get("force"))
 
-    todo: list[dict[str, Any]] = []
-    already_done = 0
-    for photo in photos:
-        complete = (
-            photo["status"] in EDITED_STATUSES and photo["edited_key"] and photo["web_key"] and photo["thumb_key"]
+@dataclass(frozen=True)
+class Selection:
+    """The photos a job covers, those it still has to edit, and their output file names."""
+
+    photos: list[dict[str, Any]]  # every photo the job covers (its total)
+    todo: list[dict[str, Any]]  # those to run now
+    already_done: int  # edited by an earlier attempt (or, for a gallery job, before it): skipped
+    names: dict[str, str]  # output file name per photo id (see output_names)
+
+
+class GalleryJob:
+    """One run of a ``gallery`` or ``restyle`` job, in named steps.
+
+    Constructed: the photos are selected (:meth:`select_photos`), the phases' context built
+    (:meth:`phase_context`: edit settings, style model, watermark) and the progress tracker made.
+    :meth:`run` streams the photos through the pipeline, which fetches each one
+    (:meth:`photo_task`), hands its outputs to :meth:`deliver`, and its result to :meth:`record`
+    (the photo's row, the progress); then :meth:`finish` completes, acknowledges a cancel, or releases.
+    """
+
+    def __init__(self, job: Job, queue: Queue, runtime: Runtime, control: JobControl) -> None:
+        self.job = job
+        self.queue = queue
+        self.runtime = runtime
+        self.control = control
+        self.selection = self.select_photos()
+        self.ctx = self.phase_context()
+        self.tracker = ProgressTracker(
+            total=len(self.selection.photos),
+            already_done=self.selection.already_done,
+            interval_s=runtime.settings.progress_interval_s,
+            write=self._write_progress,
         )
-        if complete and (not force or photo.get("edited_by_job") == job.id):
-            already_done += 1
-        else:
-            todo.append(photo)
+        if self.ctx.edit.ignored:
+            self.tracker.extra["ignored_settings"] = list(self.ctx.edit.ignored)
+        self._todo = {str(p["id"]): p for p in self.selection.todo}
 
-    profile = queue.app.style_profile(job.style_profile_id) if job.style_profile_id else None
-    edit = EditSettings.resolve(profile.get("settings") if profile else None, job.settings_override)
-    style = load_style_model(job, profile, runtime)
-    watermark = load_watermark(job, edit, runtime)
-    ctx = PhaseContext(
-        edit=edit,
-        models=runtime.models,
-        style_model=style.model,
-        style_note=style.note,
-        style_expected=style.expected,
-        watermark=watermark,
-    )
+    def run(self) -> JobOutcome:
+        selection = self.selection
+        self.control.saw_state(self.tracker.maybe_write(force=True))
+        log.info(
+            "job_started",
+            photos=len(selection.photos),
+            todo=len(selection.todo),
+            resumed=selection.already_done,
+            settings=self.ctx.edit.to_json(),
+        )
+        pipeline = Pipeline.from_settings(
+            self.ctx, self.deliver, self.runtime.settings, on_phase=self.tracker.phase_finished
+        )
+        stats = pipeline.run([self.photo_task(p) for p in selection.todo], self.record, self.control.should_stop)
+        return self.finish(stats)
 
-    tracker = ProgressTracker(
-        total=len(photos),
-        already_done=already_done,
-        interval_s=settings.progress_interval_s,
-        write=lambda t: queue.jobs.update_progress(
-            job.id,
-            phase=t.current_phase,
-            processed=t.finished,
-            total=t.total,
-            progress=t.as_json(),
-            phase_timings=t.timings_json(),
-        ),
-    )
-    if edit.ignored:
-        tracker.extra["ignored_settings"] = list(edit.ignored)
-    control.saw_state(tracker.maybe_write(force=True))
-    log.info("job_started", photos=len(photos), todo=len(todo), resumed=already_done, settings=edit.to_json())
+    # -- before the photos ----------------------------------------------------------------------
+    def select_photos(self) -> Selection:
+        """The gallery's non-culled photos (restyle: those in ``payload.photo_ids``), split into
+        those to edit and those already done (see the module docstring for resuming)."""
+        job = self.job
+        if not job.gallery_id:
+            raise JobInputError(f"{job.job_type} job {job.id} has no gallery_id; the app must set one")
+        gallery = self.queue.app.gallery(job.gallery_id)
+        if gallery is None:
+            raise JobInputError(f"gallery {job.gallery_id} does not exist (deleted?); nothing to process")
+        if str(gallery["photographer_id"]) != job.photographer_id:
+            raise JobInputError(f"gallery {job.gallery_id} belongs to another photographer than job {job.id}; refused")
 
-    by_id = {str(p["id"]): p for p in todo}
+        photos = self.queue.app.gallery_photos(job.gallery_id)
+        if job.job_type == "restyle":
+            wanted = _photo_ids(job.payload)
+            photos = [p for p in photos if str(p["id"]) in wanted]
+        names = output_names(self.queue.app.gallery_filenames(job.gallery_id))
+        force = job.job_type == "restyle" or bool(job.payload.get("force"))
 
-    def fetch_for(photo: dict[str, Any]) -> PhotoTask:
+        todo: list[dict[str, Any]] = []
+        already_done = 0
+        for photo in photos:
+            complete = (
+                photo["status"] in EDITED_STATUSES and photo["edited_key"] and photo["web_key"] and photo["thumb_key"]
+            )
+            if complete and (not force or photo.get("edited_by_job") == job.id):
+                already_done += 1
+            else:
+                todo.append(photo)
+        return Selection(photos, todo, already_done, names)
+
+    def phase_context(self) -> PhaseContext:
+        """The job's edit settings (profile, then the job's override), style model and watermark."""
+        job = self.job
+        profile = self.queue.app.style_profile(job.style_profile_id) if job.style_profile_id else None
+        edit = EditSettings.resolve(profile.get("settings") if profile else None, job.settings_override)
+        style = load_style_model(job, profile, self.runtime)
+        watermark = load_watermark(job, edit, self.runtime)
+        return PhaseContext(
+            edit=edit,
+            models=self.runtime.models,
+            style_model=style.model,
+            style_note=style.note,
+            style_expected=style.expected,
+            watermark=watermark,
+        )
+
+    def _write_progress(self, tracker: ProgressTracker) -> str:
+        return self.queue.jobs.update_progress(
+            self.job.id,
+            phase=tracker.current_phase,
+            processed=tracker.finished,
+            total=tracker.total,
+            progress=tracker.as_json(),
+            phase_timings=tracker.timings_json(),
+        )
+
+    # -- each photo (the pipeline calls these) --------------------------------------------------
+    def photo_task(self, photo: dict[str, Any]) -> PhotoTask:
+        """The pipeline's task for one photo: its original, read only once its key is the photographer's."""
+        photographer_id = self.job.photographer_id
+        storage = self.runtime.storage
+
         def fetch() -> bytes:
             # Checked before any byte is read: the service key could read every tenant's files.
-            if str(photo["photographer_id"]) != job.photographer_id:
-                check_tenant_key("", job.photographer_id)  # always raises, with the standard message
-            key = check_tenant_key(photo["original_key"], job.photographer_id)
-            return runtime.storage.get(key)
+            if str(photo["photographer_id"]) != photographer_id:
+                check_tenant_key("", photographer_id)  # always raises, with the standard message
+            key = check_tenant_key(photo["original_key"], photographer_id)
+            return storage.get(key)
 
         return PhotoTask(str(photo["id"]), str(photo["filename"] or photo["original_key"]), fetch)
 
-    def deliver(frame: Frame) -> dict[str, Any]:
+    def deliver(self, frame: Frame) -> dict[str, Any]:
+        """Upload a photo's outputs (I/O threads); returns the storage key of each variant."""
         keys: dict[str, Any] = {}
         for variant, encoded in frame.outputs.items():
             if variant not in VARIANT_FOLDERS:
                 continue
-            key = output_key(job.photographer_id, job.gallery_id or "", variant, names[frame.photo_id])
-            runtime.storage.put(key, encoded.data, encoded.content_type)
+            name = self.selection.names[frame.photo_id]
+            key = output_key(self.job.photographer_id, self.job.gallery_id or "", variant, name)
+            self.runtime.storage.put(key, encoded.data, encoded.content_type)
             keys[variant] = key
         return keys
 
-    def on_result(result: PhotoResult) -> None:
-        photo = by_id[result.task.photo_id]
-        with logs.bind(photo_id=result.task.photo_id):
+    def record(self, result: PhotoResult) -> None:
+        """A photo is done (main thread, in photo order): its row (billed once), or its failure; the progress."""
+        job, queue, photo_id = self.job, self.queue, result.task.photo_id
+        photo = self._todo[photo_id]
+        with logs.bind(photo_id=photo_id):
             if result.ok and result.frame is not None:
-                state = queue.jobs.finish_photo(job.id, result.task.photo_id, photo_fields(job, result), bill=True)
-                tracker.photo_done(result.timings)
+                state = queue.jobs.finish_photo(job.id, photo_id, photo_fields(job, result), bill=True)
+                self.tracker.photo_done(result.timings)
             else:
                 assert result.failure is not None
                 reason = result.failure.reason
                 log.warning("photo_failed", phase=result.failed_phase, reason=reason)
                 state = queue.jobs.fail_photo(
                     job.id,
-                    result.task.photo_id,
-                    {
-                        "phase": result.failed_phase,
-                        "reason": reason,
-                        "job_id": job.id,
-                        "kind": result.failure.kind,
-                    },
+                    photo_id,
+                    {"phase": result.failed_phase, "reason": reason, "job_id": job.id, "kind": result.failure.kind},
                 )
-                tracker.photo_failed(result.task.photo_id, str(photo["filename"]), result.failed_phase, reason)
-        control.saw_state(state)
+                self.tracker.photo_failed(photo_id, str(photo["filename"]), result.failed_phase, reason)
+        self.control.saw_state(state)
 
-    pipeline = Pipeline(
-        ctx,
-        deliver,
-        batch_size=effective_batch_size(settings, runtime.models),
-        io_threads=settings.io_threads,
-        prefetch=settings.prefetch_photos,
-        max_pixels=settings.max_image_pixels,
-        on_phase=tracker.phase_finished,
-        lanes=settings.phase_lanes,
-        photo_threads=effective_photo_threads(settings),
-    )
-    stats = pipeline.run([fetch_for(p) for p in todo], on_result, control.should_stop)
-
-    outcome_status = "completed"
-    if stats.stopped or control.should_stop():
-        state = control.job_state
-        if state == "canceled":
-            queue.jobs.ack_cancel(job.id, tracker.finished, tracker.as_json())
-            outcome_status = "canceled"
-        elif state is not None:
-            outcome_status = "lost"  # another worker owns it now, or the row is gone: write nothing more
+    # -- after the photos -----------------------------------------------------------------------
+    def finish(self, stats: PipelineStats) -> JobOutcome:
+        """Complete the job (culling suggestions first), or, when it was stopped: acknowledge the
+        cancel, write nothing more (lost), or release it (shutdown) with its progress kept."""
+        job, queue, tracker, total = self.job, self.queue, self.tracker, len(self.selection.photos)
+        status: OutcomeStatus = "completed"
+        if stats.stopped or self.control.should_stop():
+            state = self.control.job_state
+            if state == "canceled":
+                queue.jobs.ack_cancel(job.id, tracker.finished, tracker.as_json())
+                status = "canceled"
+            elif state is not None:
+                status = "lost"  # another worker owns it now, or the row is gone: write nothing more
+            else:
+                tracker.maybe_write(force=True)
+                queue.jobs.release(job.id)
+                status = "released"
         else:
-            tracker.maybe_write(force=True)
-            queue.jobs.release(job.id)
-            outcome_status = "released"
-    else:
-        suggest_culling(job, queue)
-        summary = None
-        if tracker.failed:
-            summary = (
-                f"{tracker.failed} of {len(photos)} photos could not be processed; see each photo's ai_edits.error"
+            suggest_culling(job, queue)
+            summary = None
+            if tracker.failed:
+                summary = f"{tracker.failed} of {total} photos could not be processed; see each photo's ai_edits.error"
+            queue.jobs.complete(
+                job.id,
+                processed=tracker.finished,
+                total=total,
+                progress=tracker.as_json(),
+                phase_timings=tracker.timings_json(),
+                summary=summary,
             )
-        queue.jobs.complete(
-            job.id,
-            processed=tracker.finished,
-            total=len(photos),
-            progress=tracker.as_json(),
-            phase_timings=tracker.timings_json(),
-            summary=summary,
+        log.info(
+            "job_finished",
+            outcome=status,
+            processed=tracker.processed,
+            failed=tracker.failed,
+            wall_s=round(stats.wall_s, 2),
         )
-    log.info(
-        "job_finished",
-        outcome=outcome_status,
-        processed=tracker.processed,
-        failed=tracker.failed,
-        wall_s=round(stats.wall_s, 2),
-    )
-    return JobOutcome(
-        outcome_status,
-        tracker.processed,
-        tracker.failed,
-        already_done,
-        len(photos),
-        stats.wall_s,
-        stats.phase_s,
-    )
+        return JobOutcome(
+            status,
+            processed=tracker.processed,
+            failed=tracker.failed,
+            skipped=self.selection.already_done,
+            total=total,
+            wall_s=stats.wall_s,
+            phase_s=stats.phase_s,
+        )
 
 
 def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""What every job runner shares: the warm runtime and the reasons a job must stop early."""
+"""What every job runner shares: the warm runtime, the reasons a job must stop early, how a run ended."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Literal
 
 from worker.models.bundle import ModelBundle
 from worker.service.config import Settings
@@ -11,6 +12,26 @@ from worker.storage.base import Storage
 
 # Job states (from the queue functions) that mean "stop working on this job".
 STOP_STATES = {"canceled", "lost", "deleted", "queued", "failed", "completed", "delivered"}
+
+# How a run ended without raising: completed; released (shutdown: the job is queued again); canceled
+# (by the app); lost (another worker owns the job now, or its row is gone: nothing more was written).
+OutcomeStatus = Literal["completed", "released", "canceled", "lost"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job run ended, for the daemon (a run that raises has failed instead).
+
+    The counts are the job's units: photos for a gallery job, pairs (or references) for a style.
+    """
+
+    status: OutcomeStatus
+    processed: int = 0
+    failed: int = 0
+    skipped: int = 0  # already done by an earlier attempt
+    total: int = 0
+    wall_s: float = 0.0
+    phase_s: dict[str, float] = field(default_factory=dict)  # summed over photos
 
 
 @dataclass

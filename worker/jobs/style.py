@@ -29,14 +29,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import JobCanceled, JobInputError, WorkerError, classify
 from worker.frame import Image
 from worker.imaging import decode as decoder
 from worker.imaging.resize import shrink
-from worker.jobs.runtime import JobControl, Runtime
+from worker.jobs.runtime import JobControl, JobOutcome, Runtime
 from worker.queue.database import Queue
 from worker.queue.store import Job
 from worker.service import logs, notify
@@ -53,18 +52,11 @@ MAX_PAIRS = 200
 PAIR_EDGE = style_train.TrainConfig().long_edge  # photos are shrunk to this as they are decoded
 
 
-@dataclass(frozen=True)
-class StyleOutcome:
-    status: str  # completed | released | canceled | lost
-    model_key: str | None = None
-    pairs_used: int = 0
-
-
 def model_key_for(photographer_id: str, style_profile_id: str) -> str:
     return f"{photographer_id}/styles/{style_profile_id}.pt"
 
 
-def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl) -> StyleOutcome:
+def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl) -> JobOutcome:
     if not job.style_profile_id:
         raise JobInputError("train_style job has no style_profile_id; the app must set one")
     profile = queue.app.style_profile(job.style_profile_id)
@@ -116,7 +108,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         summary=None,
     )
     log.info("style_trained", method=style.method, pairs=used, seconds=elapsed, **_public_metrics(style.metadata))
-    return StyleOutcome("completed", key, used)
+    return JobOutcome("completed", processed=used, wall_s=elapsed)
 
 
 # -- the two methods ------------------------------------------------------------------------------
@@ -247,20 +239,20 @@ class _Progress:
         self.control.saw_state(state)
 
 
-def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress, *, had_model: bool) -> StyleOutcome:
+def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress, *, had_model: bool) -> JobOutcome:
     assert job.style_profile_id is not None
     state = control.job_state
     if state == "canceled":
         # The profile needs nothing here: a cancel before the job moved it to 'training' left it as it
         # was (the move is conditional), one after was handled by the trigger in sql/migrations/0002_queue.sql.
         queue.jobs.ack_cancel(job.id, 0, progress.as_json())
-        return StyleOutcome("canceled")
+        return JobOutcome("canceled")
     if state is not None:
-        return StyleOutcome("lost")
+        return JobOutcome("lost")
     # Released (the worker is stopping): the profile as it was before, until a worker claims the job again.
     queue.jobs.update_style_training(job.style_profile_id, training_status="ready" if had_model else "pending")
     queue.jobs.release(job.id)
-    return StyleOutcome("released")
+    return JobOutcome("released")
 
 
 def _public_metrics(metadata: dict[str, Any]) -> dict[str, Any]:

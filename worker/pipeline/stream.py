@@ -25,6 +25,7 @@ propagates to the caller, which decides about retrying.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -38,8 +39,9 @@ from typing import Any, TypeVar
 from worker.errors import Failure, PhotoError, WorkerError, classify
 from worker.frame import Frame
 from worker.imaging import decode as decoder
-from worker.phases import PHASES, PhaseContext, analysis, cleanup, composition, output, retouch, style
+from worker.phases import PhaseContext, analysis, cleanup, composition, output, retouch, style
 from worker.service import logs
+from worker.service.config import Settings
 
 # The phases that run over batches (on the calling thread, or in lanes); "output" runs per photo in the I/O threads.
 PhaseFn = Callable[[list[Frame], PhaseContext], None]
@@ -50,7 +52,6 @@ BATCH_PHASES: tuple[tuple[str, PhaseFn], ...] = (
     ("cleanup", cleanup.run),
     ("composition", composition.run),
 )
-assert (*tuple(name for name, _ in BATCH_PHASES), "output") == PHASES
 
 # This many photos in a row failing with an unexpected error means the fault is not in the photos.
 _CIRCUIT_BREAKER = 5
@@ -208,8 +209,90 @@ class _Outcome:
     failed: list[PhotoResult]
 
 
+_Batch = tuple[list[PhotoTask], list[PhotoResult], Future[_Outcome]]
+
+
+@dataclass
+class _Run:
+    """One call of :meth:`Pipeline.run`: the batches in the batch phases and the photos being
+    encoded and delivered, each in photo order, and what was reported so far."""
+
+    pipeline: Pipeline
+    on_result: Callable[[PhotoResult], None]
+    should_stop: Callable[[], bool]
+    max_out: int  # photos in encoding/delivery before the next batch waits for them
+    stats: PipelineStats = field(default_factory=PipelineStats)
+    pending_out: deque[Future[PhotoResult]] = field(default_factory=deque)
+    # Batches in the batch phases, oldest first: their photos in order, those that failed before them.
+    in_phases: deque[_Batch] = field(default_factory=deque)
+
+    def drain(self, keep: int) -> None:
+        """Report finished photos in order; block while more than ``keep`` are in flight."""
+        pending_out, stats = self.pending_out, self.stats
+        while pending_out and (len(pending_out) > keep or pending_out[0].done()):
+            result = _wait(pending_out.popleft(), "upload")
+            stats.add(result.timings)
+            if result.ok:
+                stats.done += 1
+            else:
+                stats.failed += 1
+            self.on_result(result)
+            _tell("photo_done", result)
+
+    def collect(self, out_pool: ThreadPoolExecutor) -> bool:
+        """Hand the oldest batch on to encoding, in photo order; False when it was stopped part-way."""
+        order, failed_before, fut = self.in_phases.popleft()
+        outcome = self.pipeline._wait_for_lane(fut, self.should_stop)
+        results = {id(result.task): _done_future(result) for result in (*failed_before, *outcome.failed)}
+        for item in outcome.survivors or ():
+            results[id(item.task)] = logs.submit(out_pool, self.pipeline._output_and_deliver, item)
+        self.pending_out.extend(results[id(task)] for task in order if id(task) in results)
+        if outcome.survivors is None:
+            return False
+        self.drain(self.max_out)
+        return True
+
+
+def effective_batch_size(settings: Settings, device: str) -> int:
+    """``WORKER_BATCH_SIZE``, or when it is 0: 8 photos a batch on a GPU, 1 on the CPU."""
+    if settings.batch_size > 0:
+        return settings.batch_size
+    return 8 if device == "cuda" else 1
+
+
+def effective_photo_threads(settings: Settings) -> int:
+    """``WORKER_PHOTO_THREADS``, or one per core (at most 8, a batch's photos) when it is 0."""
+    if settings.photo_threads > 0:
+        return settings.photo_threads
+    return max(1, min(8, len(os.sched_getaffinity(0))))  # the cores this process may use
+
+
 class Pipeline:
     """Runs photos through the phases. One instance per job (it holds the job's context)."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        ctx: PhaseContext,
+        deliver: Deliver,
+        settings: Settings,
+        *,
+        on_phase: Callable[[str, int], None] | None = None,
+        io_threads: int | None = None,
+    ) -> Pipeline:
+        """The pipeline the operator configured (batch size, lanes, threads, prefetch, pixel limit) on
+        ``ctx.models.device``; ``io_threads`` overrides ``WORKER_IO_THREADS``."""
+        return cls(
+            ctx,
+            deliver,
+            batch_size=effective_batch_size(settings, ctx.models.device),
+            io_threads=settings.io_threads if io_threads is None else io_threads,
+            prefetch=settings.prefetch_photos,
+            max_pixels=settings.max_image_pixels,
+            on_phase=on_phase,
+            lanes=settings.phase_lanes,
+            photo_threads=effective_photo_threads(settings),
+        )
 
     def __init__(
         self,
@@ -258,39 +341,11 @@ class Pipeline:
         Returns early (``stats.stopped``) when ``should_stop()`` turns true: photos already
         encoded are still delivered and reported; the rest are left untouched.
         """
-        stats = PipelineStats()
         start = time.perf_counter()
         _tell("started", len(tasks) if isinstance(tasks, Sized) else None)
-        pending_out: deque[Future[PhotoResult]] = deque()
-        max_out = 2 * self.batch_size + self.io_threads
-        # Batches in the batch phases, oldest first: their photos in order, those that failed before them.
-        in_phases: deque[tuple[list[PhotoTask], list[PhotoResult], Future[_Outcome]]] = deque()
+        run = _Run(self, on_result, should_stop, max_out=2 * self.batch_size + self.io_threads)
+        stats, in_phases = run.stats, run.in_phases
         self._stop_lanes.clear()
-
-        def drain(keep: int) -> None:
-            """Report finished photos in order; block while more than ``keep`` are in flight."""
-            while pending_out and (len(pending_out) > keep or pending_out[0].done()):
-                result = _wait(pending_out.popleft(), "upload")
-                stats.add(result.timings)
-                if result.ok:
-                    stats.done += 1
-                else:
-                    stats.failed += 1
-                on_result(result)
-                _tell("photo_done", result)
-
-        def collect(out_pool: ThreadPoolExecutor) -> bool:
-            """Hand the oldest batch on to encoding, in photo order; False when it was stopped part-way."""
-            order, failed_before, fut = in_phases.popleft()
-            outcome = self._wait_for_lane(fut, should_stop)
-            results = {id(result.task): _done_future(result) for result in (*failed_before, *outcome.failed)}
-            for item in outcome.survivors or ():
-                results[id(item.task)] = logs.submit(out_pool, self._output_and_deliver, item)
-            pending_out.extend(results[id(task)] for task in order if id(task) in results)
-            if outcome.survivors is None:
-                return False
-            drain(max_out)
-            return True
 
         lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="phases") if self.lanes > 1 else None
         photo_pool = (
@@ -318,12 +373,12 @@ class Pipeline:
                         fut.add_done_callback(lambda _: self._events.put(("lane_done", ())))
                         in_phases.append(([item.task for item in batch], failed_before, fut))
                     while len(in_phases) >= self.lanes and not stats.stopped:
-                        stats.stopped = not collect(out_pool)
+                        stats.stopped = not run.collect(out_pool)
                     if stats.stopped:
                         break
                 else:
                     while in_phases and not stats.stopped:
-                        stats.stopped = not collect(out_pool)
+                        stats.stopped = not run.collect(out_pool)
                     stats.stopped = stats.stopped or not self._exhausted
             finally:
                 self._stop_lanes.set()  # lanes still running stop at their next phase; their photos stay untouched
@@ -333,7 +388,7 @@ class Pipeline:
                     photo_pool.shutdown(wait=True)
                 self._pump(lambda event: None)  # events of batches that are left untouched
                 decoded_stream.close()
-                drain(0)
+                run.drain(0)
         stats.wall_s = time.perf_counter() - start
         return stats
 

@@ -30,7 +30,7 @@ import psycopg
 from worker import __version__
 from worker.errors import JobInputError, RetryStrategy, classify, first_line
 from worker.jobs.gallery import run_gallery_job
-from worker.jobs.runtime import JobControl, Runtime
+from worker.jobs.runtime import JobControl, JobOutcome, Runtime
 from worker.jobs.style import run_style_job
 from worker.queue.database import Database, Queue, as_database
 from worker.queue.migrations import check_worker_can_run, latest_version
@@ -47,7 +47,7 @@ class DaemonStats:
     jobs_released: int = 0
 
 
-JobRunner = Callable[[Job, Queue, Runtime, JobControl], Any]
+JobRunner = Callable[[Job, Queue, Runtime, JobControl], JobOutcome]
 
 
 def default_runners() -> dict[str, JobRunner]:
@@ -192,8 +192,7 @@ class Daemon:
                 runner = self.runners.get(job.job_type)
                 if runner is None:
                     raise JobInputError(f"unknown job_type {job.job_type!r}")
-                outcome = runner(job, self.queue, self.runtime, control)
-                status = getattr(outcome, "status", "completed")
+                status = runner(job, self.queue, self.runtime, control).status
                 if status == "released":
                     self.stats.jobs_released += 1
                 elif status == "completed":
