@@ -34,7 +34,7 @@ from benchmarks.cleanup_detection import wire_mask
 from worker.cleanup.inpaint import fill_regions
 from worker.cleanup.opencv_inpaint import OpenCVInpainter
 from worker.cleanup.region import Region, crop_to_mask
-from worker.models.bundle import Inpainter
+from worker.models.protocols import Inpainter
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:

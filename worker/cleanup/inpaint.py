@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from worker.cleanup.region import Region
 from worker.frame import Image
-from worker.models.bundle import Inpainter
+from worker.models.protocols import Inpainter
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 

@@ -20,7 +20,7 @@ Method = Literal["telea", "ns"]
 
 
 class OpenCVInpainter:
-    """Implements :class:`worker.models.bundle.Inpainter` with ``cv2.inpaint``."""
+    """Implements :class:`worker.models.protocols.Inpainter` with ``cv2.inpaint``."""
 
     def __init__(self, method: Method = "telea", radius: float = 5.0) -> None:
         self.method = method

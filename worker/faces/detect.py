@@ -1,6 +1,6 @@
 """Face detectors behind one protocol: RetinaFace-R50 in production, MTCNN when its weights are absent.
 
-Both implement :class:`worker.models.bundle.FaceDetector`: a batch of full-resolution
+Both implement :class:`worker.models.protocols.FaceDetector`: a batch of full-resolution
 RGB photos in, per photo a list of :class:`~worker.frame.Face` (box, 5 landmarks,
 score) in that photo's pixel coordinates out. Each photo is detected on a copy whose
 long side is at most ``max_side`` (area-downscaled), and the results are scaled back,

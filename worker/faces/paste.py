@@ -27,6 +27,8 @@ import threading
 import cv2
 import numpy as np
 import numpy.typing as npt
+import torch
+import torch.nn.functional as F
 
 from worker.faces.align import FACE_SIZE, Alignment, bounds
 from worker.frame import Image
@@ -173,9 +175,6 @@ def paste_torch(
     device: str,
 ) -> None:
     """The warp-and-add of :func:`paste` in torch (bilinear, zero outside, round half to even)."""
-    import torch
-    import torch.nn.functional as F
-
     x0, y0, x1, y1 = box
     forward = np.asarray(cv2.invertAffineTransform(inverse), dtype=np.float64)  # photo → source pixels
     src = torch.from_numpy(np.ascontiguousarray(source)).to(device).permute(2, 0, 1).unsqueeze(0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from worker.errors import ModelFileError
 from worker.faces.skin import ClassicRestorer
 from worker.models import codeformer, parsenet, registry
-from worker.models.bundle import FaceParser, FaceRestorer
+from worker.models.protocols import FaceParser, FaceRestorer
 from worker.service import logs
 from worker.service.config import Settings
 

@@ -146,7 +146,7 @@ def smooth_face(crop: Image, strength: float) -> Image:
 
 
 class ClassicRestorer:
-    """The licence-clean :class:`~worker.models.bundle.FaceRestorer`: skin smoothing, no weights."""
+    """The licence-clean :class:`~worker.models.protocols.FaceRestorer`: skin smoothing, no weights."""
 
     name = NAME
 

@@ -1,60 +1,25 @@
 """The models a worker holds for its whole life, loaded once at start.
 
 Phases receive the bundle through :class:`worker.phases.PhaseContext`; they
-never load a model themselves. Each slot is a small protocol so a phase can be
-tested with a stand-in (an identity restorer, a tiny TorchScript inpainter).
+never load a model themselves. Each slot is a small protocol (``worker/models/protocols.py``)
+so a phase can be tested with a stand-in (an identity restorer, a tiny TorchScript inpainter).
 A slot left ``None`` means that capability is off, and ``notes`` says why in a
 line the operator can act on (missing weights, licence not accepted, …).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-from worker.frame import Face, Image
+from worker.cleanup.opencv_inpaint import OpenCVInpainter
+from worker.errors import ConfigError, ModelFileError
+from worker.faces import detect as faces
+from worker.faces import restorer as face_restorer
 from worker.models import registry
+from worker.models.device import resolve_device
+from worker.models.lama import load_lama
+from worker.models.protocols import FaceDetector, FaceParser, FaceRestorer, Inpainter
 from worker.service.config import Settings
-
-
-class FaceDetector(Protocol):
-    name: str
-
-    def detect(self, images: Sequence[Image]) -> list[list[Face]]:
-        """Faces per image, in that image's pixel coordinates."""
-        ...
-
-
-class FaceRestorer(Protocol):
-    name: str
-
-    def restore(self, faces: npt.NDArray[np.uint8], fidelity: float, strength: float = 1.0) -> npt.NDArray[np.uint8]:
-        """``faces``: N×512×512×3 RGB uint8 crops aligned to the FFHQ template; returns the same shape.
-
-        ``fidelity`` is CodeFormer's w (0 = strongest restoration, 1 = most faithful);
-        ``strength`` is the profile's skin smoothing (0–1). Each restorer uses the one it has.
-        """
-        ...
-
-
-class FaceParser(Protocol):
-    name: str
-
-    def face_mask(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """N×512×512 in [0, 1]: where the aligned crops show face (skin, eyes, brows, nose, lips, ears)."""
-        ...
-
-
-class Inpainter(Protocol):
-    name: str
-
-    def inpaint(self, image: Image, mask: npt.NDArray[np.uint8]) -> Image:
-        """Fill ``mask`` (H×W, nonzero = fill) in ``image`` (H×W×3); H and W are multiples of 8."""
-        ...
 
 
 @dataclass
@@ -76,27 +41,10 @@ class ModelBundle:
         }
 
 
-def resolve_device(choice: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
-
-    from worker.errors import ConfigError
-
-    if choice == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if choice == "cuda":
-        raise ConfigError("WORKER_DEVICE=cuda but torch sees no CUDA device; check the driver or use auto")
-    return "cpu"
-
-
 def load(settings: Settings) -> ModelBundle:
     """Load every model the settings ask for, once. Missing weights degrade, they do not fail."""
     bundle = ModelBundle(device=resolve_device(settings.device))
-    from worker.faces import detect as faces
-    from worker.faces import restorer as face_restorer  # face detector (phase 0) and restorer (phase 2) slots
-
+    # The face detector (phase 0) and restorer (phase 2) slots, then the inpainter (phase 3).
     bundle.face_detector, note = faces.load_detector(settings.models_dir, bundle.device)
     bundle.notes.append(note)
     bundle.face_restorer, bundle.face_parser, note = face_restorer.load_restorer(settings, bundle.device)
@@ -108,10 +56,6 @@ def load(settings: Settings) -> ModelBundle:
 
 def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
     """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else OpenCV — and why."""
-    from worker.cleanup.opencv_inpaint import OpenCVInpainter
-    from worker.errors import ConfigError, ModelFileError
-    from worker.models.lama import load_lama
-
     fallback = OpenCVInpainter("telea")
     if settings.inpainter == "opencv":
         return fallback, "inpainter: OpenCV Telea (WORKER_INPAINTER=opencv)"

@@ -296,7 +296,7 @@ def load(path: Path, device: str = "cpu") -> CodeFormer:
 
 
 class CodeFormerRestorer:
-    """The :class:`~worker.models.bundle.FaceRestorer` backed by CodeFormer, batched on the device."""
+    """The :class:`~worker.models.protocols.FaceRestorer` backed by CodeFormer, batched on the device."""
 
     name = NAME
 

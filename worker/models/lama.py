@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from worker.errors import ModelFileError
 from worker.frame import Image
@@ -37,7 +38,7 @@ FILENAME = "big-lama.pt"
 
 
 class LamaInpainter:
-    """Implements :class:`worker.models.bundle.Inpainter` with a TorchScript (or any torch) module.
+    """Implements :class:`worker.models.protocols.Inpainter` with a TorchScript (or any torch) module.
 
     Calls run with TorchScript's optimising executor **off** (``jit_optimize=False``). With it
     on, the first calls at each new crop size profile and recompile the graph — measured on an
@@ -49,8 +50,6 @@ class LamaInpainter:
     name = "lama"
 
     def __init__(self, module: Any, device: str = "cpu", jit_optimize: bool = False) -> None:
-        import torch
-
         self.module = module
         self.device = torch.device(device)
         self.jit_optimize = jit_optimize
@@ -59,8 +58,6 @@ class LamaInpainter:
         # change — which other models (CodeFormer, style training) would then inherit.
 
     def inpaint(self, image: Image, mask: npt.NDArray[np.uint8]) -> Image:
-        import torch
-
         h, w = image.shape[:2]
         if h % 8 or w % 8:
             raise ValueError(f"LaMa needs sides that are multiples of 8, got {w}x{h}")
@@ -83,8 +80,6 @@ class LamaInpainter:
 
 def load_lama(path: Path, device: str = "cpu") -> LamaInpainter:
     """Load ``big-lama.pt`` (TorchScript) onto ``device``; a file that is not one raises ModelFileError."""
-    import torch
-
     if not path.is_file():
         raise ModelFileError(f"LaMa weights not found at {path}; put {FILENAME} in WORKER_MODELS_DIR")
     try:

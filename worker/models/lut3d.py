@@ -50,16 +50,20 @@ a ``.cube`` file.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageFilter
 from torch import Tensor, nn
 
 from worker.errors import ModelFileError
+from worker.imaging.resize import halve_while
 from worker.models import registry
 
 THUMB = 256
@@ -283,10 +287,6 @@ def apply_lut_image_pillow(
     lut: Tensor | npt.NDArray[np.float32], image: npt.NDArray[np.uint8], threads: int = 2
 ) -> npt.NDArray[np.uint8]:
     """One LUT on one ``H×W×3`` uint8 image with Pillow's C ``Color3DLUT`` (CPU), in row bands on threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from PIL import Image, ImageFilter
-
     table = lut.detach().cpu().numpy() if isinstance(lut, Tensor) else np.asarray(lut)
     size = int(table.shape[-1])
     flat = np.clip(table, 0.0, 1.0).transpose(1, 2, 3, 0).reshape(-1)
@@ -310,10 +310,6 @@ def apply_lut_image_pillow(
 
 def thumbnail(image: npt.NDArray[np.uint8], size: int = THUMB) -> Tensor:
     """``H×W×3`` uint8 → ``3×size×size`` float in [0, 1]: the whole photo, squashed (area filter)."""
-    import cv2
-
-    from worker.imaging.resize import halve_while
-
     # Halve big photos first: INTER_AREA on 24 MP is slower than a few cheap halvings.
     small = halve_while(image, size, size, 4.0)
     thumb = cv2.resize(np.ascontiguousarray(small), (size, size), interpolation=cv2.INTER_AREA)

@@ -36,7 +36,7 @@ from worker.cleanup.sky import find_sky
 from worker.cleanup.wires import detect_wires, wire_regions
 from worker.cleanup.working import WorkingImage
 from worker.frame import Face, Frame
-from worker.models.bundle import Inpainter
+from worker.models.protocols import Inpainter
 from worker.phases import PhaseContext
 from worker.service import logs
 

@@ -30,11 +30,13 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+import torch
+import torch.nn.functional as F
 
 from worker.frame import Face, Frame
 from worker.imaging.resize import shrink
 from worker.phases import PhaseContext
-from worker.phases.analysis import salient_box
+from worker.scene.saliency import salient_box
 from worker.scene.straighten import estimate_tilt
 
 NAME = "composition"
@@ -133,9 +135,6 @@ def rotate_crop(image: Pixels, angle_deg: float, box: Box, device: str = "cpu") 
 
 def _warp_torch(image: Pixels, matrix: npt.NDArray[np.float64], size: tuple[int, int], device: str) -> Pixels:
     """``cv2.warpAffine`` (source → output ``matrix``, bilinear, replicated border) with torch."""
-    import torch
-    import torch.nn.functional as F
-
     h, w = image.shape[:2]
     ow, oh = size
     inverse = cv2.invertAffineTransform(matrix)  # output pixel → source pixel

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from worker.frame import Frame, Image
 from worker.phases import PhaseContext
-from worker.style.model import Each, render
+from worker.style.render import Each, render
 
 NAME = "style"
 

@@ -25,6 +25,7 @@ a CPU worker and before the first CUDA call; they are read at scrape time.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -142,8 +143,6 @@ class Metrics(PipelineWatcher):
 
 def _cuda() -> Any:
     """torch, when it has already started CUDA in this process (a scrape never starts it)."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_initialized():
         return None

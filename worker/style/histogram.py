@@ -34,7 +34,7 @@ from worker.frame import Image
 from worker.imaging.colour import lab_to_srgb, srgb_to_lab
 from worker.imaging.resize import shrink
 from worker.models import lut3d
-from worker.style.model import Each, one_by_one, render
+from worker.style.render import Each, one_by_one, render
 
 N_QUANTILES = 33
 _LEVELS = np.linspace(0.01, 0.99, N_QUANTILES)

@@ -1,7 +1,7 @@
 """A trained style: what phase 1 applies, and its model file.
 
-Two methods, one protocol (:class:`Style`; phase 1 uses ``name``, ``luts_for`` and :func:`render`,
-the CLI ``apply(image, device) -> image``):
+Two methods, one protocol (:class:`Style`; phase 1 uses ``name``, ``luts_for`` and
+:func:`~worker.style.render.render`, the CLI ``apply(image, device) -> image``):
 
 * ``lut3d`` — :class:`LutStyle`, the image-adaptive 3D LUT trained from
   before/after pairs (``worker/style/train.py``, ``worker/models/lut3d.py``);
@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,28 +40,11 @@ from torch import Tensor
 from worker.errors import ModelFileError
 from worker.frame import Image
 from worker.models import lut3d
+from worker.style.histogram import HistogramStyle
+from worker.style.render import Each, one_by_one, render
 
 FORMAT = "apelier-style"
 VERSION = 1
-_I = TypeVar("_I")
-_T = TypeVar("_T")
-
-
-class Each(Protocol):
-    """Maps a function over a batch's photos, in order (phase 1 passes ``PhaseContext.each``)."""
-
-    def __call__(self, fn: Callable[[_I], _T], items: Sequence[_I], /) -> list[_T]: ...
-
-
-def one_by_one(fn: Callable[[_I], _T], items: Sequence[_I], /) -> list[_T]:
-    return [fn(item) for item in items]
-
-
-def render(lut: Tensor, image: Image, device: str) -> Image:
-    """``image`` through one LUT: ``grid_sample`` on a GPU, Pillow's ``Color3DLUT`` on the CPU."""
-    if torch.device(device).type == "cuda":
-        return lut3d.apply_lut_image_torch(lut, image, device)
-    return lut3d.apply_lut_image_pillow(lut, image)
 
 
 class Style(Protocol):
@@ -169,8 +152,6 @@ def load(data: bytes, *, source: str = "style model") -> Style:
             raise ModelFileError(f"{source} has a malformed configuration; retrain the style") from None
         return LutStyle(lut3d.load_state(cfg, state), metadata)
     if method == "histogram":
-        from worker.style.histogram import HistogramStyle
-
         return HistogramStyle.from_state(state, config, metadata)
     raise ModelFileError(f"{source} uses an unknown style method {method!r}; upgrade the worker or retrain")
 
