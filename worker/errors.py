@@ -80,10 +80,6 @@ class JobCanceled(WorkerError):  # noqa: N818 - a signal, not a failure
     """The job was canceled (by the app) or its lease was taken by another worker."""
 
 
-class ShutdownRequested(WorkerError):  # noqa: N818 - a signal, not a failure
-    """SIGTERM/SIGINT arrived: stop, release the job, exit 0."""
-
-
 class JobInputError(WorkerError):
     """The job row itself cannot run (no gallery, bad payload); retrying will not help."""
 
@@ -106,8 +102,8 @@ def classify(exc: BaseException) -> Failure:
     """Map any exception to its scope, retryability and a readable one-line reason."""
     if isinstance(exc, WorkerError):
         return Failure(exc.scope, exc.retryable, exc.message, type(exc).__name__)
-    # Imported here: errors.py stays importable without the database driver.
-    import psycopg
+    # Imported here: every module imports errors.py, and the phases and `process` never need the driver (0.1 s).
+    import psycopg  # noqa: PLC0415 - the database driver, only to classify its errors
 
     if isinstance(exc, psycopg.OperationalError):
         return Failure("job", True, f"database connection lost: {first_line(exc)}", "DatabaseUnavailable")

@@ -107,15 +107,7 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             raise ValueError(name)
         return raw.lower()
     if name == "crop_aspect":
-        if raw is None or raw in {"", "original"}:
-            return None
-        if not isinstance(raw, str) or not _ASPECT.match(raw):
-            raise ValueError(name)
-        m = _ASPECT.match(raw)
-        assert m is not None
-        if int(m.group(1)) == 0 or int(m.group(2)) == 0:
-            raise ValueError(name)
-        return f"{int(m.group(1))}:{int(m.group(2))}"
+        return _aspect(name, raw)
     if name == "watermark_key":
         if raw is None:
             return None
@@ -134,3 +126,16 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             raise ValueError(name)
         return float(raw) if isinstance(default, float) else int(raw)
     raise TypeError(name)
+
+
+def _aspect(name: str, raw: Any) -> str | None:
+    """A crop aspect as ``"W:H"`` (``"3x2"``, ``" 3 / 2 "`` → ``"3:2"``); None, ``""`` or ``"original"``: no crop."""
+    if raw is None or raw in {"", "original"}:
+        return None
+    if not isinstance(raw, str) or not _ASPECT.match(raw):
+        raise ValueError(name)
+    m = _ASPECT.match(raw)
+    assert m is not None
+    if int(m.group(1)) == 0 or int(m.group(2)) == 0:
+        raise ValueError(name)
+    return f"{int(m.group(1))}:{int(m.group(2))}"

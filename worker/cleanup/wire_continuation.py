@@ -244,7 +244,7 @@ def _measure(prof: FloatArray, c: int, s: int, edge: int) -> _Evidence:
     )
 
 
-def _extend(
+def _extend(  # noqa: PLR0915 - one walk outwards; its state (the fit's points, the gap) lives across chunks
     vf: npt.NDArray[np.float32],
     curve: FloatArray,
     *,

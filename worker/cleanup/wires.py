@@ -733,10 +733,7 @@ def _full_res_mask(
     half_band = math.ceil(width_full / 2.0 + max(1.5, wire.residual / s) + 1.0)
     k_full = int(2 * math.ceil(width_full) + 3) | 1
     pad = half_band + k_full
-    x0 = max(0, math.floor(curve[:, 0].min()) - pad)
-    x1 = min(W, math.ceil(curve[:, 0].max()) + pad + 1)
-    y0 = max(0, math.floor(curve[:, 1].min()) - pad)
-    y1 = min(H, math.ceil(curve[:, 1].max()) + pad + 1)
+    x0, y0, x1, y1 = _padded_box(curve, pad, W, H)
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     kernel = np.asarray(cv2.getStructuringElement(cv2.MORPH_RECT, (k_full, k_full)), dtype=np.uint8)
     ring_kernel = np.ones((2 * half_band + 1, 2 * half_band + 1), np.uint8)
@@ -753,27 +750,16 @@ def _full_res_mask(
         piece = curve[max(0, i0 - 1) : i1]
         if piece.shape[0] < 2:
             continue
-        tx0 = max(0, math.floor(piece[:, 0].min()) - pad)
-        tx1 = min(W, math.ceil(piece[:, 0].max()) + pad + 1)
-        ty0 = max(0, math.floor(piece[:, 1].min()) - pad)
-        ty1 = min(H, math.ceil(piece[:, 1].max()) + pad + 1)
+        tx0, ty0, tx1, ty1 = _padded_box(piece, pad, W, H)
         crop = image[ty0:ty1, tx0:tx1]
         value = value_channel(crop)
         bh = np.asarray(cv2.morphologyEx(value, cv2.MORPH_BLACKHAT, kernel), dtype=np.uint8)
         # Other wires running alongside are not the background's noise.
-        neighbours = np.zeros(value.shape, np.uint8)
-        for runs, thick in others:
-            for run_pts in runs:
-                local = run_pts - [tx0, ty0]
-                near = (local[:, 0] > -pad) & (local[:, 0] < tx1 - tx0 + pad)
-                near &= (local[:, 1] > -pad) & (local[:, 1] < ty1 - ty0 + pad)
-                if near.sum() >= 2:
-                    pts = np.round(local[near]).astype(np.int32).reshape(-1, 1, 2)
-                    cv2.polylines(neighbours, [pts], False, 1, thickness=thick)
+        neighbours = _neighbours(others, value.shape, (tx0, ty0), pad)
         band = np.zeros(value.shape, np.uint8)
         for run in _runs(wire.clean[max(0, i0 - 1) : i1]):
-            local = np.round(piece[run] - [tx0, ty0]).astype(np.int32).reshape(-1, 1, 2)
-            cv2.polylines(band, [local], False, 1, thickness=2 * half_band + 1)
+            pts = np.round(piece[run] - [tx0, ty0]).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(band, [pts], False, 1, thickness=2 * half_band + 1)
         if band.any():
             # The band only covers stretches with sky on both sides (``wire.clean``), so no sky test here.
             # Threshold: a fraction of the wire's own darkness here, and above the sky's noise (its
@@ -808,6 +794,34 @@ def _full_res_mask(
                     mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m
     details = wire.measurements(s)
     return crop_to_mask("power_line", mask, (x0, y0), wire.score, details)
+
+
+def _padded_box(points: FloatArray, pad: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """``x0, y0, x1, y1`` (end-exclusive) around ``points``, ``pad`` px wider on every side, inside the image."""
+    return (
+        max(0, math.floor(points[:, 0].min()) - pad),
+        max(0, math.floor(points[:, 1].min()) - pad),
+        min(width, math.ceil(points[:, 0].max()) + pad + 1),
+        min(height, math.ceil(points[:, 1].max()) + pad + 1),
+    )
+
+
+def _neighbours(
+    others: list[tuple[list[FloatArray], int]], shape: tuple[int, ...], origin: tuple[int, int], pad: int
+) -> npt.NDArray[np.uint8]:
+    """The other wires (runs of full-resolution points, each with its thickness) drawn on a tile of
+    ``shape`` whose top-left corner is ``origin``; those within ``pad`` px of it count."""
+    neighbours = np.zeros(shape, np.uint8)
+    th, tw = shape[:2]
+    for runs, thick in others:
+        for run_pts in runs:
+            local = run_pts - list(origin)
+            near = (local[:, 0] > -pad) & (local[:, 0] < tw + pad)
+            near &= (local[:, 1] > -pad) & (local[:, 1] < th + pad)
+            if near.sum() >= 2:
+                pts = np.round(local[near]).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(neighbours, [pts], False, 1, thickness=thick)
+    return neighbours
 
 
 def _continued_mask(

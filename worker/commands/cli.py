@@ -11,21 +11,30 @@
     apelier-worker migrate | status | doctor
 
 Errors reach the user as one line that says what went wrong and what to do.
+
+A command imports the modules that load torch or OpenCV when it runs (``# noqa: PLC0415``), so
+``--help``, ``status`` and ``doctor --quick`` (a container HEALTHCHECK) start without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from worker.commands import doctor
 from worker.commands import models as models_cli
+from worker.commands import status as operator_views
 from worker.commands import style as style_cli
 from worker.errors import WorkerError
+from worker.profile import EditSettings
+from worker.queue.database import Queue
 from worker.queue.store import JOB_TYPES
-from worker.service import logs
+from worker.service import embedded, logs
 from worker.service.config import Settings
+from worker.storage.factory import from_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,23 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _database(settings: Settings) -> str:
-    from worker.service import embedded
-
     return embedded.database_url(settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.commands import demo
+    from worker.commands import demo  # noqa: PLC0415 - loads torch
 
     return demo.main(settings)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.jobs.runtime import Runtime
-    from worker.models import bundle
-    from worker.service import instrument as service
-    from worker.service.daemon import Daemon
-    from worker.storage.factory import from_settings
+    from worker.jobs.runtime import Runtime  # noqa: PLC0415 - loads torch
+    from worker.models import bundle  # noqa: PLC0415 - loads torch
+    from worker.service import instrument as service  # noqa: PLC0415 - loads torch
+    from worker.service.daemon import Daemon  # noqa: PLC0415 - loads torch
 
     job_types = [t.strip() for t in args.job_types.split(",") if t.strip()]
     unknown = sorted(set(job_types) - set(JOB_TYPES))
@@ -121,8 +127,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.queue.database import Queue
-
     queue = Queue(_database(settings), settings.worker_id)
     before, after = queue.admin.migrate()
     queue.close()
@@ -131,8 +135,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.queue.database import Queue
-
     queue = Queue(_database(settings), settings.worker_id)
     gallery = queue.app.gallery(args.gallery)
     if gallery is None:
@@ -152,8 +154,6 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.queue.database import Queue
-
     queue = Queue(_database(settings), settings.worker_id)
     status = queue.jobs.cancel(args.job)
     queue.close()
@@ -164,23 +164,16 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.commands import status as operator_views
-
     return operator_views.print_status(_database(settings), settings, as_json=args.json)
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.commands import doctor
-
     return doctor.run(settings, quick=args.quick)
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
-    from worker.commands.process import expand_inputs, process_files, write_report
-    from worker.models import bundle
-    from worker.profile import EditSettings
+    from worker.commands.process import expand_inputs, process_files, write_report  # noqa: PLC0415 - loads torch
+    from worker.models import bundle  # noqa: PLC0415 - loads torch
 
     files = expand_inputs(args.inputs)
     missing = [str(f) for f in files if not f.is_file()]
@@ -195,7 +188,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         edit = EditSettings.resolve(json.loads(args.settings.read_text()))
     style = None
     if args.style:
-        from worker.style import model as style_model
+        from worker.style import model as style_model  # noqa: PLC0415 - loads torch
 
         style = style_model.load_file(args.style)
     models = bundle.load(settings)

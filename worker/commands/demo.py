@@ -45,21 +45,21 @@ def demo_photos() -> list[DemoPhoto]:
     """Real photographs from the wheels (people, a cat, a rocket launch, a temple, a flower)."""
     photos: list[DemoPhoto] = []
     try:
-        from skimage import data as skdata
+        from skimage import data as skdata  # noqa: PLC0415 - the optional [demo] extra
 
         for name in ("astronaut", "coffee", "rocket", "chelsea"):
             photos.append(_jpeg(f"{name}.jpg", np.asarray(getattr(skdata, name)())))
     except ImportError:
         pass
     try:
-        import matplotlib.cbook
+        import matplotlib.cbook  # noqa: PLC0415 - the optional [demo] extra
 
         path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
         photos.append(DemoPhoto("grace_hopper.jpg", Path(str(path)).read_bytes(), "image/jpeg"))
     except (ImportError, OSError, ValueError):
         pass
     try:
-        import sklearn.datasets
+        import sklearn.datasets  # noqa: PLC0415 - the optional [demo] extra
 
         folder = Path(sklearn.datasets.__file__).parent / "images"
         for name in ("china.jpg", "flower.jpg"):

@@ -13,6 +13,7 @@ Exit code 0 when nothing FAILed (warnings are fine), 1 otherwise.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -22,9 +23,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from PIL import Image
 
 from worker.errors import first_line
+from worker.models import registry
+from worker.queue.database import Queue
+from worker.queue.listener import Listener
+from worker.queue.migrations import MIN_SCHEMA_VERSION, latest_version
+from worker.service import embedded
 from worker.service.config import Settings, redact_url
+from worker.service.notify import read_liveness
+from worker.storage.factory import from_settings
 
 # The oldest driver branch that runs each CUDA major version (NVIDIA's CUDA compatibility table).
 MIN_DRIVER = {13: "580", 12: "525", 11: "450"}
@@ -150,7 +159,7 @@ def judge_driver(info: DriverInfo | None, torch_version: str | None, torch_cuda:
 
 
 def check_driver(settings: Settings) -> Check:
-    import torch
+    import torch  # noqa: PLC0415 - loads torch (1.5 s): not for `doctor --quick`
 
     return judge_driver(nvidia_smi(), torch.__version__, torch.version.cuda, settings.device)
 
@@ -160,7 +169,7 @@ def check_driver_quick(settings: Settings) -> Check:
 
 
 def check_device(settings: Settings) -> Check:
-    import torch
+    import torch  # noqa: PLC0415 - loads torch (1.5 s): not for `doctor --quick`
 
     if not torch.cuda.is_available():
         if settings.device == "cuda":
@@ -225,11 +234,6 @@ def transaction_pooler_note(url: str) -> str | None:
 
 
 def check_database(settings: Settings) -> Check:
-    from worker.queue.database import Queue
-    from worker.queue.listener import Listener
-    from worker.queue.migrations import MIN_SCHEMA_VERSION, latest_version
-    from worker.service import embedded
-
     try:
         url = embedded.database_url(settings)
         queue = Queue(url, settings.worker_id)
@@ -268,18 +272,12 @@ def check_database(settings: Settings) -> Check:
 # -- storage and disk -----------------------------------------------------------------------------
 def probe_jpeg() -> bytes:
     """A tiny JPEG: the app's bucket takes images only (``allowed_mime_types``), so the probe is one."""
-    import io
-
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, "JPEG")
     return buf.getvalue()
 
 
 def check_storage(settings: Settings) -> Check:
-    from worker.storage.factory import from_settings
-
     key = f".apelier-worker/doctor-{settings.worker_id.replace(':', '-').replace('/', '-')}.jpg"
     probe = probe_jpeg()
     storage = None
@@ -316,8 +314,6 @@ def check_disk(settings: Settings) -> Check:
 def licence_of(model: str | None) -> str | None:
     """The registry's licence for a loaded model (``lama``, ``codeformer``, ``retinaface-r50``,
     ``mtcnn``…), if it lists it."""
-    from worker.models import registry
-
     name = (model or "").lower()
     if name in registry.IN_WHEELS:
         return registry.IN_WHEELS[name]
@@ -326,8 +322,6 @@ def licence_of(model: str | None) -> str | None:
 
 def _registry_checks(settings: Settings) -> list[Check]:
     """One line per weight file: present, missing (a failure when the settings cannot start without it)."""
-    from worker.models import registry
-
     checks = []
     for entry in registry.status(settings.models_dir):
         spec = entry.spec
@@ -346,7 +340,7 @@ def _registry_checks(settings: Settings) -> list[Check]:
 
 
 def check_models(settings: Settings, *, load: bool = True) -> list[Check]:
-    from worker.models import bundle
+    from worker.models import bundle  # noqa: PLC0415 - loads torch (1.5 s): not for `doctor --quick`
 
     checks = _registry_checks(settings)
     if not load:
@@ -371,8 +365,6 @@ def check_models_quick(settings: Settings) -> list[Check]:
 # -- the running worker ------------------------------------------------------------------------------
 def check_liveness(settings: Settings, *, required: bool = False) -> list[Check]:
     """The running worker's liveness file (containers): its main thread rewrites it as it works."""
-    from worker.service.notify import read_liveness
-
     path = settings.liveness_file
     if path is None:
         return []

@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
+from tqdm import tqdm
 
 from worker.errors import WorkerError
 from worker.service.config import Settings
+from worker.style.cube import write_cube
+from worker.style.metrics import delta_e2000, psnr
 
 
 def add_parser(sub: Any) -> None:
@@ -69,7 +73,7 @@ def add_parser(sub: Any) -> None:
 
 def read_image(path: Path, max_pixels: int) -> npt.NDArray[np.uint8]:
     """A local photo as H×W×3 uint8 sRGB, upright (the worker's own decoder; larger than ``max_pixels``: an error)."""
-    from worker.imaging.decode import decode
+    from worker.imaging.decode import decode  # noqa: PLC0415 - loads OpenCV
 
     try:
         data = path.read_bytes()
@@ -81,7 +85,8 @@ def read_image(path: Path, max_pixels: int) -> npt.NDArray[np.uint8]:
 
 def find_pairs(pairs_dir: Path) -> list[tuple[str, Path, Path]]:
     """``(name, before, after)`` for every stem present in both ``before/`` and ``after/``, sorted by name."""
-    from worker.commands.process import expand_inputs  # every format the decoder reads: RAW, HEIC, AVIF too
+    # Every format the decoder reads: RAW, HEIC, AVIF too.
+    from worker.commands.process import expand_inputs  # noqa: PLC0415 - loads torch
 
     before_dir, after_dir = pairs_dir / "before", pairs_dir / "after"
     for d in (before_dir, after_dir):
@@ -99,8 +104,8 @@ def _load_pairs(
     pairs_dir: Path, long_edge: int | None = None, *, max_pixels: int
 ) -> tuple[list[str], list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]]]:
     """The usable pairs, each photo shrunk to ``long_edge`` as it is read (None: full size)."""
-    from worker.imaging.resize import shrink
-    from worker.style.train import align_pair
+    from worker.imaging.resize import shrink  # noqa: PLC0415 - loads OpenCV
+    from worker.style.train import align_pair  # noqa: PLC0415 - loads torch
 
     def load(path: Path) -> npt.NDArray[np.uint8]:
         img = read_image(path, max_pixels)
@@ -118,15 +123,13 @@ def _load_pairs(
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from tqdm import tqdm
-
-    from worker.imaging.resize import shrink
-    from worker.style import model as style_model
-    from worker.style.train import MIN_PAIRS, SUMMARY_KEYS, TrainConfig, TrainProgress, train
+    from worker.imaging.resize import shrink  # noqa: PLC0415 - loads OpenCV
+    from worker.style import model as style_model  # noqa: PLC0415 - loads torch
+    from worker.style.train import MIN_PAIRS, SUMMARY_KEYS, TrainConfig, TrainProgress, train  # noqa: PLC0415 - loads torch
 
     if args.method == "histogram":
-        from worker.commands.process import expand_inputs
-        from worker.style import histogram as style_histogram
+        from worker.commands.process import expand_inputs  # noqa: PLC0415 - loads torch
+        from worker.style import histogram as style_histogram  # noqa: PLC0415 - loads torch
 
         after_dir = args.pairs_dir / "after"
         if not after_dir.is_dir():
@@ -169,11 +172,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
-    from PIL import Image
-
-    from worker.commands.process import expand_inputs, unique_stems
-    from worker.models.bundle import resolve_device
-    from worker.style import model as style_model
+    from worker.commands.process import expand_inputs, unique_stems  # noqa: PLC0415 - loads torch
+    from worker.models.device import resolve_device  # noqa: PLC0415 - loads torch
+    from worker.style import model as style_model  # noqa: PLC0415 - loads torch
 
     style = style_model.load_file(args.model)
     device = resolve_device(settings.device)
@@ -202,8 +203,6 @@ def evaluate(
     style: Any, pairs: list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]], device: str
 ) -> dict[str, Any]:
     """Mean PSNR/ΔE2000 of ``style`` on ``pairs`` and of leaving the photos alone."""
-    from worker.style.metrics import delta_e2000, psnr
-
     rows = []
     for before, after in pairs:
         out = style.apply(before, device)
@@ -221,8 +220,8 @@ def evaluate(
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.models.bundle import resolve_device
-    from worker.style import model as style_model
+    from worker.models.device import resolve_device  # noqa: PLC0415 - loads torch
+    from worker.style import model as style_model  # noqa: PLC0415 - loads torch
 
     style = style_model.load_file(args.model)
     _, pairs = _load_pairs(args.pairs_dir, max_pixels=settings.max_image_pixels)
@@ -238,8 +237,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export_cube(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.style import model as style_model
-    from worker.style.cube import write_cube
+    from worker.style import model as style_model  # noqa: PLC0415 - loads torch
 
     style = style_model.load_file(args.model)
     lut = style.lut_for(read_image(args.like, settings.max_image_pixels)).numpy() if args.like else style.cube()

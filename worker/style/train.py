@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -47,6 +48,7 @@ from torch import Tensor
 from worker.errors import JobCanceled, JobInputError
 from worker.imaging.resize import shrink
 from worker.models import lut3d
+from worker.models.device import resolve_device
 from worker.style.metrics import delta_e2000, psnr
 from worker.style.model import LutStyle
 
@@ -129,8 +131,6 @@ class _Sample:
 
 def align_pair(before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8]) -> Pair:
     """Check a pair and bring ``after`` to ``before``'s size; a pair that cannot match raises ValueError."""
-    import cv2
-
     for name, img in (("before", before), ("after", after)):
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ValueError(f"{name} image must be H×W×3 uint8 RGB, got {img.shape} {img.dtype}")
@@ -332,8 +332,6 @@ def _set_mean_weights(model: lut3d.AdaptiveLUT3D, thumbs: Tensor) -> None:
 
 
 def _resolve_device(device: str) -> torch.device:
-    from worker.models.bundle import resolve_device
-
     return torch.device(resolve_device(device))
 
 
@@ -379,14 +377,10 @@ class _Run:
         return math.ceil(len(self.train_idx) / self.batch)
 
 
-def _stage(
-    run: _Run, model: lut3d.AdaptiveLUT3D, epochs: int, *, adaptive: bool
-) -> tuple[float | None, int, dict[str, Tensor]]:
-    """Train for ``epochs``; returns (best held-out PSNR, its step, its state).
-
-    Without held-out pairs: (None, last step, last state).
-    """
-    cfg = run.cfg
+def _optimiser(
+    cfg: TrainConfig, model: lut3d.AdaptiveLUT3D, steps: int, *, adaptive: bool
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over the global LUT (and, in the adaptive stage, the bases and the encoder) with its schedule."""
     groups: list[dict[str, Any]] = [{"params": [model.global_lut], "lr": cfg.lr, "weight_decay": 0.0}]
     if adaptive and model.encoder is not None:
         groups.append({"params": [model.bases], "lr": cfg.lr, "weight_decay": 0.0})
@@ -397,7 +391,6 @@ def _stage(
                 "weight_decay": cfg.weight_decay,
             }
         )
-    steps = epochs * run.steps_per_epoch
     opt = torch.optim.AdamW(groups)
     sched: torch.optim.lr_scheduler.LRScheduler
     if steps >= 20:
@@ -406,6 +399,33 @@ def _stage(
         )
     else:  # too few steps for a warm-up and decay
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def _regularisation(
+    cfg: TrainConfig, model: lut3d.AdaptiveLUT3D, identity: Tensor, raw: Tensor, w: Tensor, *, adaptive: bool
+) -> Tensor:
+    """Smooth, monotonic LUTs (the global one near identity); in the adaptive stage also smooth bases and
+    small gains and weights (``w``: the batch's predicted weights, its gains first)."""
+    reg = cfg.smooth * lut3d.smoothness(model.global_lut - identity) + cfg.mono * lut3d.monotonicity(raw)
+    if adaptive and model.bases.shape[0]:
+        reg = reg + cfg.basis_smooth * lut3d.smoothness(model.bases) * model.bases.shape[0]
+    if adaptive and w.shape[1]:
+        ng = model.n_gains
+        reg = reg + cfg.gain_l2 * w[:, :ng].pow(2).sum(1).mean()
+        reg = reg + cfg.weight_l2 * w[:, ng:].pow(2).sum(1).mean()
+    return reg
+
+
+def _stage(
+    run: _Run, model: lut3d.AdaptiveLUT3D, epochs: int, *, adaptive: bool
+) -> tuple[float | None, int, dict[str, Tensor]]:
+    """Train for ``epochs``; returns (best held-out PSNR, its step, its state).
+
+    Without held-out pairs: (None, last step, last state).
+    """
+    cfg = run.cfg
+    opt, sched = _optimiser(cfg, model, epochs * run.steps_per_epoch, adaptive=adaptive)
     identity = lut3d.identity_lut(cfg.model.global_grid, device=run.dev)
     train_thumbs = torch.stack([run.samples[i].thumb for i in run.train_idx]).to(run.dev)
     batch = run.batch
@@ -424,13 +444,7 @@ def _stage(
             raw = model.raw(w)
             luts = lut3d.make_monotonic(raw) if cfg.model.monotonic else raw
             loss = F.mse_loss(lut3d.apply_lut(luts, model.pre(xs, w)), ys)
-            reg = cfg.smooth * lut3d.smoothness(model.global_lut - identity) + cfg.mono * lut3d.monotonicity(raw)
-            if adaptive and model.bases.shape[0]:
-                reg = reg + cfg.basis_smooth * lut3d.smoothness(model.bases) * model.bases.shape[0]
-            if adaptive and w.shape[1]:
-                ng = model.n_gains
-                reg = reg + cfg.gain_l2 * w[:, :ng].pow(2).sum(1).mean()
-                reg = reg + cfg.weight_l2 * w[:, ng:].pow(2).sum(1).mean()
+            reg = _regularisation(cfg, model, identity, raw, w, adaptive=adaptive)
             opt.zero_grad(set_to_none=True)
             (loss + reg).backward()
             opt.step()
