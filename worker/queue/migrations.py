@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+import psycopg
+
 from worker.errors import ConfigError
 from worker.queue.connection import Connection
 from worker.queue.sql import q, sql_dir
@@ -79,6 +81,16 @@ def schema_version(connection: Connection) -> int | None:
 
 def migrate(connection: Connection) -> tuple[int | None, int]:
     """Apply every pending migration in one transaction. Returns the schema version before and after."""
+    try:
+        return _migrate(connection)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise ConfigError(
+            f"migrate needs the database owner's connection (Supabase: postgres), not the worker's role "
+            f"({exc.diag.message_primary}): run it with DATABASE_URL set to the owner's connection string"
+        ) from None
+
+
+def _migrate(connection: Connection) -> tuple[int | None, int]:
     with connection.transaction():
         connection.one("migration_lock")
         before = schema_version(connection)
