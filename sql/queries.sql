@@ -194,3 +194,57 @@ SELECT images_edited_count FROM public.photographers WHERE id = %(photographer)s
 SELECT id, ai_edits->'analysis' AS analysis, exif_data
 FROM public.photos
 WHERE gallery_id = %(gallery)s AND NOT is_culled AND ai_edits ? 'analysis';
+
+-- The HTTP API (worker/api/): who is asking, what is theirs, and the rows it queues.
+
+-- name: photographer_for_auth_user
+-- The photographer a signed-in Supabase user is (the app's RLS compares auth_user_id = auth.uid()).
+SELECT id FROM public.photographers WHERE auth_user_id = %(user)s ORDER BY created_at, id LIMIT 1;
+
+-- name: get_photographer
+SELECT id FROM public.photographers WHERE id = %(photographer)s;
+
+-- name: get_photo
+SELECT id, gallery_id, photographer_id, is_culled FROM public.photos WHERE id = %(photo)s;
+
+-- name: lock_gallery_enqueue
+-- Held until the transaction ends: two requests to process one gallery at once queue one job.
+SELECT pg_advisory_xact_lock(hashtext('apelier enqueue gallery ' || %(gallery)s::text));
+
+-- name: refresh_queued_gallery_job
+-- A gallery job no worker has claimed yet takes the latest request's style and settings instead of a
+-- second job being queued: when it is claimed it takes every photo not yet edited, new uploads too.
+-- A job already tried once (waiting out a retry's backoff) is left alone. The outer status check
+-- re-reads the row after a claim that raced this statement: a claimed job is not touched.
+UPDATE public.processing_jobs
+SET style_profile_id = %(style)s, settings_override = %(settings_override)s, payload = %(payload)s,
+    total_images = %(total)s
+WHERE id = (SELECT id FROM public.processing_jobs
+            WHERE gallery_id = %(gallery)s AND job_type = 'gallery' AND status = 'queued' AND attempts = 0
+            ORDER BY created_at LIMIT 1)
+  AND status = 'queued' AND attempts = 0
+RETURNING id;
+
+-- name: lock_style_enqueue
+-- Held until the transaction ends: two retrains of one profile at once queue one job.
+SELECT pg_advisory_xact_lock(hashtext('apelier enqueue style ' || %(profile)s::text));
+
+-- name: active_training_job
+-- The profile's train_style job that is queued or running, if any.
+SELECT id, status FROM public.processing_jobs
+WHERE style_profile_id = %(profile)s AND job_type = 'train_style' AND status IN ('queued', 'processing')
+ORDER BY created_at DESC LIMIT 1;
+
+-- name: last_training_payload
+-- What the profile was last trained from (a retrain uses it again).
+SELECT payload FROM public.processing_jobs
+WHERE style_profile_id = %(profile)s AND job_type = 'train_style'
+ORDER BY created_at DESC LIMIT 1;
+
+-- name: insert_training_style_profile
+-- A new profile, 'pending' until a worker starts its train_style job (status is the app's older column).
+INSERT INTO public.style_profiles (photographer_id, name, description, reference_image_keys, settings, status,
+                                   training_status, training_method)
+VALUES (%(photographer)s, %(name)s, %(description)s, %(reference_keys)s, %(settings)s, 'pending', 'pending',
+        %(method)s)
+RETURNING id;

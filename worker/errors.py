@@ -88,6 +88,16 @@ class ModelFileError(WorkerError):
     """A model file is missing, corrupt, of a foreign format, or fails its hash."""
 
 
+class RequestError(WorkerError):
+    """A request to the HTTP API (``worker/api/``) that is refused: ``status`` is the HTTP status it gets
+    (401 who are you, 403 not yours to ask, 404 no such row of yours, 400/422 a body that cannot be
+    queued, 503 the database is unreachable). Nothing was queued."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Failure:
     """What an exception means for the job: decided by :func:`classify` alone."""

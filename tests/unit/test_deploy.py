@@ -148,6 +148,44 @@ def test_every_variable_in_the_env_example_is_one_the_worker_reads() -> None:
     Settings.from_env({**active, "SUPABASE_SERVICE_ROLE_KEY": "x"})
 
 
+def test_the_api_unit_runs_the_api_alone_hardened_with_its_own_env_file(tmp_path: Path) -> None:
+    service = unit("apelier-worker-api.service")["Service"]
+    assert shlex.split(one(service, "ExecStart")) == [INSTALLED_BINARY, "api"]
+    assert one(service, "Type") == "exec" and one(service, "Restart") == "always"
+    assert one(service, "EnvironmentFile") == "/etc/apelier-worker-api.env"
+    assert one(service, "User") not in ("root", "0") and one(service, "NoNewPrivileges") == "yes"
+    for key, expected in {"ProtectSystem": "strict", "PrivateDevices": "yes", "CapabilityBoundingSet": ""}.items():
+        assert one(service, key) == expected, key
+    assert not values(service, "ReadWritePaths")  # it writes no file
+    assert values(unit("apelier-worker-api.service")["Unit"], "StartLimitIntervalSec") == ["0"]
+
+    text = (ROOT / "systemd" / "apelier-worker-api.env.example").read_text()
+    names = re.findall(r"^#?([A-Z][A-Z0-9_]+)=", text, re.MULTILINE)
+    config = (ROOT / "worker" / "service" / "config.py").read_text()
+    assert {"DATABASE_URL", "WORKER_API_KEY", "SUPABASE_JWT_SECRET", "WORKER_API_HOST"} <= set(names)
+    assert [n for n in names if f'"{n}"' not in config] == []
+    active = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    assert "SUPABASE_SERVICE_ROLE_KEY" not in active  # the API never needs the key that reads every file
+    settings = Settings.from_env({**active, "WORKER_API_KEY": "k" * 43})
+    assert settings.api_host == "127.0.0.1"
+
+    if shutil.which("systemd-analyze") is None:
+        return
+    binary = Path(sys.executable).with_name("apelier-worker")
+    unit_text = (ROOT / "systemd" / "apelier-worker-api.service").read_text()
+    (tmp_path / "apelier-worker-api.service").write_text(
+        unit_text.replace(INSTALLED_BINARY, str(binary) if binary.exists() else "/bin/true")
+    )
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp_path / "apelier-worker-api.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
 # -- Dockerfile.gpu ---------------------------------------------------------------------------------
 def dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""

@@ -1,1 +1,2 @@
-"""The ``apelier-worker`` command and its sub-commands: run, demo, doctor, process, status, models, style."""
+"""The ``apelier-worker`` command and its sub-commands: run, api, demo, doctor, process,
+status, models, style."""

@@ -4,6 +4,7 @@
 
     apelier-worker demo                 embedded database + local storage, a real gallery, end to end
     apelier-worker run [--drain]        the daemon: claim jobs, run them, heartbeat, exit on SIGTERM
+    apelier-worker api [--host H] [--port P]   the HTTP API the app's AI_ENGINE_URL points at (queues jobs)
     apelier-worker process INPUT... --out DIR [--report FILE] [--device auto|cpu|cuda] [--style MODEL]
     apelier-worker style train|apply|eval|export-cube …   (see worker/commands/style.py)
     apelier-worker enqueue --gallery ID [--style ID]
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.commands import doctor
+from worker.commands import api, doctor
 from worker.commands import models as models_cli
 from worker.commands import status as operator_views
 from worker.commands import style as style_cli
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated job types this worker takes (default: {','.join(JOB_TYPES)})",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("api", help="the HTTP API the app's AI_ENGINE_URL points at: queues jobs, reads their rows")
+    p.add_argument("--host", help="address to listen on (default: WORKER_API_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: WORKER_API_PORT, else 8000)")
+    p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
     p.set_defaults(func=cmd_migrate)
@@ -124,6 +130,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
         daemon.install_signal_handlers()
         return daemon.run()
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    return api.run(settings, host=args.host, port=args.port)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

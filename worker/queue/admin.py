@@ -1,5 +1,5 @@
 """The operator's side: migrate, the schema version, what the app does (enqueue, the demo's and the
-tests' rows) and the fleet's status, over one connection."""
+tests' rows, and the HTTP API's jobs and style profiles) and the fleet's status, over one connection."""
 
 from __future__ import annotations
 
@@ -52,6 +52,89 @@ class Admin:
         )
         assert row is not None
         return str(row["id"])
+
+    def enqueue_gallery(
+        self,
+        *,
+        photographer_id: str,
+        gallery_id: str,
+        style_profile_id: str | None,
+        settings_override: dict[str, Any] | None,
+        payload: dict[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        """Queue the gallery, unless a gallery job of it is queued and never tried: that one takes this
+        request's style, settings and payload instead (it will see every photo not yet edited when it is
+        claimed). Returns ``(job_id, reused)``. Two requests at once queue one job (an advisory lock)."""
+        with self.connection.transaction():
+            self.connection.one("lock_gallery_enqueue", gallery=gallery_id)
+            row = self.connection.one("count_gallery_photos", gallery=gallery_id)
+            reused = self.connection.one(
+                "refresh_queued_gallery_job",
+                gallery=gallery_id,
+                style=style_profile_id,
+                settings_override=settings_override,
+                payload=payload or {},
+                total=int(row["n"]) if row else 0,
+            )
+            if reused is not None:
+                return str(reused["id"]), True
+            job_id = self.enqueue(
+                photographer_id=photographer_id,
+                gallery_id=gallery_id,
+                style_profile_id=style_profile_id,
+                payload=payload,
+                settings_override=settings_override,
+            )
+            return job_id, False
+
+    def enqueue_training(
+        self, *, photographer_id: str, style_profile_id: str, payload: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Queue a ``train_style`` job for an existing profile, unless one is queued or running: then that
+        one's id. Returns ``(job_id, queued_now)``."""
+        with self.connection.transaction():
+            self.connection.one("lock_style_enqueue", profile=style_profile_id)
+            active = self.connection.one("active_training_job", profile=style_profile_id)
+            if active is not None:
+                return str(active["id"]), False
+            job_id = self.enqueue(
+                photographer_id=photographer_id,
+                style_profile_id=style_profile_id,
+                job_type="train_style",
+                payload=payload,
+            )
+            return job_id, True
+
+    def create_style_profile(
+        self,
+        *,
+        photographer_id: str,
+        name: str,
+        description: str | None,
+        reference_keys: list[str],
+        settings: dict[str, Any],
+        training_method: str,
+        payload: dict[str, Any],
+    ) -> tuple[str, str]:
+        """A new style profile (``pending``) and the ``train_style`` job that trains it, together or not
+        at all. Returns ``(style_profile_id, job_id)``."""
+        with self.connection.transaction():
+            profile_id = self._id(
+                "insert_training_style_profile",
+                photographer=photographer_id,
+                name=name,
+                description=description,
+                reference_keys=reference_keys,
+                settings=settings,
+                method=training_method,
+            )
+            job_id = self.enqueue(
+                photographer_id=photographer_id,
+                style_profile_id=profile_id,
+                job_type="train_style",
+                payload=payload,
+            )
+            return profile_id, job_id
 
     def upsert_photographer(self, photographer_id: str, name: str, email: str | None = None) -> str:
         return self._id("upsert_photographer", id=photographer_id, name=name, email=email)

@@ -26,6 +26,11 @@ class AppData:
         """Every photo of the gallery that is not culled, in the gallery's order."""
         return self.connection.all("gallery_photos", gallery=gallery_id)
 
+    def gallery_photo_count(self, gallery_id: str) -> int:
+        """How many photos of the gallery are not culled."""
+        row = self.connection.one("count_gallery_photos", gallery=gallery_id)
+        return int(row["n"]) if row else 0
+
     def gallery_filenames(self, gallery_id: str) -> list[Row]:
         return self.connection.all("gallery_filenames", gallery=gallery_id)
 
@@ -39,6 +44,27 @@ class AppData:
     def gallery_photo_rows(self, gallery_id: str) -> list[Row]:
         """What the demo prints of each photo: keys, status, size, score, the failure reason."""
         return self.connection.all("gallery_photo_rows", gallery=gallery_id)
+
+    def photographer_for_auth_user(self, auth_user_id: str) -> str | None:
+        """The id of the photographer whose ``auth_user_id`` this is (a Supabase user), or None."""
+        row = self.connection.one("photographer_for_auth_user", user=auth_user_id)
+        return str(row["id"]) if row else None
+
+    def photographer_exists(self, photographer_id: str) -> bool:
+        return self.connection.one("get_photographer", photographer=photographer_id) is not None
+
+    def photo(self, photo_id: str) -> Row | None:
+        """``id``, ``gallery_id``, ``photographer_id`` and ``is_culled`` of a photo, or None."""
+        return self.connection.one("get_photo", photo=photo_id)
+
+    def active_training_job(self, profile_id: str) -> Row | None:
+        """The profile's ``train_style`` job that is queued or running (``id``, ``status``), or None."""
+        return self.connection.one("active_training_job", profile=profile_id)
+
+    def last_training_payload(self, profile_id: str) -> dict[str, Any] | None:
+        """The payload of the profile's latest ``train_style`` job (what it was trained from), or None."""
+        row = self.connection.one("last_training_payload", profile=profile_id)
+        return dict(row["payload"] or {}) if row else None
 
     def images_edited_count(self, photographer_id: str) -> int:
         row: dict[str, Any] | None = self.connection.one("photographer_billing", photographer=photographer_id)

@@ -22,6 +22,8 @@ InpainterChoice = Literal["auto", "lama", "opencv"]
 LogFormat = Literal["auto", "json", "console"]
 
 _TRUE = {"1", "true", "yes", "on"}
+_SECRETS = {"supabase_service_role_key", "api_key", "supabase_jwt_secret"}
+_API_KEY = re.compile(r"[A-Za-z0-9_-]{32,}")
 _FALSE = {"0", "false", "no", "off", ""}
 
 
@@ -72,6 +74,12 @@ class Settings:
     metrics_port: int | None = None
     # Rewritten by the daemon's main thread while it is alive; `doctor --quick` reads it (containers).
     liveness_file: Path | None = None
+
+    # `apelier-worker api` (worker/api/): where it listens and whom it lets in (docs/app.md).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_key: str | None = field(default=None, repr=False)
+    supabase_jwt_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(  # noqa: PLR0915 - one statement per variable: the table of them reads best in one place
@@ -157,6 +165,10 @@ class Settings:
         values["metrics_port"] = number("WORKER_METRICS_PORT", int, 1, 65535)
         liveness_file = text("WORKER_LIVENESS_FILE")
         values["liveness_file"] = Path(liveness_file).expanduser() if liveness_file else None
+        values["api_host"] = text("WORKER_API_HOST")
+        values["api_port"] = number("WORKER_API_PORT", int, 1, 65535)
+        values["api_key"] = text("WORKER_API_KEY")
+        values["supabase_jwt_secret"] = text("SUPABASE_JWT_SECRET")
 
         values = {k: v for k, v in values.items() if v is not None}
         values.update(overrides)
@@ -181,13 +193,23 @@ class Settings:
                 f"WORKER_LEASE_S={self.lease_s:g} must be at least twice "
                 f"WORKER_HEARTBEAT_INTERVAL_S={self.heartbeat_interval_s:g}"
             )
+        if self.api_key is not None and not _API_KEY.fullmatch(self.api_key):
+            raise ConfigError(
+                "WORKER_API_KEY must be at least 32 characters of A-Z a-z 0-9 - _ (it may sit in a URL path); "
+                "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.supabase_jwt_secret is not None and len(self.supabase_jwt_secret) < 32:
+            raise ConfigError(
+                "SUPABASE_JWT_SECRET is shorter than 32 characters; copy the project's JWT secret "
+                "(Supabase dashboard: Settings → API → JWT Settings)"
+            )
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict that is safe to log: secrets and passwords replaced."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "supabase_service_role_key":
+            if f.name in _SECRETS:
                 value = "***" if value else None
             elif f.name == "database_url" and value:
                 value = redact_url(value)
