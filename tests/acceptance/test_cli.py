@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,64 @@ def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "no such file" in result.stderr
     result = cli("run", "--drain", env={"WORKER_LEASE_S": "1", "WORKER_HEARTBEAT_INTERVAL_S": "5"})
     assert result.returncode == 2 and "WORKER_LEASE_S" in result.stderr
+
+
+def said(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What a command told its user on stderr: its lines less the JSON event log."""
+    return [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("{")]
+
+
+def test_an_unreachable_database_is_one_line_before_any_model_loads(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket closes
+    url = f"postgresql://worker:pw-secret@127.0.0.1:{port}/apelier"
+    env = {"DATABASE_URL": url, "WORKER_DATA_DIR": str(tmp_path / "data"), "WORKER_DEVICE": "cpu"}
+    for command in (["status"], ["migrate"], ["run", "--drain"], ["enqueue", "--gallery", "g"], ["cancel", "j"]):
+        result = cli(*command, env=env, timeout=60)
+        assert result.returncode == 2, (command, result.stderr)
+        assert said(result) == [
+            f"apelier-worker: cannot reach the database at postgresql://worker:***@127.0.0.1:{port}/apelier "
+            "(connection refused): check DATABASE_URL, that PostgreSQL is running and that this box may reach it "
+            "(firewall)"
+        ], command
+        assert "Traceback" not in result.stderr and "pw-secret" not in result.stderr + result.stdout
+        assert "face_restorer" not in result.stderr  # `run` gave up before loading a model
+    malformed = cli("status", env={**env, "DATABASE_URL": "worker:pw-secret@db.example.com/apelier"})
+    assert malformed.returncode == 2 and len(said(malformed)) == 1
+    assert said(malformed)[0].startswith("apelier-worker: DATABASE_URL is not a PostgreSQL connection string")
+    assert "pw-secret" not in malformed.stderr
+
+
+def test_commands_on_a_database_never_migrated_say_to_migrate(empty_db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": empty_db_url, "WORKER_DATA_DIR": str(tmp_path / "data"), "WORKER_DEVICE": "cpu"}
+    for command in (["status"], ["run", "--drain"]):
+        result = cli(*command, env=env, timeout=60)
+        assert result.returncode == 2, result.stderr
+        (line,) = said(result)
+        assert "has no worker schema: run `apelier-worker migrate`" in line, line
+        assert "face_restorer" not in result.stderr
+    assert cli("migrate", env=env).returncode == 0
+    assert cli("status", env=env).returncode == 0
+
+
+def test_run_checks_storage_before_loading_models(db_url: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        "DATABASE_URL": db_url,
+        "WORKER_DATA_DIR": str(tmp_path / "data"),
+        "WORKER_DEVICE": "cpu",
+        "SUPABASE_URL": f"http://127.0.0.1:{port}",
+        "SUPABASE_SERVICE_ROLE_KEY": "service-role-secret",
+    }
+    result = cli("run", "--drain", env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    (line,) = said(result)
+    assert line.startswith(f"apelier-worker: cannot use Supabase Storage http://127.0.0.1:{port} bucket photos")
+    assert "SUPABASE_SERVICE_ROLE_KEY" in line and "service-role-secret" not in result.stderr
+    assert "face_restorer" not in result.stderr
 
 
 def test_operator_commands_against_a_database(db_url: str, tmp_path: Path, storage, real_photos) -> None:

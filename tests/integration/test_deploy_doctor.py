@@ -10,11 +10,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.acceptance.test_cli import cli
 from worker.commands import doctor
 from worker.commands.doctor import DriverInfo, Gpu, judge_driver, parse_nvidia_smi
+from worker.errors import database_error
 from worker.models import registry
 from worker.service.config import Settings
 from worker.service.notify import Notifier
@@ -67,8 +69,10 @@ def test_supabase_connection_mistakes_get_a_fix() -> None:
     assert doctor.transaction_pooler_note(pooler.replace(":6543", ":5432")) is None
     direct = "postgresql://postgres:pw@db.abcd.supabase.co:5432/postgres"
     error = 'connection to server at "db.abcd.supabase.co" (2a05:d014::1), port 5432 failed: Network is unreachable'
-    assert "IPv6-only" in doctor._connection_hint(direct, error)
-    assert "postgres.<project-ref>" in doctor._connection_hint(pooler, "FATAL: password authentication failed")
+    unreachable = database_error(psycopg.OperationalError(error), direct)
+    assert unreachable is not None and "IPv6-only" in unreachable.message and "pw" not in unreachable.message
+    refused = database_error(psycopg.OperationalError("FATAL: password authentication failed"), pooler)
+    assert refused is not None and "postgres.<project-ref>" in refused.message
 
 
 def test_models_are_listed_with_presence_and_licence(tmp_path: Path) -> None:
@@ -98,6 +102,19 @@ def test_models_are_listed_with_presence_and_licence(tmp_path: Path) -> None:
     assert doctor.licence_of("mtcnn") == registry.IN_WHEELS["mtcnn"]
     if "face_detector=mtcnn" in loaded.detail:  # facenet-pytorch's wheel is installed (make install)
         assert f"face_detector=mtcnn ({registry.IN_WHEELS['mtcnn']})" in loaded.detail
+
+
+def test_a_missing_weight_file_is_named_once(tmp_path: Path) -> None:
+    """The registry's "missing" line says it; the loaded models' notes ("… weights absent") must not say it again."""
+    settings = Settings(
+        data_dir=tmp_path, models_dir=tmp_path / "models", device="cpu",
+        face_restorer="codeformer", codeformer_license_accepted=True,
+    )  # fmt: skip
+    lines = [c.detail for c in doctor.check_models(settings)]
+    for name, word in (("retinaface-r50", "retinaface"), ("codeformer", "codeformer"), ("big-lama", "lama")):
+        said = [line for line in lines if word in line.lower() and ("absent" in line or "missing" in line)]
+        assert said == [line for line in lines if line.startswith(f"{name}: missing")], said
+    assert any(line.startswith("loaded:") for line in lines)
 
 
 def test_quick_doctor_fails_when_the_settings_need_a_missing_model(tmp_path: Path) -> None:

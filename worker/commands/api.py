@@ -9,9 +9,7 @@ reaches the database. It refuses to start without a way to authenticate callers 
 from __future__ import annotations
 
 from worker.errors import ConfigError, WorkerError
-from worker.queue import migrations
-from worker.queue.database import Queue
-from worker.service import embedded, logs
+from worker.service import logs, preflight
 from worker.service.config import Settings, redact_url
 
 log = logs.get("api")
@@ -32,12 +30,7 @@ def run(settings: Settings, *, host: str | None = None, port: int | None = None)
         raise WorkerError(
             f"apelier-worker api needs the 'api' extra ({exc.name} is missing): pip install '.[api]'"
         ) from None
-    url = embedded.database_url(settings)
-    queue = Queue(url, f"api:{settings.worker_id}")
-    try:
-        migrations.check_worker_can_run(queue.admin.schema_version())
-    finally:
-        queue.close()
+    url = preflight.database(settings, schema="current")  # reachable, with a schema it runs on: else one line
     host = host or settings.api_host
     port = port or settings.api_port
     log.info(

@@ -11,7 +11,10 @@
     apelier-worker models list [--verify] | fetch [NAME...]
     apelier-worker migrate | status | doctor
 
-Errors reach the user as one line that says what went wrong and what to do.
+Errors reach the user as one line that says what went wrong and what to do: every command that
+uses the database checks it first (``worker/service/preflight.py``; ``run`` before it loads its
+models), and a database error met later is worded by ``worker.errors.database_error`` here, at the
+boundary, never shown as a traceback.
 
 A command imports the modules that load torch or OpenCV when it runs (``# noqa: PLC0415``), so
 ``--help``, ``status`` and ``doctor --quick`` (a container HEALTHCHECK) start without them.
@@ -25,17 +28,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
+
 from worker.commands import api, doctor
 from worker.commands import models as models_cli
 from worker.commands import status as operator_views
 from worker.commands import style as style_cli
-from worker.errors import WorkerError
+from worker.errors import WorkerError, database_error
 from worker.profile import EditSettings
 from worker.queue.database import Queue
 from worker.queue.store import JOB_TYPES
-from worker.service import embedded, logs
+from worker.service import logs, preflight
 from worker.service.config import Settings
-from worker.storage.factory import from_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database(settings: Settings) -> str:
-    return embedded.database_url(settings)
+def _database(settings: Settings, schema: preflight.SchemaNeed = "any") -> str:
+    """The database's URL once it answers with the ``schema`` this command needs (one line if not)."""
+    return preflight.database(settings, schema=schema)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,10 +128,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
     # systemd readiness/status/watchdog and metrics (worker/service/instrument.py); no-ops when not configured.
     with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
+        # The database and storage first: a worker that cannot work says so in seconds, not after loading models.
         hooks.starting("database")
-        url = _database(settings)
+        url = _database(settings, "current")
+        hooks.starting("storage")
+        storage = preflight.storage(settings)
         hooks.starting("loading models")
-        runtime = Runtime(settings=settings, storage=from_settings(settings), models=bundle.load(settings))
+        runtime = Runtime(settings=settings, storage=storage, models=bundle.load(settings))
         daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
         daemon.install_signal_handlers()
         return daemon.run()
@@ -137,7 +145,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    queue = Queue(_database(settings), settings.worker_id)
+    queue = Queue(_database(settings, None), settings.worker_id)
     before, after = queue.admin.migrate()
     queue.close()
     print(f"schema: {'none' if before is None else f'version {before}'} → version {after}")
@@ -217,6 +225,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings: Settings | None = None
     try:
         overrides = {"device": args.device} if getattr(args, "device", None) else {}
         settings = Settings.from_env(**overrides)
@@ -225,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except WorkerError as exc:
         print(f"apelier-worker: {exc.message}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:  # met after the preflight (the server went away mid-command): still one line
+        typed = database_error(exc, settings.database_url if settings else None)
+        print(f"apelier-worker: {typed.message if typed else type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("apelier-worker: interrupted", file=sys.stderr)

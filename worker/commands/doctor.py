@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import psycopg
 from PIL import Image
 
-from worker.errors import first_line
+from worker.errors import WorkerError, database_error, first_line
 from worker.models import registry
 from worker.queue.database import Queue
 from worker.queue.listener import Listener
@@ -198,27 +198,6 @@ def check_device(settings: Settings) -> Check:
 
 
 # -- database -----------------------------------------------------------------------------------------
-def _connection_hint(url: str, error: str) -> str:
-    """What to do about a connection that failed, for the usual Supabase mistakes."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        return "check DATABASE_URL"
-    host = str(params.get("host") or "")
-    if (
-        host.startswith("db.")
-        and host.endswith(".supabase.co")
-        and re.search(r"unreachable|resolve|translate host|Cannot assign|No address", error, re.IGNORECASE)
-    ):
-        return (
-            "Supabase direct connections are IPv6-only and this box has no IPv6 route: use the session "
-            "pooler (…pooler.supabase.com:5432) or the project's IPv4 add-on"
-        )
-    if "password authentication failed" in error:
-        return "wrong password in DATABASE_URL (for the session pooler the user is postgres.<project-ref>)"
-    return "check DATABASE_URL, and that this box may reach it (firewall, Supabase network restrictions)"
-
-
 def transaction_pooler_note(url: str) -> str | None:
     """Why a URL is wrong for the worker when it names a transaction pooler (LISTEN may even "work" there)."""
     try:
@@ -239,10 +218,11 @@ def check_database(settings: Settings) -> Check:
         queue = Queue(url, settings.worker_id)
         version = queue.admin.schema_version()
         queue.close()
-    except Exception as exc:
-        where = redact_url(settings.database_url) if settings.database_url else "embedded"
-        hint = _connection_hint(settings.database_url or "", first_line(exc))
-        return Check("database", False, f"{where} unreachable ({first_line(exc)}); {hint}")
+    except WorkerError as exc:  # the embedded server would not start
+        return Check("database", False, exc.message)
+    except psycopg.Error as exc:
+        typed = database_error(exc, settings.database_url)
+        return Check("database", False, typed.message if typed else first_line(exc))
     listener = Listener(url)
     can_listen = listener.start()
     listener.close()
@@ -354,8 +334,21 @@ def check_models(settings: Settings, *, load: bool = True) -> list[Check]:
         licence = licence_of(name) if slot != "device" else None
         slots.append(f"{slot}={name}" + (f" ({licence})" if licence else ""))
     checks.append(Check("models", True, "loaded: " + ", ".join(slots)))
-    checks.extend(Check("models", True, note, warn=True) for note in models.notes)
+    # A note about weights already listed as missing above ("… weights absent (… models fetch X)") says
+    # it twice; the rest (the restorer chosen, a licence not accepted) is news.
+    missing = [c.detail.split(":", 1)[0] for c in checks if ": missing" in c.detail]
+    checks.extend(Check("models", True, note, warn=True) for note in models.notes if not _repeats(note, missing))
     return checks
+
+
+def _repeats(note: str, missing: list[str]) -> bool:
+    """Whether a model's note only says again that one of the ``missing`` weight files is absent."""
+    text = note.lower()
+    for name in missing:
+        words = [w for w in name.lower().split("-") if len(w) > 3]  # big-lama → lama, retinaface-r50 → retinaface
+        if f"models fetch {name}" in text or ("absent" in text and any(w in text for w in words)):
+            return True
+    return False
 
 
 def check_models_quick(settings: Settings) -> list[Check]:

@@ -220,12 +220,15 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db`` (``password=…`` too)."""
-    if "://" not in url:
-        return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db`` (``password=…`` too, in
+    key=value strings and URL queries); a string that is neither is not shown at all (it may be
+    ``user:secret@host`` with the scheme forgotten)."""
+    shown = re.sub(r"(password\s*=\s*)('[^']*'|[^&\s]+)", r"\1***", url)
+    if "://" not in shown:
+        return shown if "=" in shown else "(not shown: not a connection string)"
+    scheme, _, rest = shown.partition("://")
+    if "@" not in rest:
+        return shown
     creds, _, host = rest.rpartition("@")
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
