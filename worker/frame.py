@@ -58,6 +58,9 @@ class SourceInfo:
     icc_profile: str | None = None  # description of the embedded profile converted to sRGB
     mode: str = "RGB"  # PIL mode of the file ("CMYK", "I;16", "L", …)
     bit_depth: int = 8
+    # What decoding changed that the photographer would not expect (transparency flattened, an invalid
+    # EXIF orientation ignored, only the first frame of an animation): one sentence each.
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class SourceInfo:
             "icc_profile": self.icc_profile,
             "mode": self.mode,
             "bit_depth": self.bit_depth,
+            "notes": list(self.notes),
         }
 
 

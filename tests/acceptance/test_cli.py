@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,6 +61,59 @@ def test_process_writes_outputs_and_a_report_and_names_the_bad_file(tmp_path: Pa
             size = image_size(path)
             assert limit is None or max(size) <= limit
         assert image_size(entry["output"]["edited"]) == (entry["width"], entry["height"])
+
+
+def test_process_searches_sub_folders_and_names_everything_it_did_not_process(tmp_path: Path, real_photos) -> None:
+    """A shoot folder as photographers have them: a second card in a sub-folder, a teaser GIF, a note, a dead link."""
+    from tests import photo_files as pf
+
+    photos = dict(real_photos)
+    shoot = tmp_path / "shoot"
+    (shoot / "card2").mkdir(parents=True)
+    (shoot / "coffee.jpg").write_bytes(photos["coffee.jpg"])
+    (shoot / "card2" / "coffee.jpg").write_bytes(photos["rocket.jpg"])  # the same name on the second card
+    small = np.asarray(Image.open(io.BytesIO(photos["astronaut.jpg"])).convert("RGB").resize((128, 128)))
+    frames = [Image.fromarray(np.roll(small, 30 * i, axis=1)).quantize(64) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    (shoot / "teaser.gif").write_bytes(buf.getvalue())
+    cutout = np.dstack([small, np.full(small.shape[:2], 255, np.uint8)])
+    cutout[:40, :40, 3] = 0
+    (shoot / "cutout.png").write_bytes(pf.encode(cutout, "PNG"))
+    (shoot / "odd.jpg").write_bytes(pf.jpeg(small, exif=pf.exif_with(orientation=99)))
+    (shoot / "empty.jpg").write_bytes(b"")
+    (shoot / "notes.txt").write_text("ceremony 14:00\n")
+    os.symlink(tmp_path / "moved-away.jpg", shoot / "dead.jpg")
+    out = tmp_path / "out"
+
+    result = cli("process", str(shoot), "--out", str(out), "--device", "cpu", "--no-progress")
+    assert result.returncode == 3, result.stderr  # empty.jpg failed
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"5 of 6 photos processed, 2 skipped → {out}")
+    assert f"  skipped: {shoot / 'notes.txt'}: not a photo file type (.txt)" in lines
+    assert (
+        f"  skipped: {shoot / 'dead.jpg'}: a broken link (to {tmp_path / 'moved-away.jpg'}, which does not exist)"
+        in lines
+    )
+    failed = [line for line in lines if line.startswith("  failed:")]
+    assert len(failed) == 1 and "empty.jpg" in failed[0] and "upload" not in failed[0]
+    notes = "\n".join(line for line in lines if line.startswith("  note:"))
+    assert "cutout.png: transparent areas were flattened onto white" in notes
+    assert "odd.jpg: EXIF orientation 99 is not a valid value" in notes
+    assert "teaser.gif: an animated GIF of 3 frames: only the first is edited" in notes
+
+    for variant in ("edited", "web", "thumbs"):  # the second card's folder is mirrored: no name collides
+        assert (out / variant / "card2" / "coffee.jpg").is_file() and (out / variant / "coffee.jpg").is_file()
+    assert image_size(out / "edited" / "card2" / "coffee.jpg") == Image.open(io.BytesIO(photos["rocket.jpg"])).size
+    report = json.loads((out / "report.json").read_text())
+    assert {Path(s["file"]).name: s["reason"] for s in report["skipped"]} == {
+        "notes.txt": "not a photo file type (.txt)",
+        "dead.jpg": f"a broken link (to {tmp_path / 'moved-away.jpg'}, which does not exist)",
+    }
+    by_name = {str(Path(e["file"]).relative_to(shoot)): e for e in report["photos"]}
+    assert set(by_name) == {"coffee.jpg", "card2/coffee.jpg", "teaser.gif", "cutout.png", "odd.jpg", "empty.jpg"}
+    assert by_name["cutout.png"]["notes"] == by_name["cutout.png"]["analysis"]["source"]["notes"]
+    assert by_name["coffee.jpg"]["notes"] == []
 
 
 def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:

@@ -211,6 +211,59 @@ def test_rgba_png_is_composited_over_white(coffee: np.ndarray) -> None:
     assert np.array_equal(frame.image[200:, 200:], coffee[200:, 200:])
 
 
+def test_flattened_transparency_is_said_in_the_report(coffee: np.ndarray) -> None:
+    rgba = np.dstack([coffee, np.full(coffee.shape[:2], 255, np.uint8)])
+    opaque = run(pf.encode(rgba, "PNG"), "opaque.png")
+    assert opaque.source.notes == ()  # an alpha channel that hides nothing changes nothing
+    rgba[:100, :100, 3] = 0
+    cutout = run(pf.encode(rgba, "PNG"), "cutout.png")
+    (note,) = cutout.source.notes
+    assert "transparent" in note and "white" in note
+    assert cutout.source.to_json()["notes"] == [note]  # what reaches the analysis report
+    palette = Image.fromarray(coffee).quantize(64)
+    palette.info["transparency"] = 0
+    assert any("white" in n for n in run(pf.encode(palette, "PNG", transparency=0), "p.png").source.notes)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF"])
+def test_an_invalid_exif_orientation_is_ignored_and_said(astronaut: np.ndarray, fmt: str) -> None:
+    data = pf.encode(astronaut, fmt, exif=pf.exif_with(orientation=99))
+    frame = run(data, f"odd.{fmt.lower()}")
+    assert frame.image.shape == astronaut.shape and frame.source.orientation == 1
+    (note,) = frame.source.notes
+    assert "orientation 99" in note and "1–8" in note
+    assert run(pf.encode(astronaut, fmt, exif=pf.exif_with(orientation=6)), "six.jpg").source.notes == ()
+
+
+def test_only_the_first_frame_of_an_animation_is_edited_and_it_is_said(coffee: np.ndarray) -> None:
+    frames = [Image.fromarray(np.roll(coffee, i * 40, axis=1)).quantize(64) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    frame = run(buf.getvalue(), "teaser.gif")
+    (note,) = frame.source.notes
+    assert "3 frames" in note and "only the first" in note
+    assert run(pf.encode(frames[0], "GIF"), "still.gif").source.notes == ()
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "text", "too_large", "too_small", "pdf"])
+def test_advice_is_worded_for_where_the_file_came_from(coffee: np.ndarray, case: str) -> None:
+    data, limit = {
+        "empty": (b"", LIMIT),
+        "truncated": (pf.truncated_jpeg(coffee), LIMIT),
+        "text": (b"name,shutter\nIMG_1,1/200\n", LIMIT),
+        "too_large": (pf.encode(coffee, "PNG"), 1000),
+        "too_small": (pf.encode(coffee[:8, :8], "PNG"), LIMIT),
+        "pdf": (b"%PDF-1.7\n%" + bytes(100), LIMIT),
+    }[case]
+    with pytest.raises(DecodeError) as uploaded:
+        run(data, "IMG_0009.jpg", limit)
+    with pytest.raises(DecodeError) as local:
+        decode(data, photo_id="p1", filename="IMG_0009.jpg", max_pixels=limit, origin="file")
+    assert "upload" in uploaded.value.message  # the app's words stay the app's
+    assert "upload" not in local.value.message, local.value.message
+    assert_readable(local.value, "IMG_0009.jpg")
+
+
 def test_palette_gif(coffee: np.ndarray) -> None:
     frame = run(pf.encode(Image.fromarray(coffee).quantize(256), "GIF"), "anim.gif")
     assert frame.image.shape == coffee.shape and psnr(frame.image, coffee) > 25

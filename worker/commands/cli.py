@@ -190,17 +190,20 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.commands.process import expand_inputs, process_files, write_report  # noqa: PLC0415 - loads torch
+    from worker.commands.process import collect_inputs, process_files, write_report  # noqa: PLC0415 - loads torch
     from worker.models import bundle  # noqa: PLC0415 - loads torch
 
-    files = expand_inputs(args.inputs)
-    missing = [str(f) for f in files if not f.is_file()]
+    report = args.report or args.out / "report.json"
+    inputs = collect_inputs(args.inputs, exclude=[args.out])
+    missing = [str(f) for f in inputs.files if not f.is_file()]
     if missing:
         raise WorkerError(
             f"no such file: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
         )
-    if not files:
-        raise WorkerError("no images found in the given inputs")
+    if not inputs.files:
+        why = "; ".join(f"{s.path}: {s.reason}" for s in inputs.skipped[:3])
+        more = f" (and {len(inputs.skipped) - 3} more)" if len(inputs.skipped) > 3 else ""
+        raise WorkerError("no photos found in the given inputs" + (f" ({why}{more})" if why else ""))
     edit = EditSettings()
     if args.settings:
         edit = EditSettings.resolve(json.loads(args.settings.read_text()))
@@ -211,14 +214,26 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         style = style_model.load_file(args.style)
     models = bundle.load(settings)
     entries = process_files(
-        files, args.out, settings, models, edit=edit, style_model=style, progress=not args.no_progress
+        inputs.files,
+        args.out,
+        settings,
+        models,
+        edit=edit,
+        style_model=style,
+        progress=not args.no_progress,
+        names=inputs.names(),
     )
-    report = args.report or args.out / "report.json"
-    write_report(entries, report)
+    write_report(entries, report, inputs.skipped)
     failed = [e for e in entries if e["error"]]
-    print(f"{len(entries) - len(failed)} of {len(entries)} photos processed → {args.out}  (report: {report})")
+    skipped = f", {len(inputs.skipped)} skipped" if inputs.skipped else ""
+    print(f"{len(entries) - len(failed)} of {len(entries)} photos processed{skipped} → {args.out}  (report: {report})")
     for entry in failed:
         print(f"  failed: {entry['file']}: {entry['error']['reason']}")
+    for entry in entries:
+        for note in entry["notes"]:
+            print(f"  note: {entry['file']}: {note}")
+    for item in inputs.skipped:
+        print(f"  skipped: {item.path}: {item.reason}")
     return 0 if not failed else 3
 
 

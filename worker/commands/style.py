@@ -79,7 +79,7 @@ def read_image(path: Path, max_pixels: int) -> npt.NDArray[np.uint8]:
         data = path.read_bytes()
     except OSError as exc:
         raise WorkerError(f"cannot read {path}: {exc.strerror or exc}") from None
-    frame = decode(data, photo_id=path.name, filename=path.name, max_pixels=max_pixels)
+    frame = decode(data, photo_id=path.name, filename=path.name, max_pixels=max_pixels, origin="file")
     return frame.image
 
 

@@ -16,8 +16,14 @@ CMYK (Adobe's inverted CMYK JPEGs too), greyscale, palette and 16-bit files beco
 RGB; transparency is composited over white.
 
 Every way a file can be unusable ends in a :class:`~worker.errors.DecodeError` whose one-line
-message a photographer can act on. The pixel limit (``WORKER_MAX_IMAGE_PIXELS``) is checked
-from the header, before a single pixel is decompressed, so a decompression bomb costs nothing.
+message a photographer can act on, worded for where the file came from (``origin``: an upload to
+the app, or a file on this computer for ``apelier-worker process``). The pixel limit
+(``WORKER_MAX_IMAGE_PIXELS``) is checked from the header, before a single pixel is decompressed,
+so a decompression bomb costs nothing.
+
+What was changed on the way that the photographer would not expect is said in the frame's
+``source.notes`` (the analysis report): transparency flattened on white, an EXIF orientation
+outside 1–8 ignored, only the first image of an animated or multi-page file edited.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import contextlib
 import io
 import math
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -59,44 +66,79 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 # LibRaw's ``flip`` → the EXIF orientation it corresponds to.
 _LIBRAW_FLIP_TO_EXIF = {0: 1, 3: 3, 5: 8, 6: 6}
 
+Origin = Literal["upload", "file"]
 
-def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int) -> Frame:
-    """Decode ``data`` to a frame, or raise :class:`DecodeError` saying why not."""
+
+@dataclass(frozen=True)
+class _Advice:
+    """What to do about an unusable file, in the words of where it came from."""
+
+    again: str  # the bytes are damaged or cut short: get them again
+    cut_short: str  # how a truncated file came to be
+    instead: str  # not a photo at all
+    export: str  # a format this worker does not read
+    full_size: str  # a thumbnail
+    smaller: str  # over the pixel limit
+
+
+_ADVICE: dict[str, _Advice] = {
+    "upload": _Advice(
+        again="upload the original file again",
+        cut_short="the upload was cut short, upload the original again",
+        instead="upload the photo file instead",
+        export="export it as JPEG and upload it again",
+        full_size="upload the full-size file",
+        smaller="resize it before uploading (or the operator can raise WORKER_MAX_IMAGE_PIXELS)",
+    ),
+    "file": _Advice(
+        again="copy it again from the camera card or your backup",
+        cut_short="the copy was cut short, copy it again from the camera card or your backup",
+        instead="leave it out, or give the photo file instead",
+        export="export it as JPEG",
+        full_size="use the full-size file",
+        smaller="resize it, or raise WORKER_MAX_IMAGE_PIXELS",
+    ),
+}
+
+
+def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int, origin: Origin = "upload") -> Frame:
+    """Decode ``data`` to a frame, or raise :class:`DecodeError` saying why not (and what to do, for
+    a file from ``origin``: an upload to the app, or a local file)."""
     name = PurePath(filename).name or "the file"
+    say = _ADVICE[origin]
     if not data:
-        raise DecodeError(f"{name} is empty (0 bytes); the upload did not complete, upload it again")
+        done = "the upload did not complete" if origin == "upload" else "the copy did not complete"
+        raise DecodeError(f"{name} is empty (0 bytes); {done}, {say.again}")
     kind = _sniff(data)
     if kind in _NOT_PHOTOS:
-        raise DecodeError(f"{name} is {_NOT_PHOTOS[kind]}, not an image; upload the photo file instead")
+        raise DecodeError(f"{name} is {_NOT_PHOTOS[kind]}, not an image; {say.instead}")
     if kind == "raw" or (kind in {"tiff", None} and PurePath(filename).suffix.lower() in RAW_SUFFIXES):
-        return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
+        return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels, say=say)
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if kind is None and _looks_like_text(data):
-            raise DecodeError(f"{name} is a text file, not an image; upload the photo file instead") from None
+            raise DecodeError(f"{name} is a text file, not an image; {say.instead}") from None
         raise DecodeError(
             f"{name} is not in a photo format this worker reads (JPEG, PNG, TIFF, WebP, HEIC, AVIF "
-            "or camera RAW); export it as JPEG and upload it again"
+            f"or camera RAW); {say.export}"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DecodeError(f"{name} is damaged ({_short(exc)}); upload the original file again") from None
+        raise DecodeError(f"{name} is damaged ({_short(exc)}); {say.again}") from None
     if img.format == "TIFF" and Base.DNGVersion in getattr(img, "tag_v2", {}):
-        return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
-    return _decode_pillow(img, data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels)
+        return _decode_raw(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels, say=say)
+    return _decode_pillow(img, data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels, say=say)
 
 
-def _check_size(name: str, width: int, height: int, max_pixels: int) -> None:
+def _check_size(name: str, width: int, height: int, max_pixels: int, say: _Advice) -> None:
     if min(width, height) < MIN_SIDE:
         raise DecodeError(
-            f"{name} is {width}×{height} pixels, too small to be a photo (under {MIN_SIDE} px); "
-            "upload the full-size file"
+            f"{name} is {width}×{height} pixels, too small to be a photo (under {MIN_SIDE} px); {say.full_size}"
         )
     if width * height > max_pixels:
         raise DecodeError(
             f"{name} is {width}×{height} pixels ({_mp(width * height)}), over the "
-            f"{_mp(max_pixels)} limit; resize it before uploading (or the operator can raise "
-            "WORKER_MAX_IMAGE_PIXELS)"
+            f"{_mp(max_pixels)} limit; {say.smaller}"
         )
 
 
@@ -105,30 +147,26 @@ def _mp(pixels: int) -> str:
     return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.2g} MP"
 
 
-def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int) -> Frame:
+def _decode_pillow(
+    img: Image.Image, data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int, say: _Advice
+) -> Frame:
     width, height = img.size  # from the header; nothing is decompressed yet
-    _check_size(name, width, height, max_pixels)
+    _check_size(name, width, height, max_pixels, say)
     source_mode = img.mode
     fmt = img.format or "unknown"
+    notes = _frames_note(img, fmt)
     bit_depth = _bit_depth(img)  # before loading: the tile list still names the file's sample size
     # TIFF applies its orientation while loading; read the tag first.
     tiff_orientation = getattr(img, "tag_v2", {}).get(Base.Orientation) if fmt == "TIFF" else None
     fast = _fast_jpeg(img, data)  # the camera JPEG: OpenCV decodes straight into a numpy array
     if fast is None:
-        _load(img, name)
+        _load(img, name, say)
     try:
         exif = img.getexif()
     except Exception:  # a broken EXIF block must not cost the photo
         exif = Image.Exif()
     summary = exif_summary(exif)
-    orientation = int(exif.get(Base.Orientation, 1) or 1)
-    if not 1 <= orientation <= 8:
-        orientation = 1
-    if isinstance(tiff_orientation, int):
-        orientation = tiff_orientation
-        summary["orientation"] = tiff_orientation
-    elif fmt == "HEIF":  # libheif applied the file's own rotation; pillow-heif keeps the tag for reference
-        orientation = int(img.info.get("original_orientation") or 1)
+    orientation = _orientation(img, exif, tiff_orientation, summary, notes)
     exif_bytes = _exif_bytes(img, exif)
     icc_profile = img.info.get("icc_profile")
     implied = None
@@ -138,7 +176,7 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
         fast = _orient(fast, orientation)
         profile, profile_name = _read_profile(icc_profile) if icc_profile else (None, None)
         if profile is None or _is_srgb(profile_name or ""):  # none, unreadable (assumed sRGB) or sRGB
-            source = SourceInfo(fmt, width, height, orientation, profile_name, source_mode, bit_depth)
+            source = SourceInfo(fmt, width, height, orientation, profile_name, source_mode, bit_depth, tuple(notes))
             return _frame(fast, photo_id=photo_id, filename=filename, source=source, summary=summary,
                           exif_bytes=exif_bytes)  # fmt: skip
         img = Image.fromarray(fast, "RGB")  # a wide-gamut camera JPEG: convert through LittleCMS
@@ -146,7 +184,9 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
         try:
             ImageOps.exif_transpose(img, in_place=True)
         except (OSError, ValueError) as exc:
-            raise DecodeError(f"{name} could not be turned upright ({_short(exc)}); upload it again") from None
+            raise DecodeError(f"{name} could not be turned upright ({_short(exc)}); {say.again}") from None
+    if _has_transparency(img):
+        notes.append("transparent areas were flattened onto white (the edited JPEG has no transparency)")
     try:
         rgb, icc_name = _to_srgb(img, icc_profile)
     except (OSError, ValueError) as exc:
@@ -157,7 +197,7 @@ def _decode_pillow(img: Image.Image, data: bytes, *, photo_id: str, filename: st
     array = np.asarray(rgb, dtype=np.uint8)
     if array.ndim != 3 or array.shape[2] != 3:
         raise DecodeError(f"{name} decoded to an unexpected layout {array.shape}; export it as an RGB JPEG")
-    source = SourceInfo(fmt, width, height, orientation, implied or icc_name, source_mode, bit_depth)
+    source = SourceInfo(fmt, width, height, orientation, implied or icc_name, source_mode, bit_depth, tuple(notes))
     return _frame(array, photo_id=photo_id, filename=filename, source=source, summary=summary,
                   exif_bytes=exif_bytes)  # fmt: skip
 
@@ -174,19 +214,77 @@ def _frame(array: np.ndarray, *, photo_id: str, filename: str, source: SourceInf
     )
 
 
-def _load(img: Image.Image, name: str) -> None:
+def _load(img: Image.Image, name: str, say: _Advice) -> None:
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = _short(exc)
         if "truncat" in reason.lower() or isinstance(exc, EOFError):
             raise DecodeError(
-                f"{name} is truncated (the file ends part-way through the picture); "
-                "the upload was cut short, upload the original again"
+                f"{name} is truncated (the file ends part-way through the picture); {say.cut_short}"
             ) from None
-        raise DecodeError(f"{name} is damaged ({reason}); upload the original file again") from None
+        raise DecodeError(f"{name} is damaged ({reason}); {say.again}") from None
     except MemoryError:
-        raise DecodeError(f"{name} is too large to decode in memory; resize it before uploading") from None
+        raise DecodeError(f"{name} is too large to decode in memory; {say.smaller}") from None
+
+
+def _frames_note(img: Image.Image, fmt: str) -> list[str]:
+    """A note when the file holds several images, of which only the first is edited."""
+    frames = _frame_count(img)
+    if frames <= 1 or fmt == "MPO":  # an MPO is a camera JPEG with its preview: one photograph
+        return []
+    what = f"an animated {fmt} of {frames} frames" if fmt in {"GIF", "PNG", "WEBP"} else f"a {fmt} of {frames} images"
+    return [f"{what}: only the first is edited"]
+
+
+def _orientation(
+    img: Image.Image, exif: Image.Exif, tiff_orientation: Any, summary: dict[str, Any], notes: list[str]
+) -> int:
+    """The orientation to apply (1–8). An EXIF value outside 1–8 is ignored, and ``notes`` says so; a
+    TIFF's own tag wins (``summary`` gets it); HEIF's rotation was applied by libheif already."""
+    raw = exif.get(Base.Orientation, 1)
+    orientation = _orientation_tag(raw)
+    if not 1 <= orientation <= 8:
+        notes.append(
+            f"EXIF orientation {raw!s:.20} is not a valid value (1–8): ignored, the photo is edited "
+            "as stored; check that it is upright"
+        )
+        orientation = 1
+    if isinstance(tiff_orientation, int) and 1 <= tiff_orientation <= 8:
+        summary["orientation"] = tiff_orientation
+        return tiff_orientation
+    if img.format == "HEIF":  # libheif applied the file's own rotation; pillow-heif keeps the tag for reference
+        return int(img.info.get("original_orientation") or 1)
+    return orientation
+
+
+def _frame_count(img: Image.Image) -> int:
+    try:
+        return int(getattr(img, "n_frames", 1) or 1)
+    except Exception:  # counting frames reads the file; a broken one is found by loading it
+        return 1
+
+
+def _orientation_tag(value: Any) -> int:
+    """The EXIF orientation as a number (0 when it is not one: invalid, as 0 itself is)."""
+    if isinstance(value, tuple) and value:
+        value = value[0]
+    try:
+        return int(value) if value is not None else 1
+    except (TypeError, ValueError):
+        return 0
+
+
+def _has_transparency(img: Image.Image) -> bool:
+    """Whether the image has a pixel that is not fully opaque (an alpha channel of all 255 does not count)."""
+    if img.mode in {"RGBA", "LA", "La", "RGBa", "PA"}:  # what _to_srgb flattens (_flatten_alpha)
+        alpha = img.getchannel("A")
+    elif img.mode == "P" and "transparency" in img.info:
+        alpha = img.convert("RGBA").getchannel("A")
+    else:
+        return False
+    low = alpha.getextrema()[0]  # one band: (min, max)
+    return isinstance(low, int | float) and low < 255
 
 
 def _fast_jpeg(img: Image.Image, data: bytes) -> np.ndarray | None:
@@ -232,7 +330,7 @@ def _read_profile(icc_profile: bytes) -> tuple[ImageCms.ImageCmsProfile | None, 
     return profile, (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
 
 
-def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int) -> Frame:
+def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int, say: _Advice) -> Frame:
     """Develop a camera RAW file with LibRaw: camera white balance, sRGB, 8 bits, upright."""
     import rawpy  # noqa: PLC0415 - LibRaw (0.07 s), only for RAW uploads
 
@@ -247,7 +345,7 @@ def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pix
         sizes = raw.sizes
         flip = int(getattr(sizes, "flip", 0) or 0)
         width, height = int(sizes.width), int(sizes.height)
-        _check_size(name, width, height, max_pixels)
+        _check_size(name, width, height, max_pixels, say)
         try:
             array = raw.postprocess(
                 use_camera_wb=True,
@@ -260,7 +358,7 @@ def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pix
                 f"{name} is a damaged or unsupported RAW file ({_short(exc)}); export it as JPEG or DNG"
             ) from None
         except MemoryError:
-            raise DecodeError(f"{name} is too large to develop in memory") from None
+            raise DecodeError(f"{name} is too large to develop in memory; {say.smaller}") from None
         exif = _raw_exif(data, raw)
     source = SourceInfo(
         format=f"RAW:{suffix}",

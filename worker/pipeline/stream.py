@@ -279,9 +279,11 @@ class Pipeline:
         *,
         on_phase: Callable[[str, int], None] | None = None,
         io_threads: int | None = None,
+        origin: decoder.Origin = "upload",
     ) -> Pipeline:
         """The pipeline the operator configured (batch size, lanes, threads, prefetch, pixel limit) on
-        ``ctx.models.device``; ``io_threads`` overrides ``WORKER_IO_THREADS``."""
+        ``ctx.models.device``; ``io_threads`` overrides ``WORKER_IO_THREADS``; ``origin``: where the
+        photos come from (``file``: local files, for ``process``)."""
         return cls(
             ctx,
             deliver,
@@ -292,6 +294,7 @@ class Pipeline:
             on_phase=on_phase,
             lanes=settings.phase_lanes,
             photo_threads=effective_photo_threads(settings),
+            origin=origin,
         )
 
     def __init__(
@@ -307,8 +310,10 @@ class Pipeline:
         phases: Sequence[tuple[str, PhaseFn]] = BATCH_PHASES,
         lanes: int = 1,
         photo_threads: int = 1,
+        origin: decoder.Origin = "upload",
     ) -> None:
         self.ctx = ctx
+        self.origin = origin  # where the photos come from: words the decoder's advice ("upload it again")
         self.phases = tuple(phases)
         self.on_phase = on_phase
         self.deliver = deliver
@@ -455,7 +460,9 @@ class Pipeline:
             timings["download"] = time.perf_counter() - t0
             phase = "decode"
             t0 = time.perf_counter()
-            frame = decoder.decode(data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels)
+            frame = decoder.decode(
+                data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels, origin=self.origin
+            )
             timings["decode"] = time.perf_counter() - t0
             frame.timings.update(timings)
             return _Decoded(task, frame, None, None, timings)
