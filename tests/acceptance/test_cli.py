@@ -116,6 +116,21 @@ def test_process_searches_sub_folders_and_names_everything_it_did_not_process(tm
     assert by_name["coffee.jpg"]["notes"] == []
 
 
+def test_process_in_a_log_keeps_the_summary_on_stdout_and_only_events_on_stderr(tmp_path: Path, real_photos) -> None:
+    """stderr is not a terminal here (a journal, a CI log): no progress bar redrawn into it, only JSON events."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, data in real_photos[:3]:
+        (inputs / name).write_bytes(data)
+    result = cli("process", str(inputs), "--out", str(tmp_path / "out"), "--device", "cpu")  # progress on
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is an event
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress and progress[-1]["done"] == 3 and progress[-1]["total"] == 3
+    assert result.stdout.startswith("3 of 3 photos processed") and "{" not in result.stdout
+
+
 def test_errors_are_one_line_with_what_to_do(tmp_path: Path) -> None:
     result = cli("process", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from worker.jobs.runtime import Runtime
 from worker.models import bundle
 from worker.queue.database import Queue
 from worker.service import embedded, logs
+from worker.service import progress as progress_bar
 from worker.service.config import Settings
 from worker.service.daemon import Daemon
 from worker.storage.base import Storage
@@ -179,7 +179,7 @@ def _watch(url: str, jobs: list[tuple[str, str, str]], stop: threading.Event, pr
     queue = Queue(url, "demo-watch")
     try:
         for job_id, label, unit in jobs:
-            bar = tqdm(total=1, unit=unit, desc=label or "queued", disable=not progress)
+            bar = progress_bar.bar(total=1, unit=unit, desc=label or "queued", disable=not progress)
             try:
                 while True:
                     stopped = stop.wait(0.2)

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-from tqdm import tqdm
-
 from worker.errors import PhotoError
 from worker.frame import Frame
 from worker.models.bundle import ModelBundle
 from worker.phases import PHASES, PhaseContext
 from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline
 from worker.profile import EditSettings
+from worker.service import progress as progress_bar
 from worker.service.config import Settings
 
 IMAGE_SUFFIXES = {
@@ -197,7 +196,7 @@ def process_files(
     )
     pipeline = Pipeline.from_settings(ctx, deliver, settings, io_threads=min(settings.io_threads, 4), origin="file")
     entries: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(files), unit="photo", disable=not progress, desc="processing")
+    bar = progress_bar.bar(total=len(files), unit="photo", disable=not progress, desc="processing")
 
     def on_result(result: PhotoResult) -> None:
         entries[result.task.photo_id] = report_entry(by_id[result.task.photo_id], result)

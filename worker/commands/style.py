@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
-from tqdm import tqdm
 
 from worker.errors import WorkerError
+from worker.service import logs
+from worker.service import progress as progress_bar
 from worker.service.config import Settings
 from worker.style.cube import write_cube
 from worker.style.metrics import delta_e2000, psnr
@@ -118,7 +118,8 @@ def _load_pairs(
             names.append(stem)
         except (WorkerError, ValueError) as exc:
             reason = exc.message if isinstance(exc, WorkerError) else str(exc)
-            print(f"  skipped {stem}: {reason}", file=sys.stderr)
+            # An event on stderr, as every other: stdout is the command's JSON result.
+            logs.get("style").warning("pair_skipped", pair=stem, reason=reason)
     return names, pairs
 
 
@@ -152,7 +153,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         raise WorkerError(
             f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; at least {MIN_PAIRS} are needed"
         )
-    bar = tqdm(total=1, unit="step", disable=args.no_progress, desc="training")
+    bar = progress_bar.bar(total=1, unit="step", disable=args.no_progress, desc="training")
 
     def on_progress(p: TrainProgress) -> None:
         bar.total = p.total_steps
@@ -188,7 +189,7 @@ def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
         try:
             edited = style.apply(read_image(path, settings.max_image_pixels), device)
         except WorkerError as exc:
-            print(f"  failed: {path}: {exc.message}", file=sys.stderr)
+            print(f"  failed: {path}: {exc.message}")  # with the summary below, on stdout
             failed += 1
             continue
         suffix = path.suffix.lower() if path.suffix.lower() in (".png", ".tif", ".tiff") else ".jpg"

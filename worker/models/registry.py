@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -314,13 +313,12 @@ def fetch(
 
 
 def _stream_to(chunks: Iterable[bytes], path: Path, expected: int | None, label: str, progress: bool) -> Digests:
-    from tqdm import tqdm  # noqa: PLC0415 - only `models fetch` shows a bar
+    from worker.service import progress as progress_bar  # noqa: PLC0415 - only `models fetch` shows a bar
 
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0
-    bar = tqdm(
-        total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress,
-        file=sys.stderr, leave=False,
+    bar = progress_bar.bar(
+        total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress, leave=False,
     )  # fmt: skip
     with bar, path.open("wb") as f:
         for chunk in chunks:
