@@ -359,6 +359,18 @@ def test_wide_gamut_profiles(coffee: np.ndarray, space: icc.RGBSpace, key: str, 
     assert float(de.mean()) < 1.0 and float(de.max()) < 2.0, (de.mean(), de.max())
 
 
+def test_a_profile_whose_description_does_not_decode_costs_nothing(coffee: np.ndarray) -> None:
+    """Found by fuzzing (tests/fuzz_decode.py): LittleCMS refuses to turn such a description into text."""
+    profile = bytearray(icc.rgb_profile(icc.ADOBE_RGB))
+    count = int.from_bytes(profile[128:132], "big")
+    tags = {bytes(profile[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    desc = int.from_bytes(profile[tags[b"desc"] + 4 : tags[b"desc"] + 8], "big")
+    profile[desc + 14 : desc + 16] = b"\xff\xff"  # inside the ASCII text: no longer ASCII
+    frame = run(pf.jpeg(pf.srgb_to_adobe_codes(coffee), quality=95, icc_profile=bytes(profile)), "odd_icc.jpg")
+    assert frame.source.icc_profile == "embedded profile"
+    assert psnr(frame.image, coffee) > 30  # still converted from Adobe RGB
+
+
 def test_srgb_profile_is_not_converted(coffee: np.ndarray) -> None:
     from PIL import ImageCms
 

@@ -47,6 +47,9 @@ from worker.errors import DecodeError
 from worker.frame import Frame, SourceInfo
 from worker.imaging import icc
 from worker.imaging.exif import photographic
+from worker.service import logs
+
+log = logs.get("decode")
 
 pillow_heif.register_heif_opener()
 # The worker applies its own limit (``max_pixels``, checked below from the header) to every
@@ -103,11 +106,28 @@ _ADVICE: dict[str, _Advice] = {
 
 def decode(data: bytes, *, photo_id: str, filename: str, max_pixels: int, origin: Origin = "upload") -> Frame:
     """Decode ``data`` to a frame, or raise :class:`DecodeError` saying why not (and what to do, for
-    a file from ``origin``: an upload to the app, or a local file)."""
+    a file from ``origin``: an upload to the app, or a local file).
+
+    Whatever the bytes, the photo fails alone: an exception the checks below did not foresee (a
+    library's own, on a file damaged in a new way) is still a :class:`DecodeError`, chained to the
+    original (``__cause__``, which no foreseen failure has) and logged with its traceback.
+    """
     name = PurePath(filename).name or "the file"
     say = _ADVICE[origin]
+    try:
+        return _decode(data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels, say=say)
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise DecodeError(f"{name} is too large to decode in memory; {say.smaller}") from None
+    except Exception as exc:
+        log.warning("decode_unforeseen_error", file=name, error=f"{type(exc).__name__}: {_short(exc)}", exc_info=True)
+        raise DecodeError(f"{name} could not be decoded ({type(exc).__name__}: {_short(exc)}); {say.again}") from exc
+
+
+def _decode(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int, say: _Advice) -> Frame:
     if not data:
-        done = "the upload did not complete" if origin == "upload" else "the copy did not complete"
+        done = "the upload did not complete" if say is _ADVICE["upload"] else "the copy did not complete"
         raise DecodeError(f"{name} is empty (0 bytes); {done}, {say.again}")
     kind = _sniff(data)
     if kind in _NOT_PHOTOS:
@@ -327,7 +347,11 @@ def _read_profile(icc_profile: bytes) -> tuple[ImageCms.ImageCmsProfile | None, 
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
     except (ImageCms.PyCMSError, OSError, ValueError):
         return None, "unreadable profile (ignored, assumed sRGB)"
-    return profile, (ImageCms.getProfileDescription(profile) or "").strip() or "embedded profile"
+    try:
+        description = (ImageCms.getProfileDescription(profile) or "").strip()
+    except (ImageCms.PyCMSError, OSError, ValueError):  # a description tag that does not decode (fuzzed)
+        description = ""
+    return profile, description or "embedded profile"
 
 
 def _decode_raw(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels: int, say: _Advice) -> Frame:
