@@ -13,6 +13,7 @@ SEED = 20261207
 CASES = 400
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_mutated_files_decode_or_fail_alone_with_a_reason() -> None:
     """In a child process: a native crash or a hang is reported with its case instead of ending the run."""
