@@ -13,7 +13,14 @@ from typing import Literal
 
 import psycopg
 
-from worker.errors import DatabaseSchemaError, StorageError, WorkerError, database_error, first_line
+from worker.errors import (
+    DatabaseError,
+    DatabaseSchemaError,
+    StorageError,
+    WorkerError,
+    database_error,
+    first_line,
+)
 from worker.queue.database import Queue
 from worker.queue.migrations import MIN_SCHEMA_VERSION
 from worker.service import embedded
@@ -46,7 +53,7 @@ def database(settings: Settings, *, schema: SchemaNeed = "current", timeout_s: f
         finally:
             queue.close()
     except psycopg.Error as exc:
-        raise database_error(exc, shown) or WorkerError(str(exc)) from None
+        raise database_error(exc, shown) or DatabaseError(f"database error {type(exc).__name__}") from None
     where = f"the database at {redact_url(shown)}" if shown else "the embedded database"
     if version is None:
         raise DatabaseSchemaError(f"{where} has no worker schema: run `apelier-worker migrate`")
