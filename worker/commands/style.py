@@ -3,7 +3,8 @@
 ::
 
     apelier-worker style train PAIRS_DIR --out MODEL [--epochs N] [--device auto|cpu|cuda]
-                                         [--method lut3d|histogram]
+                                         [--method lut3d|histogram] [--preset PRESET]
+    apelier-worker style preset PRESET.xmp|.lrtemplate [--out MODEL] [--cube look.cube] [--title TITLE]
     apelier-worker style apply MODEL INPUT... --out DIR [--device …]
     apelier-worker style eval MODEL PAIRS_DIR            (JSON on stdout)
     apelier-worker style export-cube MODEL --out look.cube [--like PHOTO] [--title TITLE]
@@ -27,8 +28,10 @@ from worker.errors import WorkerError
 from worker.service import logs
 from worker.service import progress as progress_bar
 from worker.service.config import Settings
+from worker.style import preset as style_preset
 from worker.style.cube import write_cube
 from worker.style.metrics import delta_e2000, psnr
+from worker.style.preset import PresetSettings
 
 
 def add_parser(sub: Any) -> None:
@@ -47,8 +50,16 @@ def add_parser(sub: Any) -> None:
         default="lut3d",
         help="lut3d (pairs, default) or histogram (uses only after/ as references)",
     )
+    p.add_argument("--preset", type=Path, help="a Lightroom preset (.xmp/.lrtemplate) the pairs refine (lut3d)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = ssub.add_parser("preset", help="turn a Lightroom preset into a style model and/or a .cube LUT")
+    p.add_argument("preset", type=Path, help=".xmp or .lrtemplate develop preset")
+    p.add_argument("--out", type=Path, help="style model file to write")
+    p.add_argument("--cube", type=Path, help=".cube file to write")
+    p.add_argument("--title", default=None, help="TITLE line of the .cube file (default: the preset's name)")
+    p.set_defaults(func=cmd_preset)
 
     p = ssub.add_parser("apply", help="apply a look to photos")
     p.add_argument("model", type=Path)
@@ -126,7 +137,14 @@ def _load_pairs(
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from worker.imaging.resize import shrink  # noqa: PLC0415 - loads OpenCV
     from worker.style import model as style_model  # noqa: PLC0415 - loads torch
-    from worker.style.train import MIN_PAIRS, SUMMARY_KEYS, TrainConfig, TrainProgress, train  # noqa: PLC0415 - loads torch
+    from worker.style.train import (  # noqa: PLC0415 - loads torch
+        MIN_PAIRS,
+        MIN_PAIRS_WITH_PRESET,
+        SUMMARY_KEYS,
+        TrainConfig,
+        TrainProgress,
+        train,
+    )
 
     if args.method == "histogram":
         from worker.commands.process import expand_inputs  # noqa: PLC0415 - loads torch
@@ -147,11 +165,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"model": str(args.out), "method": "histogram", **summary}))
         return 0
 
+    preset = _read_preset(args.preset) if args.preset is not None else None
+    least = MIN_PAIRS if preset is None else MIN_PAIRS_WITH_PRESET
     # Training keeps only small copies.
     _, pairs = _load_pairs(args.pairs_dir, TrainConfig().long_edge, max_pixels=settings.max_image_pixels)
-    if len(pairs) < MIN_PAIRS:
+    if len(pairs) < least:
         raise WorkerError(
-            f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; at least {MIN_PAIRS} are needed"
+            f"found {len(pairs)} usable before/after pairs in {args.pairs_dir}; at least {least} are needed"
+            + (" with a preset (or use `style preset` for the preset alone)" if preset is not None else "")
         )
     bar = progress_bar.bar(total=1, unit="step", disable=args.no_progress, desc="training")
 
@@ -162,13 +183,52 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             bar.set_postfix(epoch=f"{p.epoch}/{p.total_epochs}", heldout_psnr=f"{p.heldout_psnr:.2f}")
         bar.refresh()
 
+    start = None
+    if preset is not None:
+        from worker.style.develop import render_lut  # noqa: PLC0415 - loads torch
+
+        start = render_lut(preset)
     try:
-        style = train(pairs, epochs=args.epochs, device=settings.device, on_progress=on_progress)
+        style = train(pairs, epochs=args.epochs, device=settings.device, on_progress=on_progress, start=start)
     finally:
         bar.close()
+    if preset is not None:
+        style.metadata["preset"] = preset.summary()
     style_model.save_file(style, args.out)
     meta = style.metadata
     print(json.dumps({"model": str(args.out), **{k: meta[k] for k in SUMMARY_KEYS if k in meta}}))
+    return 0
+
+
+def _read_preset(path: Path) -> PresetSettings:
+    """A preset file's settings; what it uses and ignores is an event on stderr (stdout stays one JSON line)."""
+    preset = style_preset.load(path)
+    logs.get("style").info(
+        "preset_read",
+        preset=preset.name,
+        used=len(preset.applied),
+        ignored=dict(preset.ignored),
+        unknown=list(preset.unknown),
+        notes=list(preset.notes),
+    )
+    return preset
+
+
+def cmd_preset(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.style import model as style_model  # noqa: PLC0415 - loads torch
+    from worker.style.develop import to_style  # noqa: PLC0415 - loads torch
+
+    if args.out is None and args.cube is None:
+        raise WorkerError("nothing to write: give --out MODEL, --cube FILE.cube, or both")
+    preset = _read_preset(args.preset)
+    style = to_style(preset)
+    if args.out is not None:
+        style_model.save_file(style, args.out)
+    if args.cube is not None:
+        args.cube.parent.mkdir(parents=True, exist_ok=True)
+        args.cube.write_text(write_cube(style.cube(), args.title or preset.name or args.preset.stem))
+    written = {k: str(v) for k, v in (("model", args.out), ("cube", args.cube)) if v is not None}
+    print(json.dumps({**written, "method": "preset", **preset.summary()}))
     return 0
 
 

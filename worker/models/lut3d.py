@@ -27,7 +27,9 @@ Architecture
 
 * The photo's LUT is ``G + Σ_k w_k·B_k``, made monotonic along each channel's
   own axis (a running maximum, so a brighter input never gives a darker output),
-  composed with the input gains and baked into one 33³ cube, applied to every
+  composed with the input gains (and, when the model refines a fixed **input
+  LUT** — a Lightroom preset's, ``worker/style/preset.py`` — after that LUT:
+  photo → input LUT → gains → look) and baked into one 33³ cube, applied to every
   full-resolution pixel with trilinear interpolation: ``grid_sample`` on a 5-D
   tensor (GPU, or any device for training) or Pillow's ``Color3DLUT`` (C, CPU).
 
@@ -88,6 +90,7 @@ class LUT3DConfig:
     width: int = 16  # channels of the encoder's first layer (doubling, capped at 8×)
     dropout: float = 0.2
     monotonic: bool = True  # enforce a non-decreasing response along each channel's own axis
+    input_lut: bool = False  # a fixed lut_size³ LUT (a preset's) comes first; the look refines its output
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LUT3DConfig:
@@ -165,6 +168,7 @@ class AdaptiveLUT3D(nn.Module):
 
     mean_weights: Tensor
     adaptive: Tensor
+    input_lut: Tensor | None
 
     def __init__(self, config: LUT3DConfig | None = None) -> None:
         super().__init__()
@@ -180,6 +184,7 @@ class AdaptiveLUT3D(nn.Module):
         # Cleared by training when the held-out pairs say per-photo parameters do not help:
         # then every photo gets the mean parameters, i.e. one global LUT.
         self.register_buffer("adaptive", torch.ones((), dtype=torch.bool))
+        self.register_buffer("input_lut", identity_lut(config.lut_size) if config.input_lut else None)
 
     def weights(self, thumbs: Tensor, *, adaptive: bool | None = None) -> Tensor:
         """``N×(3+K)`` adaptive parameters (input log-gains, then basis weights) for these thumbnails.
@@ -217,6 +222,12 @@ class AdaptiveLUT3D(nn.Module):
         lut = self.raw(w)
         return make_monotonic(lut) if self.config.monotonic else lut
 
+    def enter(self, pixels: Tensor) -> Tensor:
+        """``pixels`` (``N×P×3``, [0, 1]) through the fixed input LUT, when the model has one."""
+        if self.input_lut is None:
+            return pixels
+        return apply_lut(self.input_lut.unsqueeze(0).expand(pixels.shape[0], -1, -1, -1, -1), pixels)
+
     def pre(self, pixels: Tensor, w: Tensor) -> Tensor:
         """Each photo's input exposure/white-balance gains on ``pixels`` (``N×P×3``, [0, 1])."""
         if not self.n_gains:
@@ -225,13 +236,13 @@ class AdaptiveLUT3D(nn.Module):
         return input_gain(pixels, torch.exp2(log2_gain).unsqueeze(1))
 
     def fuse(self, w: Tensor) -> Tensor:
-        """Adaptive parameters ``N×(3+K)`` → each photo's complete LUT ``N×3×D×D×D`` (gains baked in)."""
+        """Adaptive parameters ``N×(3+K)`` → each photo's complete LUT ``N×3×D×D×D`` (input LUT and gains baked in)."""
         looks = self.looks(w)
-        if not self.n_gains:
+        if not self.n_gains and self.input_lut is None:
             return looks
         d = self.config.lut_size
         grid = identity_lut(d, device=w.device).permute(1, 2, 3, 0).reshape(1, -1, 3).expand(w.shape[0], -1, -1)
-        baked = apply_lut(looks, self.pre(grid, w))
+        baked = apply_lut(looks, self.pre(self.enter(grid), w))
         return baked.reshape(-1, d, d, d, 3).permute(0, 4, 1, 2, 3).contiguous()
 
     def forward(self, thumbs: Tensor) -> Tensor:

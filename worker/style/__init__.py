@@ -1,2 +1,2 @@
-"""The photographer's look (phase 1): training from pairs, the histogram method, model files,
-caching, metrics, ``.cube`` files."""
+"""The photographer's look (phase 1): training from pairs, the histogram method, Lightroom presets,
+model files, caching, metrics, ``.cube`` files."""

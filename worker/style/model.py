@@ -14,8 +14,12 @@ Model file
 ``torch.save`` archive of plain containers and tensors, read back with
 ``torch.load(weights_only=True)`` (no pickled code runs)::
 
-    {"format": "apelier-style", "version": 1, "method": "lut3d" | "histogram",
+    {"format": "apelier-style", "version": 1 | 2, "method": "lut3d" | "histogram",
      "config": {...}, "state": {name: tensor}, "metadata": {...}}
+
+Version 2 is written only for a ``lut3d`` model with an input LUT (a Lightroom
+preset the pairs refined, ``config.input_lut``), which a version-1 worker could
+not apply; every other model is still written as version 1.
 
 ``metadata`` carries the training metrics (held-out PSNR and ΔE2000, identity
 baseline, pairs used, epochs, time). A file that is not such an archive, from a
@@ -44,7 +48,7 @@ from worker.style.histogram import HistogramStyle
 from worker.style.render import Each, one_by_one, render
 
 FORMAT = "apelier-style"
-VERSION = 1
+VERSION = 2  # the newest this worker reads and writes (see the module docstring)
 
 
 class Style(Protocol):
@@ -86,8 +90,11 @@ class LutStyle:
 
     def luts_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[Tensor]:
         """The photos' LUTs: their thumbnails made through ``each`` (the CPU part), one model call for all."""
-        thumbs = each(lut3d.thumbnail, images)
         model = self.model.to(device).eval()
+        if model.encoder is None or not bool(model.adaptive):  # one LUT for every photo: no thumbnails needed
+            thumbs = [torch.zeros(3, 1, 1) for _ in images]
+        else:
+            thumbs = each(lut3d.thumbnail, images)
         with torch.no_grad():
             luts: Tensor = model(torch.stack(thumbs).to(device))
         return list(luts)
@@ -112,7 +119,8 @@ class LutStyle:
 
 def save(style: Style) -> bytes:
     """The model file's bytes (see the module docstring)."""
-    archive = {"format": FORMAT, "version": VERSION, **style.to_archive()}
+    archive: dict[str, Any] = {"format": FORMAT, **style.to_archive()}
+    archive["version"] = VERSION if archive.get("config", {}).get("input_lut") else 1
     # Metadata goes through JSON so the file holds only plain types that weights_only accepts.
     archive["metadata"] = json.loads(json.dumps(archive["metadata"], default=str))
     buf = io.BytesIO()

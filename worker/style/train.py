@@ -25,7 +25,12 @@ Recipe (each choice measured on the FiveK Expert-C pairs, ``docs/style.md``):
 * **augmentation** — random crops (the encoder sees the crop's thumbnail),
   horizontal flips, and mild exposure/white-balance jitter of the *input only*,
   so the adaptive part learns to carry a look across exposures;
-* **schedule** — Adam, one-cycle learning rate over a fixed number of steps.
+* **schedule** — Adam, one-cycle learning rate over a fixed number of steps;
+* **a starting point** (``start=``, a Lightroom preset's LUT: ``worker/style/preset.py``) — the
+  model's fixed input LUT: every photo passes through it first, and the recipe learns, as usual
+  from the identity, what the pairs add on top of it (the photographer's touch after the preset);
+  the start itself is a candidate of the early stopping, so when no step beats it on the
+  held-out pairs, the preset alone is the model.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from worker.style.metrics import delta_e2000, psnr
 from worker.style.model import LutStyle
 
 MIN_PAIRS = 5  # the daemon's and the CLI's floor; train() itself accepts fewer (tests)
+MIN_PAIRS_WITH_PRESET = 3  # refining a preset: one is held out, to keep the preset alone if nothing beats it
 MAX_EPOCHS = 1000
 # The metadata a finished training reports: the CLI's JSON line and the job's ``progress.metrics``.
 SUMMARY_KEYS = (  # of a trained style's metadata, for the job's progress and the CLI (histogram: the last one)
@@ -94,6 +100,10 @@ class TrainConfig:
     adaptive_fallback_z: float = 2.0
     adaptive_fallback_db: float = 1.0
     refit: bool = True  # after the choice, train the chosen variant again on all pairs (≈2× the time)
+    # Fewer training pairs (after the split) than this: no adaptive stage, the global LUT alone. An encoder
+    # fitted to two or three photos (a preset's refinement may have 3 pairs) decided on one held-out photo
+    # cost up to 3 dB in benchmarks/style_preset.py; the daemon's 5-pair floor leaves 4, which keep it.
+    adaptive_min_pairs: int = 4
     eval_every: int = 25  # steps between held-out evaluations (and progress reports)
     seed: int = 0
     # Torch threads while training on the CPU: the tensors are small and extra threads only add
@@ -361,6 +371,7 @@ class _Run:
     should_stop: Callable[[], bool] | None
     counter: _Counter
     resident: list[_OnDevice] | None = None  # the samples on the GPU, when training there
+    prior: Tensor | None = None  # the starting LUT (the model's input LUT), lut_size³; None: none
 
     def next_batch(self, idx: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
         if self.resident is not None:
@@ -431,6 +442,11 @@ def _stage(
     batch = run.batch
     c = run.counter
     best: tuple[float | None, int, dict[str, Tensor]] | None = None
+    if run.prior is not None and run.held and not adaptive:  # the start is a candidate too
+        model.adaptive.fill_(False)
+        score = _evaluate(model, run.held, run.dev)["psnr"]
+        best = (score, c.step, copy.deepcopy(model.state_dict()))
+        c.best_psnr = score if c.best_psnr is None else max(c.best_psnr, score)
     for _ in range(epochs):
         c.epoch += 1
         order = run.rng.permutation(run.train_idx)
@@ -443,7 +459,7 @@ def _stage(
             w = model.weights(thumbs, adaptive=adaptive)  # stage 1: the (zero) mean weights
             raw = model.raw(w)
             luts = lut3d.make_monotonic(raw) if cfg.model.monotonic else raw
-            loss = F.mse_loss(lut3d.apply_lut(luts, model.pre(xs, w)), ys)
+            loss = F.mse_loss(lut3d.apply_lut(luts, model.pre(model.enter(xs), w)), ys)
             reg = _regularisation(cfg, model, identity, raw, w, adaptive=adaptive)
             opt.zero_grad(set_to_none=True)
             (loss + reg).backward()
@@ -489,6 +505,7 @@ def train(
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     config: TrainConfig | None = None,
+    start: npt.ArrayLike | None = None,
 ) -> LutStyle:
     """Train the look of ``pairs``; returns a :class:`LutStyle` whose ``metadata`` holds the metrics.
 
@@ -504,13 +521,12 @@ def train(
     cannot be used (different photos, not RGB), or ``epochs`` outside 1–1000,
     raises :class:`~worker.errors.JobInputError` naming the problem. Each stage
     trains at least one epoch, so with the adaptive part ``epochs=1`` trains 2.
+
+    ``start`` (a ``3×D×D×D`` LUT, e.g. a preset's) is the look before any training, which the
+    pairs refine (see the module docstring); the metadata then has ``started_from_lut`` and
+    ``heldout_start_psnr``, the start's own held-out score.
     """
-    cfg = config or TrainConfig()
-    if epochs is not None:
-        cfg = replace(cfg, epochs=epochs)
-    e = cfg.epochs
-    if e is not None and (not isinstance(e, int) or isinstance(e, bool) or not 1 <= e <= MAX_EPOCHS):
-        raise JobInputError(f"epochs={e!r} must be a whole number from 1 to {MAX_EPOCHS} (or absent for the default)")
+    cfg, prior = _checked_config(config or TrainConfig(), epochs, start)
     if not pairs:
         raise JobInputError("no before/after pairs to train a style from")
     started = time.monotonic()
@@ -533,9 +549,12 @@ def train(
         should_stop=should_stop,
         counter=counter,
         resident=_to_device(samples, dev) if dev.type == "cuda" else None,
+        prior=None if prior is None else prior.to(dev),
     )
     total_epochs = cfg.epochs if cfg.epochs is not None else max(2, math.ceil(cfg.steps / split.steps_per_epoch))
-    adaptive_epochs = 0 if model_has_no_encoder(cfg.model) else max(1, round(total_epochs * cfg.adaptive_share))
+    adaptive_epochs = max(1, round(total_epochs * cfg.adaptive_share))
+    if model_has_no_encoder(cfg.model) or len(train_idx) < cfg.adaptive_min_pairs:
+        adaptive_epochs = 0
     global_epochs = max(1, total_epochs - adaptive_epochs)
     split_steps = (global_epochs + adaptive_epochs) * split.steps_per_epoch
     refit = replace(split, train_idx=list(range(len(samples))), held=[]) if cfg.refit and held_idx else None
@@ -551,6 +570,8 @@ def train(
     with _torch_threads(cfg.cpu_threads if dev.type == "cpu" else None):
         model, fit = _fit(split, global_epochs, adaptive_epochs)
         metadata = _metadata(model, split, fit)
+        if prior is not None and split.held and fit.best_step == 0:
+            refit = None  # no step beat the start on the held-out pairs: the start is the model
         metadata.update(epochs=global_epochs + adaptive_epochs, steps=split_steps, refit=refit is not None)
         if refit is not None:
             if not fit.adaptive:  # the adaptive part was dropped: the refit has no adaptive stage
@@ -558,7 +579,7 @@ def train(
                 counter.total_steps -= refit_epochs[1] * refit.steps_per_epoch
                 refit_epochs = (refit_epochs[0], 0)
             torch.manual_seed(cfg.seed + 1)
-            model = lut3d.build(cfg.model).to(dev)
+            model = _new_model(refit)
             _stage(refit, model, refit_epochs[0], adaptive=False)
             if fit.adaptive:
                 _stage(refit, model, refit_epochs[1], adaptive=True)
@@ -597,7 +618,7 @@ def _fit(run: _Run, global_epochs: int, adaptive_epochs: int) -> tuple[lut3d.Ada
     """Stage 1 (global LUT), stage 2 (adaptive part), and the held-out pairs' choice between them."""
     cfg = run.cfg
     torch.manual_seed(cfg.seed)
-    model = lut3d.build(cfg.model).to(run.dev)
+    model = _new_model(run)
     global_score, best_step, global_state = _stage(run, model, global_epochs, adaptive=False)
     use_adaptive = False
     adaptive_gain: float | None = None
@@ -621,6 +642,41 @@ def _fit(run: _Run, global_epochs: int, adaptive_epochs: int) -> tuple[lut3d.Ada
     model.adaptive.fill_(use_adaptive)
     model.eval()
     return model, _Fit(use_adaptive, global_score, adaptive_gain, best_step)
+
+
+def _checked_config(
+    cfg: TrainConfig, epochs: int | None, start: npt.ArrayLike | None
+) -> tuple[TrainConfig, Tensor | None]:
+    """The configuration with ``epochs`` (checked: 1–1000) and, with a ``start``, an input LUT; the start's LUT."""
+    prior = None
+    if start is not None:
+        cfg = replace(cfg, model=replace(cfg.model, input_lut=True))
+        prior = resample_lut(torch.as_tensor(np.asarray(start, dtype=np.float32)), cfg.model.lut_size)
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    e = cfg.epochs
+    if e is not None and (not isinstance(e, int) or isinstance(e, bool) or not 1 <= e <= MAX_EPOCHS):
+        raise JobInputError(f"epochs={e!r} must be a whole number from 1 to {MAX_EPOCHS} (or absent for the default)")
+    return cfg, prior
+
+
+def _new_model(run: _Run) -> lut3d.AdaptiveLUT3D:
+    """A fresh model on the run's device, with the run's starting LUT as its input LUT when there is one."""
+    model = lut3d.build(run.cfg.model).to(run.dev)
+    if run.prior is not None:
+        assert model.input_lut is not None
+        model.input_lut.copy_(run.prior)
+    return model
+
+
+def resample_lut(lut: Tensor, size: int) -> Tensor:
+    """A ``3×D×D×D`` LUT sampled at the nodes of a ``size``³ grid (trilinear; exact where nodes coincide)."""
+    if lut.ndim != 4 or lut.shape[0] != 3 or not lut.shape[1] == lut.shape[2] == lut.shape[3] >= 2:
+        raise ValueError(f"a starting LUT must be 3×D×D×D, got {tuple(lut.shape)}")
+    if lut.shape[-1] == size:
+        return lut.clone()
+    out: Tensor = F.interpolate(lut.unsqueeze(0), size=(size,) * 3, mode="trilinear", align_corners=True)[0]
+    return out
 
 
 def _metadata(model: lut3d.AdaptiveLUT3D, run: _Run, fit: _Fit) -> dict[str, Any]:
@@ -647,6 +703,12 @@ def _metadata(model: lut3d.AdaptiveLUT3D, run: _Run, fit: _Fit) -> dict[str, Any
             heldout_identity_psnr=round(float(np.mean([psnr(s.before, s.after) for s in held])), 3),
             heldout_identity_delta_e2000=round(float(np.mean([delta_e2000(s.before, s.after) for s in held])), 3),
         )
+    if run.prior is not None:
+        metadata["started_from_lut"] = True
+        if held:
+            start = _new_model(run)
+            start.adaptive.fill_(False)
+            metadata["heldout_start_psnr"] = round(_evaluate(start, held, run.dev)["psnr"], 3)
     train_samples = [run.samples[i] for i in run.train_idx]
     metadata["train_psnr"] = round(_evaluate(model, train_samples, run.dev)["psnr"], 3)
     return metadata
