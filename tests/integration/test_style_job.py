@@ -424,3 +424,86 @@ def test_a_canceled_retrain_of_a_legacy_model_keeps_it(queue: Queue) -> None:
     row = queue.app.style_profile(profile) or {}
     assert (row["training_status"], row["status"], row["training_error"]) == ("ready", "ready", None)
     assert style_cache.applied_model_key(row) == f"{photographer}/legacy/warm.pt"
+
+
+# -- Lightroom presets (worker/style/preset.py) --------------------------------------------------
+PRESET_XMP = b"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" crs:Exposure2012="+0.40"
+ crs:Contrast2012="+25" crs:SaturationAdjustmentGreen="-60" crs:SplitToningHighlightHue="45"
+ crs:SplitToningHighlightSaturation="25" crs:Clarity2012="+30" crs:Name="Golden"/></rdf:RDF></x:xmpmeta>"""
+
+
+def test_a_preset_alone_becomes_the_profiles_model(queue, db_url, storage, settings) -> None:
+    from worker.models import lut3d
+    from worker.style import preset as style_preset
+    from worker.style.develop import render_lut
+
+    photographer, profile = studio_with_profile(queue)
+    key = f"{photographer}/presets/golden.xmp"
+    storage.put(key, PRESET_XMP, "application/rdf+xml")
+    job_id = queue.admin.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"preset_file_key": key}
+    )
+    drain(db_url, storage, settings)
+    job = queue.app.get_job(job_id)
+    assert job is not None and job["status"] == "completed", job and job["error_log"]
+    assert job["progress"]["preset"]["ignored"] == {"Clarity2012": style_preset.LOCAL}
+    row = queue.app.style_profile(profile)
+    assert row is not None and (row["training_status"], row["training_method"]) == ("ready", "preset")
+    assert row["pairs_used"] == 0
+    style = style_model.load(storage.get(row["model_key"]))
+    photo = training_photos()[1]
+    lut = render_lut(style_preset.parse(PRESET_XMP, "golden.xmp"))
+    assert np.array_equal(style.apply(photo, "cpu"), lut3d.apply_lut_image_pillow(lut, photo))
+
+
+@pytest.mark.slow
+def test_pairs_refine_the_profiles_preset(queue, db_url, storage, settings) -> None:
+    photographer, profile = studio_with_profile(queue)
+    key = f"{photographer}/presets/golden.xmp"
+    storage.put(key, PRESET_XMP, "application/rdf+xml")
+    # A key the app's old engine left in the profile's settings is not the job's preset.
+    queue.conn.execute(
+        "UPDATE style_profiles SET settings = %s WHERE id = %s",
+        (psycopg.types.json.Jsonb({"preset_file_key": f"{photographer}/presets/stale.xmp"}), profile),
+    )
+    pairs = upload_pairs(storage, photographer, training_photos()[:3])  # 3: enough with a preset
+    job_id = queue.admin.enqueue(
+        photographer_id=photographer,
+        style_profile_id=profile,
+        job_type="train_style",
+        payload={"pairs": pairs, "epochs": 6, "preset_file_key": key},
+    )
+    drain(db_url, storage, settings)
+    job = queue.app.get_job(job_id)
+    assert job is not None and job["status"] == "completed", job and job["error_log"]
+    row = queue.app.style_profile(profile)
+    assert row is not None and (row["training_method"], row["pairs_used"]) == ("lut3d", 3)
+    style = style_model.load(storage.get(row["model_key"]))
+    assert style.metadata["started_from_lut"] is True and style.metadata["preset"]["name"] == "Golden"
+
+
+@pytest.mark.parametrize(
+    ("preset_key", "data", "says"),
+    [
+        ("{me}/presets/evil.xmp", b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>', "DOCTYPE"),
+        ("{me}/presets/missing.xmp", None, "is not in storage"),
+        ("{other}/presets/theirs.xmp", PRESET_XMP, "outside photographer"),
+    ],
+)
+def test_an_unusable_preset_ends_the_training_with_what_to_fix(
+    queue, db_url, storage, settings, preset_key: str, data: bytes | None, says: str
+) -> None:
+    photographer, profile = studio_with_profile(queue)
+    key = preset_key.format(me=photographer, other=uuid.uuid4())
+    if data is not None:
+        storage.put(key, data, "application/octet-stream")
+    job_id = queue.admin.enqueue(
+        photographer_id=photographer, style_profile_id=profile, job_type="train_style", payload={"preset_file_key": key}
+    )
+    drain(db_url, storage, settings)
+    job = queue.app.get_job(job_id)
+    assert job is not None and job["status"] == "failed" and job["attempts"] == 1  # not retried
+    row = queue.app.style_profile(profile)
+    assert row is not None and row["training_status"] == "error" and says in row["training_error"]
+    assert "\n" not in row["training_error"]

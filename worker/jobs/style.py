@@ -7,6 +7,12 @@ Payload (what the app puts in ``processing_jobs.payload``):
   (``epochs`` optional: fewer for a quick preview; default: the recipe's own).
 * or ``training_method: "histogram"`` with ``reference_keys: […]`` (default: the profile's
   ``reference_image_keys``) — finished photos only, no pairs: a global tone/colour transfer.
+* ``preset_file_key`` — a Lightroom preset (``.xmp``/``.lrtemplate``) in the photographer's folder
+  (``worker/style/preset.py``). Alone, the preset is the model (``training_method='preset'``); with
+  pairs (at least :data:`MIN_PAIRS_WITH_PRESET`) it is the starting point the pairs refine. The
+  job's ``progress.preset`` lists what the preset used, ignored (and why) and did not know. Only the
+  payload's key counts: a key the app's old engine left in the profile's ``settings`` is not used
+  (a stale preset under new pairs could not be undone by them).
 
 Each photo is shrunk right after decoding to the size training uses (512 px on the long edge;
 histogram references: 256 px), so a job keeps ≈ 1 MB per pair, not the full-size photos.
@@ -31,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from worker.errors import JobCanceled, JobInputError, WorkerError, classify
+from worker.errors import JobCanceled, JobInputError, MissingObjectError, TenantViolationError, WorkerError, classify
 from worker.frame import Image
 from worker.imaging import decode as decoder
 from worker.imaging.resize import shrink
@@ -43,11 +49,15 @@ from worker.storage.base import check_tenant_key
 from worker.style import cache as style_cache
 from worker.style import histogram as style_histogram
 from worker.style import model as style_model
+from worker.style import preset as style_preset
 from worker.style import train as style_train
+from worker.style.develop import render_lut, to_style
+from worker.style.preset import PresetSettings
 
 log = logs.get("style_job")
 
 MIN_PAIRS = style_train.MIN_PAIRS
+MIN_PAIRS_WITH_PRESET = style_train.MIN_PAIRS_WITH_PRESET
 MAX_PAIRS = 200
 PAIR_EDGE = style_train.TrainConfig().long_edge  # photos are shrunk to this as they are decoded
 
@@ -73,10 +83,15 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         control.saw_state(state)
         return _stopped(job, queue, control, progress, had_model=style_cache.applied_model_key(profile) is not None)
     try:
+        preset = _load_preset(job, runtime, progress)
+        if method == "histogram" and preset is not None:
+            raise JobInputError("the histogram method does not use a preset; send the preset with pairs, or alone")
         if method == "histogram":
             style, used = _fit_histogram(job, profile, runtime, progress)
+        elif method == "lut3d" and preset is not None and not job.payload.get("pairs"):
+            style, used = to_style(preset), 0
         elif method == "lut3d":
-            style, used = _train_lut(job, runtime, progress, control)
+            style, used = _train_lut(job, runtime, progress, control, preset)
         else:
             raise JobInputError(f"unknown training_method {method!r}; use 'lut3d' (pairs) or 'histogram'")
     except JobCanceled:
@@ -90,7 +105,7 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
     queue.jobs.update_style_training(
         job.style_profile_id,
         training_status="ready",
-        training_method=style.method,
+        training_method=str(style.metadata.get("method") or style.method),  # "preset" for a preset alone
         model_key=key,
         model_filename=key.rsplit("/", 1)[-1],
         training_time_s=elapsed,
@@ -112,11 +127,15 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
 
 
 # -- the two methods ------------------------------------------------------------------------------
-def _train_lut(job: Job, runtime: Runtime, progress: _Progress, control: JobControl) -> tuple[Any, int]:
+def _train_lut(
+    job: Job, runtime: Runtime, progress: _Progress, control: JobControl, preset: PresetSettings | None = None
+) -> tuple[Any, int]:
     raw = job.payload.get("pairs")
+    least = MIN_PAIRS if preset is None else MIN_PAIRS_WITH_PRESET
     if not isinstance(raw, list) or not raw:
         raise JobInputError(
             f"train_style needs payload.pairs: a list of {{original_key, edited_key}} (at least {MIN_PAIRS})"
+            " or payload.preset_file_key: a Lightroom preset"
         )
     if len(raw) > MAX_PAIRS:
         raise JobInputError(f"{len(raw)} pairs given; train with at most {MAX_PAIRS}")
@@ -134,10 +153,11 @@ def _train_lut(job: Job, runtime: Runtime, progress: _Progress, control: JobCont
             raise JobInputError(f"pair {item.get('original_key')} / {item.get('edited_key')}: {exc}") from None
 
     pairs, problems = _load_all(raw, load_pair, runtime.settings.io_threads)
-    if len(pairs) < MIN_PAIRS:
+    if len(pairs) < least:
         detail = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise JobInputError(
-            f"only {len(pairs)} of {len(raw)} before/after pairs are usable; at least {MIN_PAIRS} are needed"
+            f"only {len(pairs)} of {len(raw)} before/after pairs are usable; at least {least} are needed"
+            + (" with a preset (or none, to use the preset alone)" if preset is not None else "")
             + (f" ({detail})" if detail else "")
         )
     progress.extra.update(stage="training", pairs_used=len(pairs), pairs_skipped=problems)
@@ -154,7 +174,10 @@ def _train_lut(job: Job, runtime: Runtime, progress: _Progress, control: JobCont
         device=runtime.models.device,
         on_progress=on_progress,
         should_stop=control.should_stop,
+        start=None if preset is None else render_lut(preset),
     )
+    if preset is not None:
+        style.metadata["preset"] = preset.summary()
     return style, len(pairs)
 
 
@@ -176,6 +199,23 @@ def _fit_histogram(job: Job, profile: dict[str, Any], runtime: Runtime, progress
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _load_preset(job: Job, runtime: Runtime, progress: _Progress) -> PresetSettings | None:
+    """The payload's Lightroom preset, parsed; None without one."""
+    key = job.payload.get("preset_file_key")
+    if not key:
+        return None
+    try:
+        checked = check_tenant_key(key if isinstance(key, str) else None, job.photographer_id, what="preset file")
+        data = runtime.storage.get(checked)
+    except MissingObjectError:
+        raise JobInputError(f"preset file {key} is not in storage; upload the preset again") from None
+    except TenantViolationError as exc:
+        raise JobInputError(exc.message) from None
+    preset = style_preset.parse(data, checked.rsplit("/", 1)[-1], what=f"preset file {checked}")
+    progress.extra.update(preset=preset.summary())
+    return preset
+
+
 def _load_image(key: Any, job: Job, runtime: Runtime, what: str, long_edge: int) -> Image:
     """The photo at ``key``, decoded and shrunk at once to at most ``long_edge`` (the size it is used at)."""
     checked = check_tenant_key(key if isinstance(key, str) else None, job.photographer_id, what=f"{what} photo")
