@@ -330,12 +330,22 @@ def test_create_trains_on_pairs_the_app_matched_by_name_else_the_histogram(
     job = queue.jobs.claim()
     assert job is not None and job.style_profile_id == r.json()["id"]
     assert job.payload == {
-        "pairs": [{"original_key": raw[i], "edited_key": edited[j]} for j, i in enumerate((0, 1, 3, 4, 5))]
+        "pairs": [{"original_key": raw[i], "edited_key": edited[j]} for j, i in enumerate((0, 1, 3, 4, 5))],
+        "preset_file_key": a.key("presets/look.xmp"),  # the pairs refine the photographer's preset
     }
     profile = queue.app.style_profile(r.json()["id"])
     assert profile is not None and profile["settings"]["preset_file_key"] == a.key("presets/look.xmp")
 
-    # Fewer than 5 pairs match: the reference photos train the histogram method.
+    # Fewer than 3 pairs match: the preset alone is the look.
+    body = {**body, "settings": {"raw_image_keys": raw[:2], "training_mode": "paired"}}
+    r = api.post("/api/style/create", json=body, headers=as_user(a))
+    assert r.status_code == 200, r.text
+    assert r.json()["training_method"] == "preset"
+    job = queue.jobs.claim()
+    assert job is not None and job.payload == {"preset_file_key": a.key("presets/look.xmp")}
+
+    # Fewer than 5 pairs match and no preset: the reference photos train the histogram method.
+    body = {k: v for k, v in body.items() if k != "preset_file_key"}
     body = {**body, "settings": {"raw_image_keys": raw[:3], "training_mode": "paired"}}
     r = api.post("/api/style/create", json=body, headers=as_user(a))
     assert r.status_code == 200, r.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import pytest
 
 from worker.api import routes
@@ -16,6 +18,7 @@ def test_the_api_s_pair_limits_are_the_training_job_s() -> None:
     from worker.jobs import style as style_job
 
     assert (routes.MIN_PAIRS, routes.MAX_PAIRS) == (style_job.MIN_PAIRS, style_job.MAX_PAIRS)
+    assert routes.MIN_PAIRS_WITH_PRESET == style_job.MIN_PAIRS_WITH_PRESET
 
 
 def test_file_stem_undoes_what_the_app_does_to_an_uploaded_name() -> None:
@@ -51,6 +54,18 @@ def test_training_inputs_fall_back_to_the_histogram() -> None:
     assert refused.value.status == 400
     with pytest.raises(RequestError, match="outside photographer p"):
         routes.training_inputs(refs, {"raw_image_keys": ["q/r/1_n0.NEF"], "training_mode": "paired"}, "p")
+
+
+def test_training_inputs_carry_a_lightroom_preset() -> None:
+    refs = [f"p/e/{i}_n{i}.jpg" for i in range(5)]
+    raws = [f"p/r/{i}_n{i}.NEF" for i in range(5)]
+    preset = {"preset_file_key": "p/presets/look.xmp"}
+    paired = {"raw_image_keys": raws[:3], "training_mode": "paired", **preset}
+    assert routes.training_inputs(refs, paired, "p") == ("lut3d", {"pairs": ANY, **preset})  # 3 refine it
+    assert routes.training_inputs(refs, {**paired, "raw_image_keys": raws[:2]}, "p") == ("preset", preset)
+    assert routes.training_inputs([], preset, "p") == ("preset", preset)  # the preset alone
+    with pytest.raises(RequestError, match="outside photographer p"):
+        routes.training_inputs(refs, {"preset_file_key": "q/presets/theirs.xmp"}, "p")
 
 
 def test_api_settings_and_what_they_refuse() -> None:

@@ -26,6 +26,7 @@ from worker.storage.base import check_tenant_key
 
 # The train_style job's limits (worker/jobs/style.py, which imports torch; a unit test keeps them equal).
 MIN_PAIRS = 5
+MIN_PAIRS_WITH_PRESET = 3  # pairs that refine a Lightroom preset
 MAX_PAIRS = 200
 
 
@@ -164,15 +165,19 @@ def create_style(queue: Queue, me: str | None, body: CreateStyleRequest) -> dict
         training_method=method,
         payload=payload,
     )
-    used = len(payload["pairs"]) if method == "lut3d" else len(references)
-    what = "before/after pairs" if method == "lut3d" else "reference photos"
+    if method == "preset":
+        message = "Training queued from the Lightroom preset."
+    elif method == "lut3d":
+        message = f"Training queued with {len(payload['pairs'])} before/after pairs."
+    else:
+        message = f"Training queued with {len(references)} reference photos."
     return {
         "id": profile_id,
         "name": body.name,
         "status": "queued",
         "job_id": job_id,
         "training_method": method,
-        "message": f"Training queued with {used} {what}.",
+        "message": message,
     }
 
 
@@ -260,13 +265,18 @@ def retrain_style(queue: Queue, me: str | None, profile_id: uuid.UUID) -> dict[s
 # -- helpers ---------------------------------------------------------------------------------------
 def training_inputs(references: list[str], settings: dict[str, Any], owner: str) -> tuple[str, dict[str, Any]]:
     """``(training_method, payload)`` of a train_style job from a profile's reference photos and settings:
-    the pairs when the settings name RAW files that pair up by name with at least MIN_PAIRS references,
-    else the histogram method on the references."""
+    the pairs when the settings name RAW files that pair up by name with at least MIN_PAIRS references
+    (MIN_PAIRS_WITH_PRESET with a Lightroom preset, ``settings.preset_file_key``, which they then refine),
+    else the preset alone when there is one, else the histogram method on the references."""
+    key = settings.get("preset_file_key")
+    preset = {"preset_file_key": _keys([key], owner, "preset file")[0]} if isinstance(key, str) and key else {}
     raw = settings.get("raw_image_keys") if settings.get("training_mode") == "paired" else None
     if isinstance(raw, list) and all(isinstance(k, str) for k in raw):
         pairs = pair_by_name(_keys(raw, owner, "RAW photo"), references)
-        if len(pairs) >= MIN_PAIRS:
-            return "lut3d", {"pairs": pairs[:MAX_PAIRS]}
+        if len(pairs) >= (MIN_PAIRS_WITH_PRESET if preset else MIN_PAIRS):
+            return "lut3d", {"pairs": pairs[:MAX_PAIRS], **preset}
+    if preset:
+        return "preset", preset
     if not references:
         raise RequestError(400, "no reference photos to train from; upload some, or create a new style")
     return "histogram", {"training_method": "histogram", "reference_keys": references}
