@@ -96,6 +96,14 @@ FROM public.photos
 WHERE gallery_id = %(gallery)s AND NOT is_culled
 ORDER BY sort_order, created_at, id;
 
+-- name: gallery_output_keys
+-- Every storage key a photo row of the gallery points at, culled photos included: what a cleanup of a
+-- job's unrecorded outputs must leave alone.
+SELECT DISTINCT k.key
+FROM public.photos AS p,
+     LATERAL unnest(ARRAY[p.edited_key, p.web_key, p.thumb_key, p.watermarked_key]) AS k(key)
+WHERE p.gallery_id = %(gallery)s AND k.key IS NOT NULL;
+
 -- name: gallery_filenames
 SELECT id, filename FROM public.photos WHERE gallery_id = %(gallery)s ORDER BY created_at, id;
 

@@ -191,7 +191,7 @@ def test_two_boxes_migrating_at_once_apply_each_migration_once(empty_db_url: str
     latest = latest_version()
     # The second waited on the first's lock, then found everything applied.
     assert sorted(results, key=str) == sorted([(None, latest), (latest, latest)], key=str)
-    assert [v for v, _, _ in ledger(empty_db_url)] == list(range(1, latest + 1))
+    assert [v for v, _, _ in ledger(empty_db_url)] == [m.version for m in migrations.migrations()]
 
 
 def test_a_new_migration_runs_once_and_a_failing_one_leaves_the_database_as_it_was(

@@ -21,6 +21,7 @@ class Backend:
     queue: Callable[[str], Queue]  # a worker's queue, by worker id
     age_lease: Callable[[str], None]  # the job's last heartbeat was an hour ago
     app_requeue: Callable[[str], None]  # the app sets a finished job back to 'queued'
+    app_cancel: Callable[[str], None]  # the app's cancel: status 'failed', error_log 'Cancelled by user'
 
 
 @pytest.fixture
@@ -35,7 +36,14 @@ def postgres(db_url: str) -> Iterator[Backend]:
     def requeue(job_id: str) -> None:
         app.conn.execute("UPDATE processing_jobs SET status = 'queued' WHERE id = %s", (job_id,))
 
-    yield Backend(lambda worker: Queue(db_url, worker), age, requeue)
+    def cancel(job_id: str) -> None:
+        app.conn.execute(
+            "UPDATE processing_jobs SET status = 'failed', error_log = 'Cancelled by user', completed_at = now() "
+            "WHERE id = %s",
+            (job_id,),
+        )
+
+    yield Backend(lambda worker: Queue(db_url, worker), age, requeue, cancel)
     app.close()
 
 
@@ -47,7 +55,10 @@ def memory() -> Backend:
         beat = db.jobs[uuid.UUID(job_id)]["heartbeat_at"]
         db.update_job(job_id, heartbeat_at=beat - timedelta(hours=1))
 
-    return Backend(db.queue, age, lambda job_id: db.update_job(job_id, status="queued"))
+    def cancel(job_id: str) -> None:
+        db.update_job(job_id, status="failed", error_log="Cancelled by user", completed_at=db.now())
+
+    return Backend(db.queue, age, lambda job_id: db.update_job(job_id, status="queued"), cancel)
 
 
 def plainer(names: dict[str, str]) -> Callable[[Any], Any]:
@@ -242,6 +253,27 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     backend.age_lease(again)
     see("stale, attempts used up", w2.jobs.requeue_stale(60))
     job("gave up", again)
+
+    # The app's cancel of a running job (status 'failed', locked_by untouched) is a cancel: nothing is
+    # recorded after it, and the worker lets go, the app's status and reason kept.
+    canceled = w1.admin.enqueue(photographer_id=pid, gallery_id=gid)
+    names[canceled] = "job the app cancels"
+    see("claim before the app's cancel", (j := w1.jobs.claim()) and j.id == canceled)
+    backend.app_cancel(canceled)
+    see("heartbeat after the app's cancel", w1.jobs.heartbeat(canceled))
+    see("heartbeat by another after the app's cancel", w2.jobs.heartbeat(canceled))
+    see(
+        "progress after the app's cancel",
+        w1.jobs.update_progress(canceled, phase="x", processed=1, total=3, progress={}, phase_timings={}),
+    )
+    see("finish after the app's cancel", w1.jobs.finish_photo(canceled, photos[2], {"edited_key": "late"}))
+    see("fail photo after the app's cancel", w1.jobs.fail_photo(canceled, photos[2], {"reason": "late"}))
+    see("photos after the app's cancel", [(p["filename"], p["status"]) for p in w1.app.gallery_photos(gid)])
+    see("output keys", sorted(w1.app.gallery_output_keys(gid)))
+    see("billed after the app's cancel", w1.app.images_edited_count(pid))
+    see("ack the app's cancel by another", w2.jobs.ack_cancel(canceled, 0, {}))
+    see("ack the app's cancel", w1.jobs.ack_cancel(canceled, 2, {"processed": 2}))
+    job("canceled by the app", canceled)
     see("cancel of no job", w1.jobs.cancel(str(uuid.uuid4())))
     see("pending at the end", w1.jobs.pending())
     for queue in (w1, w2):
@@ -264,6 +296,12 @@ def test_the_double_observes_what_postgresql_does(postgres: Backend, memory: Bac
     assert got["requeued by the app"]["attempts"] == 0 and got["suggestions"] == 2
     assert got["stale, attempts used up"][0]["new_status"] == "failed"
     assert got["claim after the app's requeue"] == [1, False]
+    assert got["heartbeat after the app's cancel"] == got["finish after the app's cancel"] == "canceled"
+    assert got["heartbeat by another after the app's cancel"] == "lost" and got["ack the app's cancel"] is True
+    assert got["billed after the app's cancel"] == got["billed once"]
+    assert "late" not in got["output keys"]
+    ended = got["canceled by the app"]
+    assert (ended["status"], ended["error_log"], ended["locked_by"]) == ("failed", "Cancelled by user", None)
 
 
 def test_the_double_answers_every_query_the_stores_run() -> None:

@@ -41,6 +41,8 @@ def test_settings_from_env_reads_every_kind_and_validates() -> None:
         ({"WORKER_DEVICE": "tpu"}, "WORKER_DEVICE"),
         ({"SUPABASE_URL": "https://x.supabase.co"}, "SUPABASE_SERVICE_ROLE_KEY"),
         ({"WORKER_LEASE_S": "5", "WORKER_HEARTBEAT_INTERVAL_S": "10"}, "WORKER_LEASE_S"),
+        # The app's queue view fails a job whose row has not moved for 5 minutes (docs/app.md).
+        ({"WORKER_LEASE_S": "600", "WORKER_HEARTBEAT_INTERVAL_S": "120"}, "at most 60"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"WORKER_CODEFORMER_LICENSE_ACCEPTED": "maybe"}, "boolean"),
     ],

@@ -10,6 +10,11 @@
 * Each photo's row is written when it is done (``apelier.finish_photo``, which
   also bills once per photo); a photo that fails is flagged ``needs_review``
   with a reason and the gallery goes on.
+* Canceled (``status='canceled'``, or the app's ``status='failed'`` while leased):
+  photos that finish afterwards are not recorded, and their uploaded outputs
+  are deleted (``orphans.py``) before the cancel is acknowledged.
+* ``total_images`` set by the app when it created the job stays; see
+  :meth:`ProgressTracker.row_counts`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from worker import __version__
 from worker.errors import JobInputError, ModelFileError
 from worker.frame import Frame
+from worker.jobs.orphans import Unrecorded
 from worker.jobs.progress import ProgressTracker
 from worker.jobs.runtime import JobControl, JobOutcome, OutcomeStatus, Runtime
 from worker.phases import PHASES, PhaseContext
@@ -109,10 +115,12 @@ class GalleryJob:
             already_done=self.selection.already_done,
             interval_s=runtime.settings.progress_interval_s,
             write=self._write_progress,
+            row_total=job.kept_total,
         )
         if self.ctx.edit.ignored:
             self.tracker.extra["ignored_settings"] = list(self.ctx.edit.ignored)
         self._todo = {str(p["id"]): p for p in self.selection.todo}
+        self.unrecorded = Unrecorded()  # outputs of photos whose rows a cancel kept from being written
 
     def run(self) -> JobOutcome:
         selection = self.selection
@@ -179,11 +187,12 @@ class GalleryJob:
         )
 
     def _write_progress(self, tracker: ProgressTracker) -> str:
+        processed, total = tracker.row_counts()
         return self.queue.jobs.update_progress(
             self.job.id,
             phase=tracker.current_phase,
-            processed=tracker.finished,
-            total=tracker.total,
+            processed=processed,
+            total=total,
             progress=tracker.as_json(),
             phase_timings=tracker.timings_json(),
         )
@@ -222,6 +231,10 @@ class GalleryJob:
         with logs.bind(photo_id=photo_id):
             if result.ok and result.frame is not None:
                 state = queue.jobs.finish_photo(job.id, photo_id, photo_fields(job, result), bill=True)
+                if state != "processing":  # canceled (or lost) first: the row is not written, nor billed
+                    self.unrecorded.add(str(k) for k in result.delivered.values() if k)
+                    self.control.saw_state(state)
+                    return
                 self.tracker.photo_done(result.timings)
             else:
                 assert result.failure is not None
@@ -238,16 +251,21 @@ class GalleryJob:
     # -- after the photos -----------------------------------------------------------------------
     def finish(self, stats: PipelineStats) -> JobOutcome:
         """Complete the job (culling suggestions first), or, when it was stopped: acknowledge the
-        cancel, write nothing more (lost), or release it (shutdown) with its progress kept."""
+        cancel (the outputs of photos it kept from being recorded deleted first), write nothing more
+        (lost), or release it (shutdown) with its progress kept."""
         job, queue, tracker, total = self.job, self.queue, self.tracker, len(self.selection.photos)
         status: OutcomeStatus = "completed"
         if stats.stopped or self.control.should_stop():
             state = self.control.job_state
-            if state == "canceled":
-                queue.jobs.ack_cancel(job.id, tracker.finished, tracker.as_json())
+            if self.control.canceled:
+                self.delete_orphans()
+                queue.jobs.ack_cancel(job.id, tracker.row_counts()[0], tracker.as_json())
                 status = "canceled"
+            elif state == "deleted":  # the app deletes a job it canceled 10 s later: nobody else holds it
+                self.delete_orphans()
+                status = "lost"
             elif state is not None:
-                status = "lost"  # another worker owns it now, or the row is gone: write nothing more
+                status = "lost"  # another worker owns it now (its uploads use the same keys): write nothing more
             else:
                 tracker.maybe_write(force=True)
                 queue.jobs.release(job.id)
@@ -257,10 +275,11 @@ class GalleryJob:
             summary = None
             if tracker.failed:
                 summary = f"{tracker.failed} of {total} photos could not be processed; see each photo's ai_edits.error"
+            processed, row_total = tracker.row_counts()
             queue.jobs.complete(
                 job.id,
-                processed=tracker.finished,
-                total=total,
+                processed=processed,
+                total=row_total,
                 progress=tracker.as_json(),
                 phase_timings=tracker.timings_json(),
                 summary=summary,
@@ -281,6 +300,13 @@ class GalleryJob:
             wall_s=stats.wall_s,
             phase_s=stats.phase_s,
         )
+
+    def delete_orphans(self) -> None:
+        """Delete the outputs uploaded for photos whose rows were never written, unless a photo row
+        points at them (a restyle overwrote them in place; an older schema recorded the photo)."""
+        if len(self.unrecorded) and self.job.gallery_id:
+            referenced = self.queue.app.gallery_output_keys(self.job.gallery_id)
+            self.unrecorded.delete(self.runtime.storage, referenced)
 
 
 def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:

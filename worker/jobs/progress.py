@@ -25,6 +25,7 @@ class ProgressTracker:
     interval_s: float = 0.5
     write: Callable[[ProgressTracker], str] | None = None  # returns the job's state ("processing", …)
     clock: Callable[[], float] = time.monotonic
+    row_total: int | None = None  # the job row's total_images as its creator set it (Job.kept_total)
 
     processed: int = 0  # finished (edited) in this attempt
     failed: int = 0
@@ -67,6 +68,18 @@ class ProgressTracker:
     def finished(self) -> int:
         """Photos the app can show as done: edited now or earlier."""
         return self.already_done + self.processed
+
+    def row_counts(self) -> tuple[int, int]:
+        """``(processed_images, total_images)`` for the job row, in the app's terms.
+
+        Without a ``row_total`` they are this tracker's own: photos edited (now or earlier) of the
+        job's ``total``. With one (the app set ``total_images`` when it created the job), that total
+        stays, and ``processed_images`` is the photos edited, never more than the total: the app's
+        bar never passes 100 %, and never counts a photo that is not edited.
+        """
+        if self.row_total is None:
+            return self.finished, self.total
+        return min(self.row_total, self.finished), self.row_total
 
     def eta_s(self) -> float | None:
         elapsed = self.clock() - self._started

@@ -12,6 +12,11 @@ from worker.storage.base import Storage
 
 # Job states (from the queue functions) that mean "stop working on this job".
 STOP_STATES = {"canceled", "lost", "deleted", "queued", "failed", "completed", "delivered"}
+# Those that mean "canceled". The app cancels with status='failed' (error_log 'Cancelled by user') and
+# never clears locked_by, so a job still leased to this worker that reads 'failed' was failed by the
+# app: the worker's own failures let go of the job in the same statement. Since migration 10 the
+# queue answers 'canceled' for it; an older schema answers 'failed'.
+CANCEL_STATES = {"canceled", "failed"}
 
 # How a run ended without raising: completed; released (shutdown: the job is queued again); canceled
 # (by the app); lost (another worker owns the job now, or its row is gone: nothing more was written).
@@ -62,6 +67,11 @@ class JobControl:
     def job_state(self) -> str | None:
         """The stop state seen (``canceled``, ``lost``, ``deleted``…), or None while the job may go on."""
         return self._state
+
+    @property
+    def canceled(self) -> bool:
+        """The job was canceled, by ``apelier.cancel_job`` or by the app (``status='failed'``)."""
+        return self._state in CANCEL_STATES
 
     def should_stop(self) -> bool:
         return self.shutdown.is_set() or self._state is not None

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from worker.errors import JobCanceled, JobInputError, MissingObjectError, TenantViolationError, WorkerError, classify
@@ -60,6 +60,7 @@ MIN_PAIRS = style_train.MIN_PAIRS
 MIN_PAIRS_WITH_PRESET = style_train.MIN_PAIRS_WITH_PRESET
 MAX_PAIRS = 200
 PAIR_EDGE = style_train.TrainConfig().long_edge  # photos are shrunk to this as they are decoded
+_WAIT_SIGN_S = 0.5  # while downloads run, the working thread says so at least this often
 
 
 def model_key_for(photographer_id: str, style_profile_id: str) -> str:
@@ -113,11 +114,12 @@ def run_style_job(job: Job, queue: Queue, runtime: Runtime, control: JobControl)
         training_error=None,
     )
     progress.extra.update(stage="done", metrics=_public_metrics(style.metadata), model_key=key)
-    bar_total = progress.bar_total or used
+    progress.bar_total = progress.bar_total or used
+    row_total = job.kept_total or progress.bar_total
     queue.jobs.complete(
         job.id,
-        processed=bar_total,
-        total=bar_total,
+        processed=row_total,
+        total=row_total,
         progress=progress.as_json(),
         phase_timings={"training": {"total_s": elapsed}},
         summary=None,
@@ -229,11 +231,20 @@ def _load_image(key: Any, job: Job, runtime: Runtime, what: str, long_edge: int)
 
 
 def _load_all(items: Sequence[Any], load: Callable[[Any], Any], threads: int) -> tuple[list[Any], list[str]]:
-    """Load every item in threads; photo-level problems are collected, job-level ones raised."""
+    """Load every item in threads; photo-level problems are collected, job-level ones raised.
+
+    While it waits on the downloads the working thread says it is waiting on I/O (``notify.waiting``),
+    so a long download keeps the watchdog fed and the job's lease renewed (its heartbeat thread stops
+    once this thread goes silent for the watchdog's window) as long as storage requests finish.
+    """
     good: list[Any] = []
     problems: list[str] = []
     with ThreadPoolExecutor(max(1, min(threads, 8))) as pool:
         futures = [pool.submit(load, item) for item in items]
+        pending = set(futures)
+        while pending:
+            pending = wait(pending, timeout=_WAIT_SIGN_S).not_done
+            notify.waiting()
         for future in futures:
             try:
                 good.append(future.result())
@@ -257,7 +268,8 @@ class _Progress:
         self._last = float("-inf")
 
     def as_json(self) -> dict[str, Any]:
-        return {"kind": "train_style", **self.extra}
+        # total: this worker's own count (epochs), so that a retry tells a total_images it wrote from the app's
+        return {"kind": "train_style", **self.extra, "total": self.bar_total}
 
     def write(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -268,6 +280,8 @@ class _Progress:
         done = int(training.get("epoch") or 0)
         total = int(training.get("total_epochs") or 0)
         self.bar_total = total
+        if self.job.kept_total is not None:  # the app's total stays: its bar moves when the style is done
+            done, total = 0, self.job.kept_total
         state = self.queue.jobs.update_progress(
             self.job.id,
             phase=str(self.extra.get("stage")),
@@ -282,7 +296,7 @@ class _Progress:
 def _stopped(job: Job, queue: Queue, control: JobControl, progress: _Progress, *, had_model: bool) -> JobOutcome:
     assert job.style_profile_id is not None
     state = control.job_state
-    if state == "canceled":
+    if control.canceled:
         # The profile needs nothing here: a cancel before the job moved it to 'training' left it as it
         # was (the move is conditional), one after was handled by the trigger in sql/migrations/0002_queue.sql.
         queue.jobs.ack_cancel(job.id, 0, progress.as_json())

@@ -31,6 +31,10 @@ class AppData:
         row = self.connection.one("count_gallery_photos", gallery=gallery_id)
         return int(row["n"]) if row else 0
 
+    def gallery_output_keys(self, gallery_id: str) -> set[str]:
+        """Every storage key a photo row of the gallery points at (edited, web, thumb, watermarked)."""
+        return {str(r["key"]) for r in self.connection.all("gallery_output_keys", gallery=gallery_id)}
+
     def gallery_filenames(self, gallery_id: str) -> list[Row]:
         return self.connection.all("gallery_filenames", gallery=gallery_id)
 

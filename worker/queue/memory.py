@@ -163,7 +163,7 @@ class MemoryDatabase:
         self.changed.notify_all()
 
     def _update_job(self, job: Row, **changes: Any) -> None:
-        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql."""
+        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql (and 0006)."""
         old_status = job["status"]
         job.update(changes)
         if "status" not in changes:
@@ -174,18 +174,20 @@ class MemoryDatabase:
         if new_status == "queued" and old_status != "queued":  # apelier_notify_job_requeued
             self._notify()
         if new_status in ("failed", "canceled") and old_status != new_status and job["job_type"] == "train_style":
-            self._fail_style_training(job)  # apelier_fail_style_training
+            self._fail_style_training(job, old_status)  # apelier_fail_style_training
 
-    def _fail_style_training(self, job: Row) -> None:
+    def _fail_style_training(self, job: Row, old_status: str) -> None:
         profile = self.style_profiles.get(job["style_profile_id"])
         if profile is None or profile["photographer_id"] != job["photographer_id"]:
             return
         if profile["training_status"] != "training":
             return
-        keep = job["status"] == "canceled" and (
-            profile["model_key"] is not None or profile["model_weights_key"] is not None
+        # The app's cancel: 'failed' while a worker still holds the job, or on a queued one (migration 10).
+        canceled = job["status"] == "canceled" or (
+            job["status"] == "failed" and (job["locked_by"] is not None or old_status == "queued")
         )
-        if job["status"] == "failed":
+        keep = canceled and (profile["model_key"] is not None or profile["model_weights_key"] is not None)
+        if not canceled:
             error = job["error_log"] if job["error_log"] is not None else "training failed; see the worker logs"
         else:
             error = None if keep else "training canceled"
@@ -199,11 +201,14 @@ class MemoryDatabase:
         )
 
     def _state(self, job_id: Any, worker: str) -> str:
-        """apelier.job_state: the status while leased to ``worker``, 'lost' if not, 'deleted' if gone."""
+        """apelier.job_state: the status while leased to ``worker`` ('failed' by the app while leased is
+        its cancel: 'canceled'), 'lost' if not leased to it, 'deleted' if gone."""
         job = _find(self.jobs, job_id)
         if job is None:
             return "deleted"
-        return "lost" if job["locked_by"] != worker else str(job["status"])
+        if job["locked_by"] != worker:
+            return "lost"
+        return "canceled" if job["status"] == "failed" else str(job["status"])
 
     def _leased(self, job_id: Any, worker: str, *statuses: str) -> Row | None:
         job = _find(self.jobs, job_id)
@@ -251,7 +256,7 @@ class MemoryDatabase:
     def _migrations_version(self) -> list[Row]:
         return [{"version": self.schema_version}]
 
-    # -- the job lifecycle (sql/migrations/0003_functions.sql) --------------------------------
+    # -- the job lifecycle (sql/migrations/0003_functions.sql, 0006_app_cancel.sql) ------------
     @_query("claim_job")
     def _claim_job(self, *, worker: str, job_types: list[str]) -> list[Row]:
         now = self.now()
@@ -327,7 +332,7 @@ class MemoryDatabase:
     @_query("finish_photo")
     def _finish_photo(self, *, job: str, worker: str, photo: str, fields: dict[str, Any], bill: bool) -> list[Row]:
         state = self._state(job, worker)
-        if state not in ("processing", "canceled"):
+        if state != "processing":  # after a cancel nothing more is recorded or billed (migration 10)
             return [{"state": state}]
         fields = _json(fields)
         row = _find(self.photos, photo)
@@ -455,7 +460,7 @@ class MemoryDatabase:
 
     @_query("ack_cancel")
     def _ack_cancel(self, *, job: str, worker: str, processed: int, progress: dict[str, Any]) -> list[Row]:
-        row = self._leased(job, worker, "canceled")
+        row = self._leased(job, worker, "canceled", "failed")
         if row is not None:
             row.update(
                 locked_by=None,
@@ -608,6 +613,12 @@ class MemoryDatabase:
             }
             for p in self._by_order(rows, "sort_order", "created_at")
         ]
+
+    @_query("gallery_output_keys")
+    def _gallery_output_keys(self, *, gallery: str) -> list[Row]:
+        variants = ("edited_key", "web_key", "thumb_key", "watermarked_key")
+        keys = {p[v] for p in self._photos_of(gallery) for v in variants if p[v] is not None}
+        return [{"key": key} for key in sorted(keys)]
 
     @_query("gallery_filenames")
     def _gallery_filenames(self, *, gallery: str) -> list[Row]:

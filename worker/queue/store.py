@@ -33,11 +33,24 @@ class Job:
     attempts: int
     max_attempts: int
     progress: dict[str, Any]
+    total_images: int = 0  # as the row held it when claimed
     created_at: Any = None
     started_at: Any = None  # set by the first claim, on the database's clock
     # This claim is the job's first (its wait in the queue ends now). Not ``attempts == 1``: a release
     # on shutdown gives the attempt back, and the app's re-queue resets the count to 0.
     first_claim: bool = False
+
+    @property
+    def kept_total(self) -> int | None:
+        """``total_images`` as the job's creator set it, which the worker keeps; None: the worker counts.
+
+        The app sets it when it creates a job and never changes it; the worker writes its own count
+        only where the row has none (0), or still holds the count a worker wrote (``progress.total``):
+        a job the app re-queues for new uploads is counted again.
+        """
+        if self.total_images > 0 and self.total_images != self.progress.get("total"):
+            return self.total_images
+        return None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -52,6 +65,7 @@ class Job:
             attempts=int(row.get("attempts") or 0),
             max_attempts=int(row.get("max_attempts") or 3),
             progress=row.get("progress") or {},
+            total_images=int(row.get("total_images") or 0),
             created_at=row.get("created_at"),
             started_at=row.get("started_at"),
             # The claim sets heartbeat_at to now(), and started_at too on the first claim only.

@@ -21,6 +21,10 @@ FaceRestorerChoice = Literal["codeformer", "classic", "off"]
 InpainterChoice = Literal["auto", "lama", "opencv"]
 LogFormat = Literal["auto", "json", "console"]
 
+# The heartbeat moves processing_jobs.heartbeat_at, which the app's queue view reads (docs/app.md)
+# to tell a healthy job from a stalled one: at least once a minute.
+MAX_HEARTBEAT_INTERVAL_S = 60.0
+
 _TRUE = {"1", "true", "yes", "on"}
 _SECRETS = {"supabase_service_role_key", "api_key", "supabase_jwt_secret"}
 _API_KEY = re.compile(r"[A-Za-z0-9_-]{32,}")
@@ -188,6 +192,12 @@ class Settings:
             and not self.database_url.startswith(("postgres://", "postgresql://"))
         ):
             raise ConfigError("DATABASE_URL must be a postgresql:// URL (or a libpq key=value string)")
+        if self.heartbeat_interval_s > MAX_HEARTBEAT_INTERVAL_S:
+            raise ConfigError(
+                f"WORKER_HEARTBEAT_INTERVAL_S={self.heartbeat_interval_s:g} must be at most "
+                f"{MAX_HEARTBEAT_INTERVAL_S:g}: the app's queue view takes a job whose row has not moved "
+                "for 5 minutes for stalled (docs/app.md)"
+            )
         if self.heartbeat_interval_s * 2 > self.lease_s:
             raise ConfigError(
                 f"WORKER_LEASE_S={self.lease_s:g} must be at least twice "

@@ -277,6 +277,16 @@ def transferred() -> None:
         _installed.transferred()
 
 
+def waiting() -> None:
+    """The working thread waits on I/O it started (downloads in a pool): see :meth:`Notifier.waiting`.
+
+    A sign of life for as long as storage requests keep finishing (the I/O budget); a no-op outside
+    the daemon, and from any thread but the daemon's main thread.
+    """
+    if _installed is not None:
+        _installed.waiting()
+
+
 def alive() -> None:
     """Ping the watchdog from a long loop on the working thread (e.g. once per training epoch).
 
