@@ -2,8 +2,9 @@
 
     python -m benchmarks.cleanup_inpaint [--seeds 4] [--lama PATH/big-lama.pt] [--device cpu|cuda]
 
-On the evaluation set of :mod:`benchmarks.cleanup_data`, for each inpainter (OpenCV Telea and
-Navier–Stokes always; LaMa when ``--lama`` points at ``big-lama.pt``), with the crops of
+On the evaluation set of :mod:`benchmarks.cleanup_data`, for each inpainter (OpenCV Telea,
+Navier–Stokes and ``classical``, the worker's fallback — Telea or the patch fill per crop — always;
+LaMa when ``--lama`` points at ``big-lama.pt``), with the crops of
 :mod:`worker.cleanup.inpaint` exactly as the phase makes them:
 
 * ``detected``: the regions the detector finds (conservative level) are filled; PSNR and SSIM
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     samples = build(args.seeds, shared=args.shared)
-    inpainters: list[Inpainter] = [OpenCVInpainter("telea"), OpenCVInpainter("ns")]
+    inpainters: list[Inpainter] = [OpenCVInpainter("telea"), OpenCVInpainter("ns"), OpenCVInpainter("auto")]
     if args.lama:
         from worker.models.lama import load_lama
 

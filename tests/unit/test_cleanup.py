@@ -44,7 +44,7 @@ def test_a_wire_is_removed_and_reported(wired: tuple[np.ndarray, np.ndarray]) ->
     image, cov = wired
     frame = frame_of(image)
     report = run(frame)
-    assert report["applied"] and report["method"] == "opencv-telea" and report["level"] == "conservative"
+    assert report["applied"] and report["method"] == "classical" and report["level"] == "conservative"
     (region,) = report["regions"]
     assert region["kind"] == "power_line"
     assert set(region) >= {"kind", "box", "score", "area_px", "edited_px", "crops"}
@@ -183,7 +183,7 @@ def test_photo_threads_find_in_parallel_and_a_model_fills_one_photo_at_a_time(
             return self.inner.inpaint(image, mask)
 
     serial = [frame_of(image), frame_of(astronaut), frame_of(image)]
-    cleanup.run(serial, PhaseContext())
+    cleanup.run(serial, PhaseContext(models=ModelBundle(inpainter=OpenCVInpainter("telea"))))
     frames = [frame_of(image), frame_of(astronaut), frame_of(image)]
     with ThreadPoolExecutor(3, thread_name_prefix="photo") as pool:
         if model:

@@ -129,7 +129,7 @@ def test_bundle_on_cpu_prefers_opencv_even_with_the_weights(tiny_lama: Path, tmp
 
 def test_bundle_without_weights_falls_back_to_opencv_and_says_so(tmp_path: Path) -> None:
     models = bundle.load(_settings(tmp_path))
-    assert models.describe()["inpainter"] == "opencv-telea"
+    assert models.describe()["inpainter"] == "classical"
     assert any("LaMa weights absent" in note for note in models.notes)
 
 

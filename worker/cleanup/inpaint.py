@@ -19,6 +19,10 @@ region, in order:
    the filled pixels are upscaled back. The crop is padded (reflected) to a multiple of 8.
 5. The inpainter's output is composited: only the cell's edit-mask pixels are written,
    blended with the feather weight.
+
+An inpainter that picks its fill per crop (the classical fallback:
+:class:`worker.cleanup.opencv_inpaint.OpenCVInpainter`) says which through ``fill_for(crop, mask)``;
+each region's stats then name the fills that ran on it (``"filled_with": "patch"``, ``"telea"``, …).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,7 +60,8 @@ class FillStats:
     downscaled_crops: int = 0
     edited_px: int = 0
     model_px: int = 0  # pixels given to the inpainter, padding included
-    per_region: list[dict[str, int]] = field(default_factory=list)
+    per_region: list[dict[str, Any]] = field(default_factory=list)
+    fills: list[str] = field(default_factory=list)  # per crop, the fill the inpainter chose (if it chooses)
 
 
 def edit_mask(mask: npt.NDArray[np.bool_], feather_px: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
@@ -103,7 +109,7 @@ def fill_regions(
         edits.append((box, grown, weight))
     tile = max(16, int(p.max_side / p.context))
     for box, grown, weight in edits:
-        crops_before = stats.crops
+        crops_before, fills_before = stats.crops, len(stats.fills)
         bx0, by0, bx1, by1 = box
         bw, bh = bx1 - bx0, by1 - by0
         thin = grown.mean() < p.thin_fill or max(bw, bh) >= p.thin_aspect * min(bw, bh)
@@ -132,7 +138,10 @@ def fill_regions(
                 orig[sel] = np.clip(np.round(blended[sel]), 0, 255).astype(np.uint8)
                 pending[ty0:ty1, tx0:tx1] -= sel.astype(np.uint8)
                 stats.edited_px += int(sel.sum())
-        stats.per_region.append({"crops": stats.crops - crops_before, "edited_px": int(grown.sum())})
+        entry: dict[str, Any] = {"crops": stats.crops - crops_before, "edited_px": int(grown.sum())}
+        if len(stats.fills) > fills_before:
+            entry["filled_with"] = "+".join(sorted(set(stats.fills[fills_before:])))
+        stats.per_region.append(entry)
     return out, stats
 
 
@@ -202,9 +211,14 @@ def _inpaint_padded(
     else:
         img, m = crop, mask
     m8 = m.astype(np.uint8)
-    result = inpainter.inpaint(np.ascontiguousarray(img), m8)
-    if result.shape != img.shape or result.dtype != np.uint8:
-        raise ValueError(f"inpainter {inpainter.name} returned {result.shape} {result.dtype} for {img.shape} uint8")
-    stats.model_px += int(img.shape[0] * img.shape[1])
+    padded: Image = np.ascontiguousarray(img, dtype=np.uint8)
+    fill_for = getattr(inpainter, "fill_for", None)
+    chosen = fill_for(padded, m8) if fill_for is not None else None
+    if chosen is not None:
+        stats.fills.append(str(chosen))
+    result = inpainter.inpaint(padded, m8)
+    if result.shape != padded.shape or result.dtype != np.uint8:
+        raise ValueError(f"inpainter {inpainter.name} returned {result.shape} {result.dtype} for {padded.shape} uint8")
+    stats.model_px += int(padded.shape[0] * padded.shape[1])
     result = result[:h, :w]
     return np.where(mask[..., None], result, crop).astype(np.uint8)

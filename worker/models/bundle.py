@@ -55,20 +55,22 @@ def load(settings: Settings) -> ModelBundle:
 
 
 def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
-    """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else OpenCV — and why."""
-    fallback = OpenCVInpainter("telea")
+    """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else the
+    classical fill (Telea or patches, :mod:`worker.cleanup.opencv_inpaint`) — and why."""
+    fallback = OpenCVInpainter("auto")  # Telea on a wire over the sky, the patch fill elsewhere
+    classical = "inpainter: classical (Telea, patch fill)"
     if settings.inpainter == "opencv":
-        return fallback, "inpainter: OpenCV Telea (WORKER_INPAINTER=opencv)"
+        return fallback, f"{classical} (WORKER_INPAINTER=opencv)"
     if not registry.is_present("big-lama", settings.models_dir):
         if settings.inpainter == "lama":
             raise ConfigError(
                 "WORKER_INPAINTER=lama but big-lama.pt is not in WORKER_MODELS_DIR; "
                 "run `apelier-worker models fetch big-lama`"
             )
-        return fallback, "inpainter: OpenCV Telea — LaMa weights absent (apelier-worker models fetch big-lama)"
+        return fallback, f"{classical} — LaMa weights absent (apelier-worker models fetch big-lama)"
     if settings.inpainter == "auto" and device != "cuda":
         return fallback, (
-            "inpainter: OpenCV Telea — big-lama.pt found but no GPU (LaMa takes ~20 s per crop on a CPU; "
+            f"{classical} — big-lama.pt found but no GPU (LaMa takes ~20 s per crop on a CPU; "
             "WORKER_INPAINTER=lama forces it)"
         )
     try:
@@ -76,4 +78,4 @@ def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
     except ModelFileError as exc:
         if settings.inpainter == "lama":
             raise
-        return fallback, f"inpainter: OpenCV Telea — LaMa unusable ({exc.message})"
+        return fallback, f"{classical} — LaMa unusable ({exc.message})"
