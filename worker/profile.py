@@ -42,6 +42,8 @@ class EditSettings:
     watermark_key: str | None = None  # storage key of the photographer's logo (PNG with alpha)
     watermark_opacity: float = 0.5
     watermark_position: WatermarkPosition = "bottom-right"
+    # A styled photo whose edit_confidence is below this goes to review (needs_review); 0: never.
+    style_review_threshold: float = 0.5
     ignored: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -98,6 +100,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "web_long_edge": (256, 8192),
     "thumb_long_edge": (64, 2048),
     "watermark_opacity": (0.0, 1.0),
+    "style_review_threshold": (0.0, 1.0),
 }
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from tests.conftest import jpeg_bytes, make_gallery
 from tests.integration.test_daemon import drain, photo_rows
+from tests.unit.test_style_confidence import daylight_photos, shifted
 from worker.imaging.resize import shrink
 from worker.jobs.gallery import load_style_model
 from worker.jobs.runtime import JobControl, Runtime
@@ -108,7 +109,9 @@ def test_train_a_style_then_apply_it_to_a_gallery(queue, db_url, storage, settin
     assert (queue.app.get_job(gallery_job) or {})["status"] == "completed"
     for name, data in real_photos[1:3]:
         photo = photo_rows(queue, gallery.gallery_id)[name]
-        assert photo["ai_edits"]["style"] == {"applied": True, "method": "lut3d"}
+        style = photo["ai_edits"]["style"]
+        assert (style["applied"], style["method"]) == (True, "lut3d")
+        assert isinstance(style["confidence"], float) and photo["edit_confidence"] == pytest.approx(style["confidence"])
         before = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         after = np.asarray(Image.open(io.BytesIO(storage.get(photo["edited_key"]))).convert("RGB"))
         target = warm_look(before)
@@ -134,6 +137,40 @@ def test_an_unusable_style_model_sends_the_photos_to_review(queue, db_url, stora
     assert photo["status"] == "edited" and photo["needs_review"]
     assert photo["ai_edits"]["style"]["applied"] is False
     assert "style model unusable" in photo["ai_edits"]["review_reasons"][0]
+
+
+def test_a_photo_unlike_the_training_pairs_goes_to_review(queue, db_url, storage, settings) -> None:
+    """A style trained on daylight photos, applied to a gallery with a daylight photo it never saw and
+    the same scene three stops darker (a night shot): both are styled; the night photo's row gets a low
+    edit_confidence and needs_review with the style's reason, the daylight one neither."""
+    photographer, profile = studio_with_profile(queue)
+    photos = daylight_photos()
+    cut = [int(p.shape[1] * 0.6) for p in photos]
+    befores = [np.ascontiguousarray(p[:, :c]) for p, c in zip(photos, cut, strict=True)]
+    config = style_train.TrainConfig(long_edge=256)
+    style = style_train.train([(b, warm_look(b)) for b in befores], epochs=4, device="cpu", config=config)
+    key = f"{photographer}/styles/{profile}.pt"
+    storage.put(key, style_model.save(style), "application/octet-stream")
+    queue.jobs.update_style_training(profile, training_status="ready", training_method="lut3d", model_key=key)
+
+    day = np.ascontiguousarray(photos[3][:, cut[3] :])
+    gallery = make_gallery(
+        queue,
+        storage,
+        [("day.jpg", jpeg_bytes(day, quality=95)), ("night.jpg", jpeg_bytes(shifted(day, -3.0), quality=95))],
+        photographer_id=photographer,
+    )
+    job_id = queue.admin.enqueue(photographer_id=photographer, gallery_id=gallery.gallery_id, style_profile_id=profile)
+    drain(db_url, storage, settings)
+    assert (queue.app.get_job(job_id) or {})["status"] == "completed"
+    rows = photo_rows(queue, gallery.gallery_id)
+    day_row, night_row = rows["day.jpg"], rows["night.jpg"]
+    assert day_row["status"] == night_row["status"] == "edited"
+    assert day_row["edit_confidence"] >= 0.5 and not day_row["needs_review"]
+    assert night_row["edit_confidence"] < 0.5 and night_row["needs_review"]
+    assert night_row["edit_confidence"] == pytest.approx(night_row["ai_edits"]["style"]["confidence"])
+    reasons = night_row["ai_edits"]["review_reasons"]
+    assert len(reasons) == 1 and reasons[0].startswith("style: the style is unsure of this photo")
 
 
 def store_histogram_style(queue: Queue, storage: LocalStorage, photographer: str, profile: str, ref: np.ndarray):

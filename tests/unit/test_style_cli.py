@@ -131,14 +131,29 @@ def test_photos_over_the_settings_pixel_limit_are_refused(
     assert "WORKER_MAX_IMAGE_PIXELS" in capsys.readouterr().out  # with the summary, as `process` prints its failures
 
 
-def test_process_with_style_applies_phase_1(model_file: Path, pairs_dir: Path, tmp_path: Path) -> None:
-    src = tmp_path / "in.jpg"
-    Image.open(pairs_dir / "before" / "p3.png").save(src, quality=95)
+def test_process_with_style_applies_phase_1(
+    model_file: Path, pairs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Phase 1 runs, and each entry has the photo row's edit_confidence and needs_review: a photo
+    three stops darker than anything the style was trained on is sent to review, and said so."""
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = np.asarray(Image.open(pairs_dir / "before" / "p3.png"))
+    Image.fromarray(photo).save(src / "day.jpg", quality=95)
+    dark = ((photo / 255.0) ** 2.2 / 8.0) ** (1 / 2.2) * 255.0
+    Image.fromarray((dark + 0.5).astype(np.uint8)).save(src / "night.jpg", quality=95)
     out = tmp_path / "out"
     code = cli.main(["process", str(src), "--out", str(out), "--style", str(model_file), "--no-progress"])
     assert code == 0
-    report = json.loads((out / "report.json").read_text())
-    assert report["photos"][0]["style"] == {"applied": True, "method": "lut3d"}
+    entries = {Path(e["file"]).name: e for e in json.loads((out / "report.json").read_text())["photos"]}
+    day, night = entries["day.jpg"], entries["night.jpg"]
+    for entry in (day, night):
+        assert (entry["style"]["applied"], entry["style"]["method"]) == (True, "lut3d")
+        assert entry["edit_confidence"] == entry["style"]["confidence"]
+    assert day["edit_confidence"] >= 0.5 and day["needs_review"] is False and "review_reasons" not in day
+    assert night["edit_confidence"] < 0.5 and night["needs_review"] is True
+    assert night["review_reasons"] == [f"style: {night['style']['needs_review']}"]
+    assert f"  review: {night['file']}: style: the style is unsure of this photo" in capsys.readouterr().out
 
 
 def test_errors_are_one_line(pairs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

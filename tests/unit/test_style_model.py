@@ -174,7 +174,7 @@ def test_a_batch_styled_at_once_on_photo_threads_is_styled_as_one_by_one(
         style_phase.run(frames, PhaseContext(style_model=style, photo_pool=pool))
     assert threads and all(name.startswith("photo") for name in threads)
     for frame, photo in zip(frames, photos, strict=True):
-        assert frame.report["style"] == {"applied": True, "method": method}
+        assert frame.report["style"] == {"applied": True, "method": method, "confidence": None}
         alone = style.apply(photo, "cpu").astype(int)
         diff = np.abs(frame.image.astype(int) - alone).max(axis=2)
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-3

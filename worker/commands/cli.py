@@ -232,6 +232,8 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     for entry in entries:
         for note in entry["notes"]:
             print(f"  note: {entry['file']}: {note}")
+        for reason in entry.get("review_reasons", ()):
+            print(f"  review: {entry['file']}: {reason}")
     for item in inputs.skipped:
         print(f"  skipped: {item.path}: {item.reason}")
     return 0 if not failed else 3

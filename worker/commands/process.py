@@ -1,8 +1,9 @@
 """``apelier-worker process``: the same phases on local files, no database, no storage service.
 
 Writes ``edited/``, ``web/`` and ``thumbs/`` under the output folder and a JSON
-report with one entry per photo (its size, error, per-phase timings and every
-phase's decisions). Folders are searched with their sub-folders (a shoot's second card), whose
+report with one entry per photo (its size, error, per-phase timings, every
+phase's decisions, and ``edit_confidence``/``needs_review``/``review_reasons`` as the
+photo row would get them). Folders are searched with their sub-folders (a shoot's second card), whose
 layout the outputs mirror (``edited/card2/IMG_0001.jpg``); every entry that is not processed (another
 file type, a broken link…) is named with its reason in the summary and the report.
 """
@@ -20,7 +21,7 @@ from typing import Any
 from worker.errors import PhotoError
 from worker.frame import Frame
 from worker.models.bundle import ModelBundle
-from worker.phases import PHASES, PhaseContext
+from worker.phases import PHASES, PhaseContext, review
 from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline
 from worker.profile import EditSettings
 from worker.service import progress as progress_bar
@@ -235,6 +236,11 @@ def report_entry(path: Path, result: PhotoResult) -> dict[str, Any]:
     if result.failure is not None:
         entry["error"] = {"phase": result.failed_phase, "reason": result.failure.reason}
     if frame is not None:
+        confidence, reasons = review(frame.report)
+        entry["edit_confidence"] = confidence  # as the photo row's (worker/phases/__init__.py: review)
+        entry["needs_review"] = bool(reasons)
+        if reasons:
+            entry["review_reasons"] = reasons
         for phase in PHASES:
             if phase in frame.report:
                 entry[phase] = frame.report[phase]

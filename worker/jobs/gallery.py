@@ -35,7 +35,7 @@ from worker.frame import Frame
 from worker.jobs.orphans import Unrecorded
 from worker.jobs.progress import ProgressTracker
 from worker.jobs.runtime import JobControl, JobOutcome, OutcomeStatus, Runtime
-from worker.phases import PHASES, PhaseContext
+from worker.phases import PHASES, PhaseContext, review
 from worker.phases.output import Watermark
 from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline, PipelineStats
 from worker.profile import EditSettings
@@ -315,14 +315,7 @@ def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
     assert frame is not None
     report = frame.report
     analysis = report.get("analysis", {})
-    reasons: list[str] = []
-    confidences: list[float] = []
-    for phase in PHASES:
-        entry = report.get(phase, {})
-        if entry.get("needs_review"):
-            reasons.append(f"{phase}: {entry['needs_review']}")
-        if isinstance(entry.get("confidence"), int | float):
-            confidences.append(float(entry["confidence"]))
+    confidence, reasons = review(report)
     ai_edits: dict[str, Any] = {
         "job_id": job.id,
         "worker_version": __version__,
@@ -345,7 +338,7 @@ def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
         "face_data": [{"bbox": j["box"], "landmarks": j["landmarks"], "score": j["score"]} for j in face_json],
         "scene_type": analysis.get("scene_type"),
         "ai_edits": ai_edits,
-        "edit_confidence": round(min(confidences), 3) if confidences else None,
+        "edit_confidence": confidence,
         "needs_review": bool(reasons),
     }
 

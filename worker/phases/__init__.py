@@ -27,6 +27,25 @@ _I = TypeVar("_I")
 PHASES: tuple[str, ...] = ("analysis", "style", "retouch", "cleanup", "composition", "output")
 
 
+def review(report: dict[str, dict[str, Any]]) -> tuple[float | None, list[str]]:
+    """A photo's report → (its edit confidence: the lowest any phase gave, or None; why it needs review).
+
+    A phase asks for review with ``report[phase]["needs_review"]`` (the reason) and gives a
+    confidence with ``report[phase]["confidence"]`` (0–1); the photo row's ``edit_confidence`` and
+    ``needs_review`` and the ``process`` report come from here.
+    """
+    reasons: list[str] = []
+    confidences: list[float] = []
+    for phase in PHASES:
+        entry = report.get(phase, {})
+        if entry.get("needs_review"):
+            reasons.append(f"{phase}: {entry['needs_review']}")
+        value = entry.get("confidence")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            confidences.append(float(value))
+    return (round(min(confidences), 3) if confidences else None), reasons
+
+
 @dataclass(frozen=True)
 class PhaseContext:
     """What a phase may use besides the frames: the job's settings and the warm models."""

@@ -34,6 +34,7 @@ from worker.frame import Image
 from worker.imaging.colour import lab_to_srgb, srgb_to_lab
 from worker.imaging.resize import shrink
 from worker.models import lut3d
+from worker.style.confidence import StyleEdit
 from worker.style.render import Each, one_by_one, render
 
 N_QUANTILES = 33
@@ -99,6 +100,10 @@ class HistogramStyle:
 
     def luts_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[Tensor]:
         return each(self.lut_for, images)  # statistics and curves, on the CPU
+
+    def edits_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[StyleEdit]:
+        """:meth:`luts_for`, without a confidence: references alone say nothing about what a look does."""
+        return [StyleEdit(lut) for lut in self.luts_for(images, device, each)]
 
     def apply(self, image: Image, device: str = "cpu") -> Image:
         return render(self.lut_for(image), image, device)

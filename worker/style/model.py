@@ -15,7 +15,8 @@ Model file
 ``torch.load(weights_only=True)`` (no pickled code runs)::
 
     {"format": "apelier-style", "version": 1 | 2, "method": "lut3d" | "histogram",
-     "config": {...}, "state": {name: tensor}, "metadata": {...}}
+     "config": {...}, "state": {name: tensor}, "metadata": {...},
+     "coverage": {"version": 1, ...}}   # lut3d trained from pairs; absent in older files
 
 Version 2 is written only for a ``lut3d`` model with an input LUT (a Lightroom
 preset the pairs refined, ``config.input_lut``), which a version-1 worker could
@@ -25,6 +26,11 @@ not apply; every other model is still written as version 1.
 baseline, pairs used, epochs, time). A file that is not such an archive, from a
 newer format version, or with weights of the wrong shape raises
 :class:`~worker.errors.ModelFileError`, whose message says to retrain.
+
+``coverage`` (:class:`~worker.style.confidence.Coverage`) is what the training pairs looked like,
+for each photo's confidence. It has a version of its own and leaves the file's ``version`` as it
+was: a worker that predates it ignores the key and applies the look; a file without it (older), or
+with a newer record, loads with ``coverage=None`` and its photos get no confidence.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from torch import Tensor
 from worker.errors import ModelFileError
 from worker.frame import Image
 from worker.models import lut3d
+from worker.style.confidence import Coverage, StyleEdit
 from worker.style.histogram import HistogramStyle
 from worker.style.render import Each, one_by_one, render
 
@@ -68,6 +75,10 @@ class Style(Protocol):
         """:meth:`lut_for` of each photo: the per-photo CPU work through ``each``, a model called once."""
         ...
 
+    def edits_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[StyleEdit]:
+        """:meth:`luts_for`, each with the photo's confidence (None: the style has none to give)."""
+        ...
+
     def cube(self) -> npt.NDArray[np.float32]:
         """A ``3×D×D×D`` LUT (``[c, b, g, r]``, [0, 1]) for an average photo."""
         ...
@@ -83,6 +94,7 @@ class LutStyle:
     metadata: dict[str, Any] = field(default_factory=dict)
     name: str = "lut3d"
     method: str = "lut3d"
+    coverage: Coverage | None = None  # what the training pairs looked like (None: no confidence)
 
     def lut_for(self, image: Image, device: str = "cpu") -> Tensor:
         """This photo's fused LUT (``3×D×D×D``), predicted from its thumbnail."""
@@ -90,14 +102,25 @@ class LutStyle:
 
     def luts_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[Tensor]:
         """The photos' LUTs: their thumbnails made through ``each`` (the CPU part), one model call for all."""
+        return [edit.lut for edit in self._edits(images, device, each, assess=False)]
+
+    def edits_for(self, images: Sequence[Image], device: str = "cpu", each: Each = one_by_one) -> list[StyleEdit]:
+        """The photos' LUTs and, with a coverage record, their confidence (from the same thumbnails)."""
+        return self._edits(images, device, each, assess=self.coverage is not None)
+
+    def _edits(self, images: Sequence[Image], device: str, each: Each, *, assess: bool) -> list[StyleEdit]:
         model = self.model.to(device).eval()
-        if model.encoder is None or not bool(model.adaptive):  # one LUT for every photo: no thumbnails needed
-            thumbs = [torch.zeros(3, 1, 1) for _ in images]
+        if not assess and (model.encoder is None or not bool(model.adaptive)):
+            thumbs = [torch.zeros(3, 1, 1) for _ in images]  # one LUT for every photo: no thumbnails needed
         else:
             thumbs = each(lut3d.thumbnail, images)
         with torch.no_grad():
-            luts: Tensor = model(torch.stack(thumbs).to(device))
-        return list(luts)
+            batch = torch.stack(thumbs).to(device)
+            luts: Tensor = model(batch)
+        if not assess or self.coverage is None:
+            return [StyleEdit(lut) for lut in luts]
+        confidences = self.coverage.assess(batch, luts)
+        return [StyleEdit(lut, c) for lut, c in zip(luts, confidences, strict=True)]
 
     def apply(self, image: Image, device: str = "cpu") -> Image:
         return render(self.lut_for(image, device), image, device)
@@ -109,12 +132,15 @@ class LutStyle:
 
     def to_archive(self) -> dict[str, Any]:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        return {
+        archive = {
             "method": self.method,
             "config": asdict(self.model.config),
             "state": state,
             "metadata": self.metadata,
         }
+        if self.coverage is not None:
+            archive["coverage"] = self.coverage.to_archive()
+        return archive
 
 
 def save(style: Style) -> bytes:
@@ -158,7 +184,8 @@ def load(data: bytes, *, source: str = "style model") -> Style:
             cfg = lut3d.LUT3DConfig.from_json(config)
         except (TypeError, ValueError):
             raise ModelFileError(f"{source} has a malformed configuration; retrain the style") from None
-        return LutStyle(lut3d.load_state(cfg, state), metadata)
+        coverage = Coverage.from_archive(archive.get("coverage"), source)
+        return LutStyle(lut3d.load_state(cfg, state), metadata, coverage=coverage)
     if method == "histogram":
         return HistogramStyle.from_state(state, config, metadata)
     raise ModelFileError(f"{source} uses an unknown style method {method!r}; upgrade the worker or retrain")

@@ -30,7 +30,10 @@ Recipe (each choice measured on the FiveK Expert-C pairs, ``docs/style.md``):
   model's fixed input LUT: every photo passes through it first, and the recipe learns, as usual
   from the identity, what the pairs add on top of it (the photographer's touch after the preset);
   the start itself is a candidate of the early stopping, so when no step beats it on the
-  held-out pairs, the preset alone is the model.
+  held-out pairs, the preset alone is the model;
+* **coverage** — a compact record of all the pairs (a descriptor of each before and after, the
+  befores' colour occupancy: ``worker/style/confidence.py``) goes into the model, from which phase 1
+  says how sure it is of each photo.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from worker.errors import JobCanceled, JobInputError
 from worker.imaging.resize import shrink
 from worker.models import lut3d
 from worker.models.device import resolve_device
+from worker.style.confidence import Coverage
 from worker.style.metrics import delta_e2000, psnr
 from worker.style.model import LutStyle
 
@@ -588,9 +592,11 @@ def train(
             metadata["epochs"] = counter.total_epochs
             metadata["steps"] = counter.step
             metadata["train_psnr"] = round(_evaluate(model, samples, dev)["psnr"], 3)
+    after_thumbs = torch.stack([lut3d.thumbnail(s.after) for s in samples])
+    coverage = Coverage.fit(torch.stack([s.thumb for s in samples]), after_thumbs)
     metadata["training_time_s"] = round(time.monotonic() - started, 2)
     model.cpu()
-    return LutStyle(model, metadata)
+    return LutStyle(model, metadata, coverage=coverage)
 
 
 @dataclass(frozen=True)
