@@ -78,6 +78,29 @@ SELECT apelier.cancel_job(%(job)s) AS status;
 -- name: requeue_stale
 SELECT * FROM apelier.requeue_stale(%(lease_s)s);
 
+-- name: end_attempt
+SELECT apelier.end_attempt(%(job)s, %(worker)s, %(error)s, %(retry_in_s)s, %(outside)s) AS state;
+
+-- name: job_setup_done
+SELECT apelier.job_setup_done(%(job)s, %(worker)s) AS state;
+
+-- name: photo_started
+SELECT apelier.photo_started(%(job)s, %(worker)s, %(photo)s) AS state;
+
+-- name: photo_processed
+SELECT apelier.photo_processed(%(job)s, %(worker)s, %(photo)s, %(keys)s) AS state;
+
+-- name: photos_in_flight
+-- The job's photos that were being processed when one of its runs died, and those failed alone for it.
+SELECT photo_id, deaths, isolated_at IS NOT NULL AS isolated
+FROM apelier.photos_in_flight WHERE job_id = %(job)s AND deaths > 0;
+
+-- name: unrecorded_outputs
+SELECT * FROM apelier.unrecorded_outputs(%(lease_s)s, %(limit)s);
+
+-- name: forget_output
+SELECT apelier.forget_output(%(job)s, %(key)s);
+
 -- name: worker_seen
 SELECT apelier.worker_seen(%(worker)s, %(hostname)s, %(pid)s, %(version)s, %(device)s, %(state)s,
                            %(job)s, %(info)s);

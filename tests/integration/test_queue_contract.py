@@ -274,6 +274,58 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     see("ack the app's cancel by another", w2.jobs.ack_cancel(canceled, 0, {}))
     see("ack the app's cancel", w1.jobs.ack_cancel(canceled, 2, {"processed": 2}))
     job("canceled by the app", canceled)
+    see("restyle photos say why", w1.app.gallery_photo_rows(gid))
+
+    # Runs (migration 8): photos in flight, what a death costs, a photo failed alone, attempts given
+    # back, a word on every photo a failed job did not edit, outputs never recorded.
+    runs = w1.admin.enqueue(photographer_id=pid, gallery_id=gid)
+    names[runs] = "runs job"
+    see("runs claim", (j := w1.jobs.claim()) and (j.id == runs, j.attempts))
+    see("setup done by another", w2.jobs.setup_done(runs))
+    see("setup done", w1.jobs.setup_done(runs))
+    see("started", w1.jobs.photo_started(runs, photos[0]))
+    see("started by another", w2.jobs.photo_started(runs, photos[1]))
+    see("processed", w1.jobs.photo_processed(runs, photos[0], ["k/edited/b.jpg", "k/web/b.jpg"]))
+    see("processed by another", w2.jobs.photo_processed(runs, photos[1], ["k/edited/a.jpg"]))
+    see("started too", w1.jobs.photo_started(runs, photos[2]))
+    see("nothing in flight has died", w1.jobs.photos_in_flight(runs))
+    backend.age_lease(runs)
+    see("died on a fresh photo: given back", w2.jobs.requeue_stale(60))
+    job("after a free death", runs)
+    see("a suspect", w1.jobs.photos_in_flight(runs))
+    for death in (2, 3, 4):
+        see(f"runs claim {death}", (j := w2.jobs.claim()) and j.attempts)
+        see(f"setup {death}", w2.jobs.setup_done(runs))
+        see(f"suspect alone {death}", w2.jobs.photo_started(runs, photos[2]))
+        backend.age_lease(runs)
+        see(f"died on the suspect {death}", w1.jobs.requeue_stale(60))
+        job(f"after death {death}", runs)
+    see("isolated", w1.jobs.photos_in_flight(runs))
+    see("isolated says why", w1.app.gallery_photo_rows(gid))
+    setup = w1.admin.enqueue(photographer_id=pid, gallery_id=gid, priority=1)
+    names[setup] = "setup job"
+    see("claim in setup", (j := w2.jobs.claim()) and (j.id == setup, j.attempts))
+    backend.age_lease(setup)
+    see("died in set-up: counts", w1.jobs.requeue_stale(60))
+    job("after a counted death", setup)
+    see("setup job canceled", w1.jobs.cancel(setup))
+    see("claim for an outage", (j := w1.jobs.claim()) and (j.id == runs, j.attempts))
+    see("end by another", w2.jobs.end_attempt(runs, "storage down", 0.0, outside=True))
+    see("storage outage: given back", w1.jobs.end_attempt(runs, "storage down", 0.0, outside=True))
+    job("after an outage", runs)
+    see("claim with progress", (j := w1.jobs.claim()) and j.attempts)
+    see("finish with keys", w1.jobs.finish_photo(runs, photos[0], {**fields, "edited_key": "k/edited/b.jpg"}))
+    see("own failure after progress: given back", w1.jobs.end_attempt(runs, "internal error", 0.0, outside=False))
+    see("claim, the last", (j := w1.jobs.claim()) and j.attempts)
+    see("own failure on the last attempt", w1.jobs.end_attempt(runs, "internal error", 0.0, outside=False))
+    job("runs failed", runs)
+    see("every photo says why", w1.app.gallery_photo_rows(gid))
+    see("nothing in flight after the end", w1.jobs.photos_in_flight(runs))
+    see("unrecorded", sorted((plain(r) for r in w1.jobs.unrecorded_outputs(0.0)), key=str))
+    see("unrecorded, not yet a lease old", w1.jobs.unrecorded_outputs(3600.0))
+    w1.jobs.forget_output(runs, "k/web/b.jpg")
+    see("forgotten", [r["key"] for r in w1.jobs.unrecorded_outputs(0.0)])
+
     see("cancel of no job", w1.jobs.cancel(str(uuid.uuid4())))
     see("pending at the end", w1.jobs.pending())
     for queue in (w1, w2):
@@ -302,6 +354,20 @@ def test_the_double_observes_what_postgresql_does(postgres: Backend, memory: Bac
     assert "late" not in got["output keys"]
     ended = got["canceled by the app"]
     assert (ended["status"], ended["error_log"], ended["locked_by"]) == ("failed", "Cancelled by user", None)
+    assert got["died on a fresh photo: given back"][0]["new_status"] == "queued"
+    assert got["after a free death"]["attempts"] == 0 and got["after death 4"]["attempts"] == 2
+    assert got["isolated"] == {"photo 2": [4, True]}  # max_attempts (3) more deaths, alone
+    assert got["storage outage: given back"] == "queued" and got["after an outage"]["attempts"] == 2
+    assert got["own failure after progress: given back"] == "queued"
+    assert got["after a counted death"]["attempts"] == 1 and got["own failure on the last attempt"] == "failed"
+    said = {r["filename"]: r["error"] for r in got["every photo says why"]}
+    assert said["c.jpg"].startswith("processing this photo stopped the worker 4 times")
+    assert said["b.jpg"] is None  # edited by the job
+    # Edited before the job, then not reached by the restyle that failed: it keeps its edit and says so.
+    assert said["a.jpg"].startswith("not restyled: the job failed before it got to this photo (the worker")
+    assert got["unrecorded"] == [
+        {"job_id": "runs job", "key": "k/web/b.jpg", "photographer_id": "photographer", "referenced": False}
+    ]
 
 
 def test_the_double_answers_every_query_the_stores_run() -> None:

@@ -5,7 +5,9 @@ statements of ``sql/queries.sql`` that the job lifecycle (``store.py``), the rea
 tables (``app_data.py``) and the app's inserts (``admin.py``) run, with the semantics of their SQL
 functions and triggers: leases checked on every write, attempts counted at claim, billing once per
 photo, the re-queue reset, a failed or canceled training ending its profile's training, a NOTIFY
-when a job becomes claimable. It plugs in at the connection seam (``connection.py``), so the
+when a job becomes claimable, runs and photos in flight (attempts given back, photos that kill
+their worker failed alone), a word on every photo a failed or canceled job did not edit, outputs
+not yet recorded. It plugs in at the connection seam (``connection.py``), so the
 stores' own Python is the same as in production::
 
     db = MemoryDatabase()
@@ -36,6 +38,9 @@ from worker.queue.database import Queue
 from worker.queue.migrations import latest_version
 
 ENDED = ("completed", "failed", "canceled", "delivered")
+# apelier.end_attempt and requeue_stale: attempts given back in a row without a photo edited before
+# they count anyway. (A photo is failed alone at its max_attempts + 1-th death.)
+FREE_STREAK = 10
 JOB_TYPES_ALLOWED = ("gallery", "restyle", "train_style")
 Handler = Callable[..., list[Row]]
 _HANDLERS: dict[str, Handler] = {}
@@ -107,6 +112,9 @@ class MemoryDatabase:
         self.jobs: dict[uuid.UUID, Row] = {}
         self.billed_photos: dict[uuid.UUID, Row] = {}
         self.workers: dict[str, Row] = {}
+        self.job_runs: dict[uuid.UUID, Row] = {}
+        self.photos_in_flight: dict[tuple[uuid.UUID, uuid.UUID], Row] = {}
+        self.pending_outputs: dict[tuple[uuid.UUID, str], Row] = {}
 
     # -- what tests hold ----------------------------------------------------------------------
     def queue(self, worker_id: str) -> Queue:
@@ -137,6 +145,8 @@ class MemoryDatabase:
             row = _find(self.jobs, job_id)
             if row is not None:
                 del self.jobs[row["id"]]
+                self.job_runs.pop(row["id"], None)  # ON DELETE CASCADE
+                self._drop_in_flight(row["id"], lambda f: True)
 
     def execute(self, name: str, params: dict[str, Any]) -> list[Row]:
         handler = _HANDLERS.get(name)
@@ -148,7 +158,10 @@ class MemoryDatabase:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.lock:
-            tables = ("photographers", "galleries", "photos", "style_profiles", "jobs", "billed_photos", "workers")
+            tables = (
+                *("photographers", "galleries", "photos", "style_profiles", "jobs", "billed_photos", "workers"),
+                *("job_runs", "photos_in_flight", "pending_outputs"),
+            )
             saved = {t: copy.deepcopy(getattr(self, t)) for t in tables}
             try:
                 yield
@@ -163,18 +176,72 @@ class MemoryDatabase:
         self.changed.notify_all()
 
     def _update_job(self, job: Row, **changes: Any) -> None:
-        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql (and 0006)."""
-        old_status = job["status"]
+        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql, 0006 and 0008."""
+        old_status, old_worker = job["status"], job["locked_by"]
         job.update(changes)
-        if "status" not in changes:
-            return
-        new_status = job["status"]
-        if new_status == "queued" and old_status in ENDED:  # apelier_reset_requeued_job
-            job.update(attempts=0, locked_by=None, heartbeat_at=None, run_after=min(job["run_after"], self.now()))
-        if new_status == "queued" and old_status != "queued":  # apelier_notify_job_requeued
-            self._notify()
-        if new_status in ("failed", "canceled") and old_status != new_status and job["job_type"] == "train_style":
-            self._fail_style_training(job, old_status)  # apelier_fail_style_training
+        if "status" in changes:
+            new_status = job["status"]
+            if new_status == "queued" and old_status in ENDED:  # apelier_reset_requeued_job
+                job.update(attempts=0, locked_by=None, heartbeat_at=None, run_after=min(job["run_after"], self.now()))
+            if new_status == "queued" and old_status != "queued":  # apelier_notify_job_requeued
+                self._notify()
+            if new_status in ("failed", "canceled") and old_status != new_status and job["job_type"] == "train_style":
+                self._fail_style_training(job, old_status)  # apelier_fail_style_training
+            if new_status in ENDED and old_status != new_status:
+                self._job_ended(job, old_status)  # apelier_job_ended
+        worker = job["locked_by"]
+        if "locked_by" in changes and job["status"] == "processing" and worker is not None and worker != old_worker:
+            self._open_job_run(job)  # apelier_open_job_run
+
+    def _drop_in_flight(self, job_id: uuid.UUID, which: Callable[[Row], bool]) -> None:
+        for key in [k for k, f in self.photos_in_flight.items() if k[0] == job_id and which(f)]:
+            del self.photos_in_flight[key]
+
+    def _open_job_run(self, job: Row) -> None:
+        """apelier.open_job_run: a claim opens a run; what an earlier run left in flight without dying is not."""
+        run = self.job_runs.setdefault(job["id"], {"job_id": job["id"], "free_streak": 0})
+        run.update(worker=job["locked_by"], claimed_at=self.now(), stage="setup", edited=0)
+        self._drop_in_flight(job["id"], lambda f: f["deaths"] == 0)
+        for key, f in self.photos_in_flight.items():
+            if key[0] == job["id"]:
+                f["worker"] = None
+
+    def _job_ended(self, job: Row, old_status: str) -> None:
+        """apelier.job_ended: every photo a failed or canceled gallery/restyle job did not edit says why."""
+        status, kind = job["status"], job["job_type"]
+        if status in ("failed", "canceled") and kind in ("gallery", "restyle") and job["gallery_id"] is not None:
+            # The app's cancel: 'failed' while a worker holds the job, or while it waits in the queue.
+            canceled = status == "canceled" or job["locked_by"] is not None or old_status == "queued"
+            self._explain_unedited(job, canceled)
+        self._drop_in_flight(job["id"], lambda f: f["isolated_at"] is None)
+        self.job_runs.pop(job["id"], None)
+
+    def _explain_unedited(self, job: Row, canceled: bool) -> None:
+        restyle = job["job_type"] == "restyle"
+        what, after = (
+            ("restyled", "it keeps its previous edit") if restyle else ("edited", "queue the gallery again to edit it")
+        )
+        if canceled:
+            reason = f"not {what}: the job was canceled before it got to this photo; {after}"
+        else:
+            cause = (job["error_log"] if job["error_log"] is not None else "see the worker logs")[:300]
+            reason = f"not {what}: the job failed before it got to this photo ({cause}); {after}"
+        ids = (job["payload"] or {}).get("photo_ids")
+        ids = ids if isinstance(ids, list) else []
+        kind = "JobCanceled" if canceled else "JobFailed"
+        error = {"phase": "job", "reason": reason, "job_id": str(job["id"]), "kind": kind}
+        for p in self._photos_of(job["gallery_id"]):
+            ai_edits = p["ai_edits"] or {}
+            if p["photographer_id"] != job["photographer_id"] or p["is_culled"]:
+                continue
+            if restyle:
+                covered = str(p["id"]) in ids and _text(ai_edits.get("job_id")) != str(job["id"])
+            else:
+                covered = p["status"] not in ("edited", "approved", "delivered")
+            own = ai_edits.get("error")
+            own_kind = _text(own.get("kind")) if isinstance(own, dict) else None
+            if covered and own_kind in (None, "", "JobFailed", "JobCanceled"):
+                p.update(needs_review=True, ai_edits={**ai_edits, "error": error}, updated_at=self.now())
 
     def _fail_style_training(self, job: Row, old_status: str) -> None:
         profile = self.style_profiles.get(job["style_profile_id"])
@@ -363,6 +430,7 @@ class MemoryDatabase:
                 status="edited",
                 updated_at=self.now(),
             )
+            self._photo_recorded(_uuid(job), row, worker)
             if bill and row["id"] not in self.billed_photos:
                 self.billed_photos[row["id"]] = {
                     "photo_id": row["id"],
@@ -380,6 +448,10 @@ class MemoryDatabase:
         if state in ("processing", "canceled") and row is not None:
             ai_edits = {**(row["ai_edits"] or {}), "error": _json(error)}
             row.update(needs_review=True, ai_edits=ai_edits, updated_at=self.now())
+        if state in ("processing", "canceled"):
+            mark = self.photos_in_flight.get((_uuid(job), _uuid(photo)))  # type: ignore[arg-type]
+            if mark is not None and mark["isolated_at"] is None:
+                del self.photos_in_flight[(mark["job_id"], mark["photo_id"])]
         return [{"state": state}]
 
     @_query("merge_photo_suggestions")
@@ -494,11 +566,20 @@ class MemoryDatabase:
             if row["status"] != "processing" or beat is None or beat >= now - timedelta(seconds=lease_s):
                 continue
             previous = row["locked_by"]
-            used_up = row["attempts"] >= row["max_attempts"]
+            run = self.job_runs.get(row["id"])
+            run = run if run is not None and run["worker"] == previous else None
+            repeat, isolated = self._deaths(row, previous)
+            progress = (run is not None and run["edited"] > 0) or isolated > 0
+            counted = not progress and (
+                run is None or run["stage"] == "setup" or repeat or run["free_streak"] >= FREE_STREAK
+            )
+            self._count_streak(row["id"], progress=progress, counted=counted)
+            used_up = counted and row["attempts"] >= row["max_attempts"]
             self._update_job(
                 row,
                 status="failed" if used_up else "queued",
                 current_phase="failed" if used_up else "queued",
+                attempts=row["attempts"] if counted else max(row["attempts"] - 1, 0),
                 error_log=(
                     f"the worker running this job stopped responding (attempt {row['attempts']} of "
                     f"{row['max_attempts']}); check the worker logs"
@@ -512,6 +593,154 @@ class MemoryDatabase:
             )
             out.append({"job_id": row["id"], "new_status": row["status"], "previous_worker": previous})
         return out
+
+    def _deaths(self, job: Row, worker: str | None) -> tuple[bool, int]:
+        """A run of ``job`` died: one more death for each photo it was processing; a photo at its
+        max_attempts + 1-th is failed alone. Returns (a photo was suspected before, photos isolated now)."""
+        repeat, isolated = False, 0
+        for mark in [f for k, f in self.photos_in_flight.items() if k[0] == job["id"] and f["worker"] == worker]:
+            mark.update(deaths=mark["deaths"] + 1, worker=None)
+            repeat = repeat or mark["deaths"] > 1
+            if mark["deaths"] <= job["max_attempts"]:
+                continue
+            mark["isolated_at"] = self.now()
+            photo = self.photos.get(mark["photo_id"])
+            if photo is None:
+                continue
+            isolated += 1
+            reason = (
+                f"processing this photo stopped the worker {mark['deaths']} times (out of memory?), so it was "
+                "skipped; export it with fewer megapixels and upload it again"
+            )
+            error = {"phase": "processing", "job_id": str(job["id"]), "kind": "WorkerCrash", "reason": reason}
+            photo.update(
+                needs_review=True, ai_edits={**(photo["ai_edits"] or {}), "error": error}, updated_at=self.now()
+            )
+        return repeat, isolated
+
+    def _count_streak(self, job_id: uuid.UUID, *, progress: bool, counted: bool) -> None:
+        run = self.job_runs.get(job_id)
+        if run is not None:
+            run["free_streak"] = 0 if progress else run["free_streak"] if counted else run["free_streak"] + 1
+
+    @_query("end_attempt")
+    def _end_attempt(self, *, job: str, worker: str, error: str, retry_in_s: float | None, outside: bool) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is None:
+            return [{"state": self._state(job, worker)}]
+        run = self.job_runs.get(row["id"])
+        run = run if run is not None and run["worker"] == worker else None
+        progress = run is not None and run["edited"] > 0
+        counted = not progress and (not outside or (run is not None and run["free_streak"] >= FREE_STREAK))
+        failed = retry_in_s is None or (counted and row["attempts"] >= row["max_attempts"])
+        self._count_streak(row["id"], progress=progress, counted=counted)
+        self._drop_in_flight(row["id"], lambda f: f["worker"] == worker and f["deaths"] == 0)
+        for key, mark in self.photos_in_flight.items():
+            if key[0] == row["id"] and mark["worker"] == worker:
+                mark["worker"] = None
+        now = self.now()
+        self._update_job(
+            row,
+            status="failed" if failed else "queued",
+            attempts=row["attempts"] if counted else max(row["attempts"] - 1, 0),
+            run_after=row["run_after"] if failed else now + timedelta(seconds=retry_in_s or 0),
+            completed_at=now if failed else None,
+            current_phase="failed" if failed else "retrying",
+            error_log=error,
+            locked_by=None,
+            heartbeat_at=None,
+        )
+        return [{"state": row["status"]}]
+
+    @_query("job_setup_done")
+    def _job_setup_done(self, *, job: str, worker: str) -> list[Row]:
+        state = self._state(job, worker)
+        run = self.job_runs.get(_uuid(job))  # type: ignore[arg-type]
+        if state == "processing" and run is not None and run["worker"] == worker:
+            run["stage"] = "photos"
+        return [{"state": state}]
+
+    @_query("photo_started")
+    def _photo_started(self, *, job: str, worker: str, photo: str) -> list[Row]:
+        state = self._state(job, worker)
+        if state == "processing":
+            job_id, photo_id = _uuid(job), _uuid(photo)
+            assert job_id is not None and photo_id is not None
+            mark = self.photos_in_flight.setdefault(
+                (job_id, photo_id),
+                {"job_id": job_id, "photo_id": photo_id, "deaths": 0, "isolated_at": None},
+            )
+            mark.update(worker=worker, started_at=self.now())
+        return [{"state": state}]
+
+    @_query("photo_processed")
+    def _photo_processed(self, *, job: str, worker: str, photo: str, keys: list[str]) -> list[Row]:
+        state = self._state(job, worker)
+        if state != "processing":  # after a cancel nothing more is recorded, nor uploaded
+            return [{"state": state}]
+        job_id, photo_id = _uuid(job), _uuid(photo)
+        assert job_id is not None and photo_id is not None
+        mark = self.photos_in_flight.get((job_id, photo_id))
+        if mark is not None and mark["worker"] == worker:
+            if mark["deaths"] == 0:
+                del self.photos_in_flight[(job_id, photo_id)]
+            else:
+                mark["worker"] = None
+        for key in keys:
+            self.pending_outputs[(job_id, key)] = {
+                "job_id": job_id,
+                "photo_id": photo_id,
+                "key": key,
+                "written_at": self.now(),
+            }
+        return [{"state": state}]
+
+    def _photo_recorded(self, job_id: uuid.UUID | None, photo: Row, worker: str) -> None:
+        """finish_photo's part from migration 6: out of flight, recorded keys no longer pending, progress."""
+        assert job_id is not None
+        self.photos_in_flight.pop((job_id, photo["id"]), None)
+        recorded = {photo["edited_key"], photo["web_key"], photo["thumb_key"], photo["watermarked_key"]} - {None}
+        for key in [k for k, o in self.pending_outputs.items() if k[0] == job_id and o["photo_id"] == photo["id"]]:
+            if key[1] in recorded:
+                del self.pending_outputs[key]
+        run = self.job_runs.get(job_id)
+        if run is not None and run["worker"] == worker:
+            run.update(edited=run["edited"] + 1, free_streak=0)
+
+    @_query("photos_in_flight")
+    def _photos_in_flight(self, *, job: str) -> list[Row]:
+        job_id = _uuid(job)
+        return [
+            {"photo_id": f["photo_id"], "deaths": f["deaths"], "isolated": f["isolated_at"] is not None}
+            for k, f in self.photos_in_flight.items()
+            if k[0] == job_id and f["deaths"] > 0
+        ]
+
+    @_query("unrecorded_outputs")
+    def _unrecorded_outputs(self, *, lease_s: float, limit: int) -> list[Row]:
+        cutoff = self.now() - timedelta(seconds=lease_s)
+        out = []
+        for o in sorted(self.pending_outputs.values(), key=lambda o: o["written_at"]):
+            job = self.jobs.get(o["job_id"])
+            if o["written_at"] >= cutoff:
+                continue
+            if job is not None and (
+                job["status"] in ("queued", "processing")
+                or (job["locked_by"] is not None and job["heartbeat_at"] is not None and job["heartbeat_at"] >= cutoff)
+            ):
+                continue
+            photo = self.photos.get(o["photo_id"])
+            names = {photo[k] for k in ("edited_key", "web_key", "thumb_key", "watermarked_key")} if photo else set()
+            owner = photo["photographer_id"] if photo else job["photographer_id"] if job else None
+            out.append(
+                {"job_id": o["job_id"], "key": o["key"], "photographer_id": owner, "referenced": o["key"] in names}
+            )
+        return out[:limit]
+
+    @_query("forget_output")
+    def _forget_output(self, *, job: str, key: str) -> list[Row]:
+        self.pending_outputs.pop((_uuid(job), key), None)  # type: ignore[arg-type]
+        return [{"forget_output": None}]
 
     @_query("queue_pending")
     def _queue_pending(self, *, job_types: list[str]) -> list[Row]:

@@ -1,9 +1,10 @@
 """The job lifecycle: what a worker does to the jobs it runs, over one :class:`Connection`.
 
-Claim, heartbeat, progress, each photo finished or failed, culling suggestions, complete, fail
-(with retry), release, cancel, requeue stale jobs, the worker registry, and the two steps of a
-style training that touch its profile. Each is one SQL function of
-``sql/migrations/0003_functions.sql`` (or a later migration), called by name from
+Claim, heartbeat, progress, each photo started, processed, finished or failed, culling
+suggestions, complete, the end of a failed attempt (with retry), release, cancel, requeue stale
+jobs, outputs never recorded, the worker registry, and the two steps of a style training that touch
+its profile. Each is one SQL function of ``sql/migrations/0003_functions.sql`` (or a later
+migration: ``0008`` for runs, photos in flight and pending outputs), called by name from
 ``sql/queries.sql``; every write after the claim checks that the job is still leased to this
 worker and answers the job's state for it ('processing', 'canceled', 'lost', 'deleted'…).
 """
@@ -144,7 +145,34 @@ class JobStore:
         return bool(row and row["ok"])
 
     def fail(self, job_id: str, error: str, retry_in_s: float | None) -> str:
+        """The job failed; the attempt counts whatever happened (``end_attempt`` decides instead)."""
         return self._state("fail_job", job=job_id, error=error, retry_in_s=retry_in_s)
+
+    def end_attempt(self, job_id: str, error: str, retry_in_s: float | None, *, outside: bool) -> str:
+        """This run failed: back to the queue after ``retry_in_s`` (None: not retryable), or 'failed'.
+
+        The attempt counts against ``max_attempts`` only when the run edited no photo and the cause
+        is the job's own (``outside`` False); otherwise it is given back (``apelier.end_attempt``).
+        Returns the job's new state ('queued', 'failed'), or what it is for this worker.
+        """
+        return self._state("end_attempt", job=job_id, error=error, retry_in_s=retry_in_s, outside=outside)
+
+    def setup_done(self, job_id: str) -> str:
+        """The job's own set-up is done: a death from now on with no photo being processed is not its fault."""
+        return self._state("job_setup_done", job=job_id)
+
+    def photo_started(self, job_id: str, photo_id: str) -> str:
+        """A photo is being processed (decoding begins): a death now is held against it."""
+        return self._state("photo_started", job=job_id, photo=photo_id)
+
+    def photo_processed(self, job_id: str, photo_id: str, keys: Sequence[str]) -> str:
+        """A photo's outputs are encoded; ``keys`` are about to be uploaded (pending until recorded)."""
+        return self._state("photo_processed", job=job_id, photo=photo_id, keys=list(keys))
+
+    def photos_in_flight(self, job_id: str) -> dict[str, tuple[int, bool]]:
+        """Photos of the job that runs of it died processing: photo id → (deaths, isolated)."""
+        rows = self.connection.all("photos_in_flight", job=job_id)
+        return {str(r["photo_id"]): (int(r["deaths"]), bool(r["isolated"])) for r in rows}
 
     def release(self, job_id: str) -> bool:
         row = self.connection.one("release_job", job=job_id, worker=self.worker_id)
@@ -163,6 +191,14 @@ class JobStore:
 
     def requeue_stale(self, lease_s: float) -> list[dict[str, Any]]:
         return self.connection.all("requeue_stale", lease_s=lease_s)
+
+    def unrecorded_outputs(self, lease_s: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Outputs uploaded for photos no run will record (their job ended): job_id, key,
+        photographer_id, referenced (the photo's row names the key: forget it, never delete it)."""
+        return self.connection.all("unrecorded_outputs", lease_s=lease_s, limit=limit)
+
+    def forget_output(self, job_id: str, key: str) -> None:
+        self.connection.one("forget_output", job=job_id, key=key)
 
     def pending(self, job_types: Sequence[str] = JOB_TYPES) -> tuple[int, int]:
         row = self.connection.one("queue_pending", job_types=list(job_types))
