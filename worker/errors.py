@@ -7,9 +7,16 @@ Two questions decide what happens after an exception:
 * **retryable** — can the same work succeed later (a timeout, a 503) or never
   (a text file named ``.jpg``, a key outside the photographer's folder)?
 
+and a third for job failures:
+
+* **outside** — is the cause outside the job (the database connection lost,
+  storage down after every retry)? Then the attempt is given back: it does not
+  use up the job's ``max_attempts``. So is any attempt that edited a photo
+  before it failed (the database decides that: ``apelier.end_attempt``).
+
 A photo failure never fails its gallery: the photo is marked ``needs_review``
 with the reason and the others go on. A job failure puts the job back in the
-queue with a backoff while attempts remain (:class:`RetryStrategy`), else marks
+queue with a backoff (:class:`RetryStrategy`) while attempts remain, else marks
 it ``failed`` with the reason. Messages are written for the person who reads
 them: what went wrong and what to do, in one line.
 """
@@ -28,6 +35,7 @@ class WorkerError(Exception):
 
     scope: Scope = "job"
     retryable: bool = False
+    outside: bool = False  # the cause is outside the job (see the module docstring)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -75,6 +83,7 @@ class TransientStorageError(StorageError):
     """Storage timed out or answered 5xx/429 after every retry; the job can run again later."""
 
     retryable = True
+    outside = True
 
 
 class JobCanceled(WorkerError):  # noqa: N818 - a signal, not a failure
@@ -108,6 +117,7 @@ class DatabaseUnavailable(DatabaseError):  # noqa: N818 - named as classify() ha
     """The database did not answer (refused, unknown host, timed out) or the connection dropped: later it may."""
 
     retryable = True
+    outside = True
 
 
 class DatabaseSchemaError(DatabaseError):
@@ -122,15 +132,16 @@ class Failure:
     retryable: bool
     reason: str
     kind: str
+    outside: bool = False  # the cause is the infrastructure's, not the job's: the attempt is given back
 
 
 def classify(exc: BaseException) -> Failure:
     """Map any exception to its scope, retryability and a readable one-line reason."""
     if isinstance(exc, WorkerError):
-        return Failure(exc.scope, exc.retryable, exc.message, type(exc).__name__)
+        return Failure(exc.scope, exc.retryable, exc.message, type(exc).__name__, exc.outside)
     typed = _setup_error(exc)  # a database error our own SQL caused stays an internal error below
     if typed is not None:
-        return Failure(typed.scope, typed.retryable, typed.message, type(typed).__name__)
+        return Failure(typed.scope, typed.retryable, typed.message, type(typed).__name__, typed.outside)
     if isinstance(exc, MemoryError):
         hint = "lower WORKER_BATCH_SIZE, WORKER_PHASE_LANES or WORKER_PREFETCH_PHOTOS"
         return Failure("job", True, f"out of memory; {hint}", "OOM")
@@ -305,18 +316,20 @@ class RetryDecision:
 
 @dataclass(frozen=True)
 class RetryStrategy:
-    """Exponential backoff for whole jobs: ``base * 2**(attempt-1)``, capped, while attempts remain.
+    """Exponential backoff for whole jobs: ``base * 2**(attempt-1)``, capped.
 
-    ``attempts`` is the number of times the job has been claimed, counted by
-    the claim itself (so a crash mid-job still used up an attempt); ``max_attempts``
-    is the job row's own (the app's default is 3).
+    ``attempts`` is the job's attempt number (the claim counts it; an attempt given back is
+    subtracted again). Whether attempts remain is not decided here: an attempt that edited photos,
+    or failed for a cause outside the job, is given back, and only the database knows what the run
+    recorded (``apelier.end_attempt`` fails a retryable job whose counted attempt was its last,
+    ``max_attempts`` being the job row's own: the app's default is 3).
     """
 
     base_delay_s: float = 10.0
     max_delay_s: float = 600.0
 
-    def decide(self, failure: Failure, attempts: int, max_attempts: int) -> RetryDecision:
-        if not failure.retryable or attempts >= max_attempts:
+    def decide(self, failure: Failure, attempts: int) -> RetryDecision:
+        if not failure.retryable:
             return RetryDecision(False, 0.0)
         delay = min(self.max_delay_s, self.base_delay_s * (2 ** max(0, attempts - 1)))
         return RetryDecision(True, delay)

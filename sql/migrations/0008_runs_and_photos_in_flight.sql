@@ -455,3 +455,17 @@ REVOKE ALL ON FUNCTION apelier.open_job_run(), apelier.job_ended(), apelier.lock
   apelier.end_attempt(uuid, text, text, double precision, boolean), apelier.requeue_stale(double precision),
   apelier.unrecorded_outputs(double precision, integer), apelier.forget_output(uuid, text)
 FROM PUBLIC;
+
+-- The worker's own role (migration 5): the new operations, and the tables they touch as their caller.
+-- (The two triggers run with the owner's rights: the app's cancel fires one.)
+GRANT SELECT, INSERT, UPDATE, DELETE ON apelier.job_runs, apelier.photos_in_flight, apelier.pending_outputs
+  TO apelier_worker;
+GRANT EXECUTE ON FUNCTION
+    apelier.locked_job_state(uuid, text),
+    apelier.job_setup_done(uuid, text),
+    apelier.photo_started(uuid, text, uuid),
+    apelier.photo_processed(uuid, text, uuid, text[]),
+    apelier.end_attempt(uuid, text, text, double precision, boolean),
+    apelier.unrecorded_outputs(double precision, integer),
+    apelier.forget_output(uuid, text)
+  TO apelier_worker;

@@ -505,6 +505,14 @@ def test_the_worker_role_runs_every_queue_operation_and_nothing_more(
         assert worker.jobs.fail_photo(job, photo, {"phase": "analysis", "reason": "unreadable"}) == "processing"
         assert worker.jobs.merge_photo_suggestions(job, {photo: {"highlight": True}}) == 1
         assert worker.jobs.fail(job, "storage down", 0.0) == "queued"
+        assert worker.jobs.claim() is not None and worker.jobs.setup_done(job) == "processing"
+        assert worker.jobs.photo_started(job, photo) == "processing"
+        assert worker.jobs.photo_processed(job, photo, [ann.key("edited/x.jpg")]) == "processing"
+        assert worker.jobs.photos_in_flight(job) == {}
+        assert worker.jobs.finish_photo(job, photo, {"edited_key": ann.key("edited/x.jpg")}) == "processing"
+        assert worker.jobs.end_attempt(job, "storage down", 0.0, outside=True) == "queued"
+        assert worker.jobs.unrecorded_outputs(0.0) == []
+        worker.jobs.forget_output(job, ann.key("edited/x.jpg"))
         assert worker.jobs.claim() is not None and worker.jobs.release(job)
         assert worker.jobs.claim() is not None
         assert rpc(ann.client, "apelier_cancel_job", job_id=job).json()["status"] == "canceled"

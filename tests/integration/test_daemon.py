@@ -236,7 +236,7 @@ def test_restyle_redoes_only_the_chosen_photos_and_bills_nothing_new(queue, db_u
     assert queue.app.images_edited_count(gallery.photographer_id) == len(real_photos)
 
 
-def test_transient_failures_retry_with_backoff_then_fail_with_the_reason(
+def test_a_storage_outage_is_retried_without_using_attempts_until_ten_in_a_row_then_they_count(
     queue, db_url, storage, settings, real_photos
 ) -> None:
     gallery = make_gallery(queue, storage, real_photos[:1])
@@ -250,8 +250,13 @@ def test_transient_failures_retry_with_backoff_then_fail_with_the_reason(
     assert job is not None
     assert job["status"] == "failed" and job["attempts"] == 3
     assert "kept failing" in job["error_log"]
-    assert len(spy.gets) == 3
-    assert elapsed >= 0.3 + 0.6  # two backoffs: 0.3 s, then 0.6 s
+    # Ten attempts given back (storage is outside the job; no photo edited), then the three that count.
+    assert len(spy.gets) == 10 + 3
+    assert elapsed >= 11 * 0.3 + 0.6  # the backoff of attempt 1 each time it was given back, then 0.6 s
+    # The photo the job never edited says why.
+    row = queue.app.gallery_photo_rows(gallery.gallery_id)[0]
+    assert row["status"] == "uploaded" and row["needs_review"]
+    assert row["error"].startswith("not edited: the job failed before it got to this photo (storage download of")
 
 
 def test_canceling_a_running_job_stops_its_worker(queue, db_url, storage, settings, real_photos) -> None:

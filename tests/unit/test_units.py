@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from worker.errors import ConfigError, DecodeError, Failure, RetryStrategy, TransientStorageError, classify
+from worker.errors import (
+    ConfigError,
+    DecodeError,
+    Failure,
+    JobInputError,
+    RetryStrategy,
+    StorageError,
+    TransientStorageError,
+    classify,
+)
 from worker.jobs.progress import ProgressTracker
 from worker.profile import EditSettings
 from worker.service.config import Settings, redact_url
@@ -70,18 +80,23 @@ def test_edit_settings_merge_profile_then_override_and_ignore_bad_values() -> No
     assert EditSettings(skin_smoothing=40).smoothing_strength == pytest.approx(0.4)
 
 
-def test_retry_strategy_backs_off_exponentially_and_stops() -> None:
+def test_retry_strategy_backs_off_exponentially_and_never_retries_a_permanent_failure() -> None:
     strategy = RetryStrategy(base_delay_s=10, max_delay_s=25)
     transient = classify(TransientStorageError("x"))
-    assert [strategy.decide(transient, a, 4).delay_s for a in (1, 2, 3)] == [10, 20, 25]
-    assert not strategy.decide(transient, 4, 4).retry
+    assert [strategy.decide(transient, a).delay_s for a in (1, 2, 3)] == [10, 20, 25]
+    assert all(strategy.decide(transient, a).retry for a in (1, 4, 9))  # attempts left: the database decides
     permanent = Failure("job", False, "bad", "JobInputError")
-    assert not strategy.decide(permanent, 1, 4).retry
+    assert not strategy.decide(permanent, 1).retry
 
 
 def test_classify_scopes() -> None:
     assert classify(DecodeError("x")).scope == "photo"
     assert classify(TransientStorageError("x")).retryable
+    # Causes outside the job give the attempt back; the job's own do not.
+    assert classify(TransientStorageError("x")).outside
+    assert classify(psycopg.OperationalError("server closed the connection")).outside
+    assert not classify(ZeroDivisionError("boom")).outside and not classify(MemoryError()).outside
+    assert not classify(StorageError("403")).outside and not classify(JobInputError("bad")).outside
     unknown = classify(ZeroDivisionError("boom"))
     assert unknown.scope == "job" and "ZeroDivisionError" in unknown.reason
 

@@ -36,10 +36,11 @@ from worker.commands import status as operator_views
 from worker.commands import style as style_cli
 from worker.errors import WorkerError, database_error
 from worker.profile import EditSettings
-from worker.queue.database import Queue
+from worker.queue.database import Postgres, Queue
 from worker.queue.store import JOB_TYPES
 from worker.service import logs, preflight
 from worker.service.config import Settings
+from worker.service.reaper import Reaper
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,27 +118,35 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.jobs.runtime import Runtime  # noqa: PLC0415 - loads torch
-    from worker.models import bundle  # noqa: PLC0415 - loads torch
-    from worker.service import instrument as service  # noqa: PLC0415 - loads torch
-    from worker.service.daemon import Daemon  # noqa: PLC0415 - loads torch
-
     job_types = [t.strip() for t in args.job_types.split(",") if t.strip()]
     unknown = sorted(set(job_types) - set(JOB_TYPES))
     if unknown:
         raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
-    # systemd readiness/status/watchdog and metrics (worker/service/instrument.py); no-ops when not configured.
-    with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
-        # The database and storage first: a worker that cannot work says so in seconds, not after loading models.
-        hooks.starting("database")
-        url = _database(settings, "current")
-        hooks.starting("storage")
-        storage = preflight.storage(settings)
-        hooks.starting("loading models")
-        runtime = Runtime(settings=settings, storage=storage, models=bundle.load(settings))
-        daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event)
-        daemon.install_signal_handlers()
-        return daemon.run()
+    # The database first: a worker that cannot work says so in seconds, not after loading torch and the
+    # models. Then jobs of dead workers are requeued from the start, not once those are loaded (seconds
+    # to a minute): a worker restarted after a crash already does its part (service/reaper.py).
+    url = _database(settings, "current")
+    reaper = Reaper(
+        Postgres(url), settings.worker_id, lease_s=settings.lease_s, heartbeat_interval_s=settings.heartbeat_interval_s
+    )
+    reaper.start()
+    try:
+        from worker.jobs.runtime import Runtime  # noqa: PLC0415 - loads torch
+        from worker.models import bundle  # noqa: PLC0415 - loads torch
+        from worker.service import instrument as service  # noqa: PLC0415 - loads torch
+        from worker.service.daemon import Daemon  # noqa: PLC0415 - loads torch
+
+        # systemd readiness/status/watchdog and metrics (worker/service/instrument.py); no-ops when not configured.
+        with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
+            hooks.starting("storage")  # storage before the models too
+            storage = preflight.storage(settings)
+            hooks.starting("loading models")
+            runtime = Runtime(settings=settings, storage=storage, models=bundle.load(settings))
+            daemon = Daemon(runtime, url, drain=args.drain, job_types=job_types, on_event=hooks.on_event, reaper=reaper)
+            daemon.install_signal_handlers()
+            return daemon.run()
+    finally:
+        reaper.stop()
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:

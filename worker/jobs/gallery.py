@@ -15,6 +15,14 @@
   are deleted (``orphans.py``) before the cancel is acknowledged.
 * ``total_images`` set by the app when it created the job stays; see
   :meth:`ProgressTracker.row_counts`.
+* Photos in flight: the database is told when a photo starts being processed
+  (decoding) and when its outputs are encoded, with the keys about to be
+  uploaded. A photo a run died processing is suspected: the next runs process
+  suspects first, each alone, so a death points at one photo; one that kills
+  its worker ``max_attempts`` more times is failed alone
+  (``apelier.requeue_stale``) and skipped.
+  Keys uploaded for photos never recorded are removed by the daemon once the
+  job has ended (``apelier.unrecorded_outputs``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -37,7 +45,7 @@ from worker.jobs.progress import ProgressTracker
 from worker.jobs.runtime import JobControl, JobOutcome, OutcomeStatus, Runtime
 from worker.phases import PHASES, PhaseContext, review
 from worker.phases.output import Watermark
-from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline, PipelineStats
+from worker.pipeline.stream import PhotoResult, PhotoTask, Pipeline, PipelineStats, effective_photo_threads
 from worker.profile import EditSettings
 from worker.queue.database import Queue
 from worker.queue.store import Job
@@ -88,9 +96,19 @@ class Selection:
     """The photos a job covers, those it still has to edit, and their output file names."""
 
     photos: list[dict[str, Any]]  # every photo the job covers (its total)
-    todo: list[dict[str, Any]]  # those to run now
+    todo: list[dict[str, Any]]  # those to run now: the suspects first, each alone, then the others
     already_done: int  # edited by an earlier attempt (or, for a gallery job, before it): skipped
     names: dict[str, str]  # output file name per photo id (see output_names)
+    deaths: dict[str, int] = field(default_factory=dict)  # runs that died processing the photo
+    isolated: list[dict[str, Any]] = field(default_factory=list)  # failed alone after killing workers: skipped
+
+    @property
+    def suspects(self) -> list[dict[str, Any]]:
+        return [p for p in self.todo if self.deaths.get(str(p["id"]))]
+
+    @property
+    def unsuspected(self) -> list[dict[str, Any]]:
+        return [p for p in self.todo if not self.deaths.get(str(p["id"]))]
 
 
 class GalleryJob:
@@ -124,19 +142,54 @@ class GalleryJob:
 
     def run(self) -> JobOutcome:
         selection = self.selection
+        # Set up: from now on, a death while no photo is being processed is not this job's doing.
+        self.control.saw_state(self.queue.jobs.setup_done(self.job.id))
+        for photo in selection.isolated:
+            deaths = selection.deaths.get(str(photo["id"]), 0)
+            reason = f"processing this photo stopped the worker {deaths} times (out of memory?), so it was skipped"
+            self.tracker.photo_failed(str(photo["id"]), str(photo["filename"]), "processing", reason)
         self.control.saw_state(self.tracker.maybe_write(force=True))
+        suspects = selection.suspects
         log.info(
             "job_started",
             photos=len(selection.photos),
             todo=len(selection.todo),
             resumed=selection.already_done,
+            suspects=len(suspects),
+            isolated=len(selection.isolated),
             settings=self.ctx.edit.to_json(),
         )
-        pipeline = Pipeline.from_settings(
-            self.ctx, self.deliver, self.runtime.settings, on_phase=self.tracker.phase_finished
-        )
-        stats = pipeline.run([self.photo_task(p) for p in selection.todo], self.record, self.control.should_stop)
+        stats = PipelineStats()
+        if suspects:  # one at a time, nothing else in flight: a death now points at that photo
+            alone = self._pipeline(alone=True)
+            for photo in suspects:
+                if self.control.should_stop():
+                    stats.stopped = True
+                    break
+                log.info("suspect_photo_alone", photo_id=str(photo["id"]), deaths=selection.deaths[str(photo["id"])])
+                _add(stats, alone.run([self.photo_task(photo)], self.record, self.control.should_stop))
+                if stats.stopped:
+                    break
+        if not stats.stopped:
+            tasks = [self.photo_task(p) for p in selection.unsuspected]
+            _add(stats, self._pipeline().run(tasks, self.record, self.control.should_stop))
         return self.finish(stats)
+
+    def _pipeline(self, *, alone: bool = False) -> Pipeline:
+        settings = self.runtime.settings
+        if not alone:
+            return Pipeline.from_settings(self.ctx, self.deliver, settings, on_phase=self.tracker.phase_finished)
+        return Pipeline(
+            self.ctx,
+            self.deliver,
+            batch_size=1,
+            io_threads=1,
+            prefetch=1,
+            max_pixels=settings.max_image_pixels,
+            on_phase=self.tracker.phase_finished,
+            lanes=1,
+            photo_threads=effective_photo_threads(settings),
+        )
 
     # -- before the photos ----------------------------------------------------------------------
     def select_photos(self) -> Selection:
@@ -158,7 +211,9 @@ class GalleryJob:
         names = output_names(self.queue.app.gallery_filenames(job.gallery_id))
         force = job.job_type == "restyle" or bool(job.payload.get("force"))
 
+        in_flight = self.queue.jobs.photos_in_flight(job.id)
         todo: list[dict[str, Any]] = []
+        isolated: list[dict[str, Any]] = []
         already_done = 0
         for photo in photos:
             complete = (
@@ -166,9 +221,13 @@ class GalleryJob:
             )
             if complete and (not force or photo.get("edited_by_job") == job.id):
                 already_done += 1
+            elif in_flight.get(str(photo["id"]), (0, False))[1]:
+                isolated.append(photo)
             else:
                 todo.append(photo)
-        return Selection(photos, todo, already_done, names)
+        deaths = {photo_id: n for photo_id, (n, _) in in_flight.items()}
+        todo.sort(key=lambda p: not deaths.get(str(p["id"])))  # suspects first (stable: the gallery's order)
+        return Selection(photos, todo, already_done, names, deaths, isolated)
 
     def phase_context(self) -> PhaseContext:
         """The job's edit settings (profile, then the job's override), style model and watermark."""
@@ -203,6 +262,8 @@ class GalleryJob:
         photographer_id = self.job.photographer_id
         storage = self.runtime.storage
 
+        photo_id = str(photo["id"])
+
         def fetch() -> bytes:
             # Checked before any byte is read: the service key could read every tenant's files.
             if str(photo["photographer_id"]) != photographer_id:
@@ -210,18 +271,32 @@ class GalleryJob:
             key = check_tenant_key(photo["original_key"], photographer_id)
             return storage.get(key)
 
-        return PhotoTask(str(photo["id"]), str(photo["filename"] or photo["original_key"]), fetch)
+        def started() -> None:  # written down before decoding: a death from here on is held against the photo
+            self.control.saw_state(self.queue.jobs.photo_started(self.job.id, photo_id))
+
+        return PhotoTask(photo_id, str(photo["filename"] or photo["original_key"]), fetch, started)
 
     def deliver(self, frame: Frame) -> dict[str, Any]:
-        """Upload a photo's outputs (I/O threads); returns the storage key of each variant."""
-        keys: dict[str, Any] = {}
-        for variant, encoded in frame.outputs.items():
-            if variant not in VARIANT_FOLDERS:
-                continue
-            name = self.selection.names[frame.photo_id]
-            key = output_key(self.job.photographer_id, self.job.gallery_id or "", variant, name)
+        """Upload a photo's outputs (I/O threads); returns the storage key of each variant.
+
+        The keys are written down first (``apelier.photo_processed``: the photo's processing is over,
+        these outputs are pending until its row names them), so that outputs of a photo that is never
+        recorded can be found and removed. Nothing is uploaded once the job is no longer processing for
+        this worker (canceled, lost, deleted): no row would name it.
+        """
+        name = self.selection.names[frame.photo_id]
+        keys = {
+            variant: output_key(self.job.photographer_id, self.job.gallery_id or "", variant, name)
+            for variant in frame.outputs
+            if variant in VARIANT_FOLDERS
+        }
+        state = self.queue.jobs.photo_processed(self.job.id, frame.photo_id, list(keys.values()))
+        self.control.saw_state(state)
+        if state != "processing":
+            return {}
+        for variant, key in keys.items():
+            encoded = frame.outputs[variant]
             self.runtime.storage.put(key, encoded.data, encoded.content_type)
-            keys[variant] = key
         return keys
 
     def record(self, result: PhotoResult) -> None:
@@ -307,6 +382,16 @@ class GalleryJob:
         if len(self.unrecorded) and self.job.gallery_id:
             referenced = self.queue.app.gallery_output_keys(self.job.gallery_id)
             self.unrecorded.delete(self.runtime.storage, referenced)
+
+
+def _add(stats: PipelineStats, part: PipelineStats) -> None:
+    """Sum the stats of one more pipeline run into ``stats``."""
+    stats.done += part.done
+    stats.failed += part.failed
+    stats.stopped = stats.stopped or part.stopped
+    stats.wall_s += part.wall_s
+    for name, seconds in part.phase_s.items():
+        stats.phase_s[name] = stats.phase_s.get(name, 0.0) + seconds
 
 
 def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:

@@ -95,6 +95,10 @@ class PhotoTask:
     photo_id: str
     filename: str
     fetch: Callable[[], bytes]
+    # Called once the bytes are fetched, before decoding (an I/O thread): the photo's processing
+    # starts. The gallery job writes down that the photo is in flight before any of it can run the
+    # box out of memory.
+    started: Callable[[], None] | None = None
 
 
 @dataclass
@@ -458,6 +462,8 @@ class Pipeline:
             t0 = time.perf_counter()
             data = task.fetch()
             timings["download"] = time.perf_counter() - t0
+            if task.started is not None:
+                task.started()
             phase = "decode"
             t0 = time.perf_counter()
             frame = decoder.decode(

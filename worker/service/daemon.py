@@ -4,12 +4,18 @@
   polls every ``poll_interval_s`` as well, so it also works behind a
   transaction pooler where LISTEN does not.
 * While a job runs, a heartbeat thread (its own connection) keeps the lease
-  alive and notices a cancel; every worker also requeues jobs whose worker
-  stopped heartbeating (``apelier.requeue_stale``).
+  alive and notices a cancel; a reaper thread (``reaper.py``) requeues jobs
+  whose worker stopped heartbeating (``apelier.requeue_stale``), busy or idle.
 * SIGTERM/SIGINT: stop claiming, finish the photos already encoded, put the job
   back to ``queued`` with its progress kept, exit 0.
-* A failed job goes back to the queue with exponential backoff while attempts
-  remain (``errors.RetryStrategy``), else ``failed`` with a one-line reason.
+* A job's database calls ride out an outage of up to one lease
+  (``RetryingConnection``). A failed job goes back to the queue with exponential
+  backoff (``errors.RetryStrategy``) while attempts remain, else ``failed`` with a
+  one-line reason (``apelier.end_attempt``: an attempt that edited photos, or
+  failed for a cause outside the job, is given back). A failure the database
+  could not take is recorded as soon as it is back, before the next claim.
+* Between jobs, outputs uploaded for photos no run will record (their job ended)
+  are deleted from storage.
 """
 
 from __future__ import annotations
@@ -28,14 +34,25 @@ from typing import Any
 import psycopg
 
 from worker import __version__
-from worker.errors import JobInputError, RetryStrategy, classify, first_line
+from worker.errors import (
+    Failure,
+    JobInputError,
+    RetryStrategy,
+    StorageError,
+    TenantViolationError,
+    classify,
+    first_line,
+)
 from worker.jobs.gallery import run_gallery_job
 from worker.jobs.runtime import JobControl, JobOutcome, Runtime
 from worker.jobs.style import run_style_job
+from worker.queue.connection import RetryingConnection
 from worker.queue.database import Database, Queue, as_database
 from worker.queue.migrations import check_worker_can_run, latest_version
 from worker.queue.store import JOB_TYPES, Job
 from worker.service import logs, notify
+from worker.service.reaper import Reaper, reap_interval_s
+from worker.storage.base import check_tenant_key
 
 log = logs.get("daemon")
 
@@ -64,6 +81,7 @@ class Daemon:
         job_types: Sequence[str] = JOB_TYPES,
         runners: dict[str, JobRunner] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        reaper: Reaper | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -79,7 +97,15 @@ class Daemon:
         self.retry = RetryStrategy(self.settings.retry_base_delay_s, self.settings.retry_max_delay_s)
         self.stats = DaemonStats()
         self.current_job: Job | None = None
-        self._next_requeue = 0.0
+        self.reaper = reaper or Reaper(
+            self.database,
+            self.worker_id,
+            lease_s=self.settings.lease_s,
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
+        )
+        # Failures the database could not take when they happened: recorded before the next claim.
+        self._unrecorded: list[tuple[Job, Failure, float | None]] = []
+        self._next_sweep = 0.0
 
     # -- signals ------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -106,11 +132,13 @@ class Daemon:
             settings=self.settings.redacted(),
         )
         self._seen("idle")
+        self.reaper.start()
         self.on_event("ready", {"listen": listening})
         try:
             while not self.shutdown.is_set():
                 try:
-                    self._maybe_requeue_stale()
+                    self._record_failures()
+                    self._maybe_sweep_outputs()
                     job = self.queue.jobs.claim(self.job_types)
                     drained = job is None and self.drain and self.queue.jobs.pending(self.job_types) == (0, 0)
                 except psycopg.OperationalError as exc:
@@ -127,6 +155,7 @@ class Daemon:
                 self.on_event("idle", {})
                 self._wait_for_work()
         finally:
+            self.reaper.stop()
             self._seen("stopped")
             self.listener.close()
             self.queue.close()
@@ -141,9 +170,8 @@ class Daemon:
             log.info("schema_newer_than_this_release", schema_version=version, release_schema=latest_version())
 
     def _wait_for_work(self) -> None:
-        """Until a NOTIFY, the poll interval, the next requeue check, or shutdown — whichever first."""
+        """Until a NOTIFY, the poll interval, or shutdown — whichever first."""
         deadline = time.monotonic() + self.settings.poll_interval_s
-        deadline = min(deadline, self._next_requeue) if self._next_requeue else deadline
         while not self.shutdown.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -154,18 +182,29 @@ class Daemon:
     def _sleep(self, seconds: float) -> None:
         self.shutdown.wait(seconds)
 
-    def _maybe_requeue_stale(self) -> None:
+    def _maybe_sweep_outputs(self) -> None:
+        """Delete outputs uploaded for photos no run will record (their job ended); at most 50 a round.
+
+        A key the photo's row names (an earlier edit at the same key) is only forgotten; a key outside
+        the photographer's folder is never touched.
+        """
         now = time.monotonic()
-        if now < self._next_requeue:
+        if now < self._next_sweep:
             return
-        self._next_requeue = now + max(1.0, self.settings.lease_s / 4)
-        for row in self.queue.jobs.requeue_stale(self.settings.lease_s):
-            log.warning(
-                "stale_job_requeued",
-                job_id=str(row["job_id"]),
-                new_status=row["new_status"],
-                previous_worker=row["previous_worker"],
-            )
+        self._next_sweep = now + 2 * reap_interval_s(self.settings.lease_s)
+        for row in self.queue.jobs.unrecorded_outputs(self.settings.lease_s, limit=50):
+            key, owner = str(row["key"]), row["photographer_id"]
+            if not row["referenced"] and owner is not None:
+                try:
+                    self.runtime.storage.delete(check_tenant_key(key, str(owner), what="unrecorded output"))
+                except TenantViolationError as exc:
+                    log.error("unrecorded_output_refused", key=key, reason=exc.message)
+                except StorageError as exc:  # kept: tried again next round
+                    log.warning("unrecorded_output_not_deleted", key=key, reason=exc.message)
+                    continue
+                else:
+                    log.info("unrecorded_output_deleted", key=key, job_id=str(row["job_id"]))
+            self.queue.jobs.forget_output(str(row["job_id"]), key)
 
     # -- one job ------------------------------------------------------------------------------
     def _run_job(self, job: Job) -> None:
@@ -192,7 +231,7 @@ class Daemon:
                 runner = self.runners.get(job.job_type)
                 if runner is None:
                     raise JobInputError(f"unknown job_type {job.job_type!r}")
-                status = runner(job, self.queue, self.runtime, control).status
+                status = runner(job, self._job_queue(), self.runtime, control).status
                 if status == "released":
                     self.stats.jobs_released += 1
                 elif status == "completed":
@@ -205,19 +244,38 @@ class Daemon:
                 self._seen("idle")
                 self.on_event("job_finished", {"job_id": job.id, "job_type": job.job_type, "status": status})
 
+    def _job_queue(self) -> Queue:
+        """The runner's queue: this daemon's connection, riding out a database outage of up to a lease."""
+
+        def retrying(query: str, exc: psycopg.OperationalError) -> None:
+            log.warning("database_retry", query=query, error=first_line(exc))
+
+        connection = RetryingConnection(self.queue.connection, self.settings.lease_s, on_retry=retrying)
+        return Queue(connection, self.worker_id)
+
     def _fail_job(self, job: Job, exc: BaseException) -> None:
         failure = classify(exc)
         if failure.kind not in {"JobInputError", "TenantViolationError"}:
             log.error("job_error", reason=failure.reason, kind=failure.kind, exc_info=exc)
-        decision = self.retry.decide(failure, job.attempts, job.max_attempts)
+        decision = self.retry.decide(failure, job.attempts)
         retry_in = decision.delay_s if decision.retry else None
+        self._unrecorded.append((job, failure, retry_in))
         try:
-            state = self.queue.jobs.fail(job.id, failure.reason, retry_in)
+            self._record_failures()
         except psycopg.Error as db_exc:
-            log.error("could_not_record_failure", error=first_line(db_exc))
-            return
-        self.stats.jobs_failed += 1
-        log.warning("job_failed", reason=failure.reason, retry_in_s=retry_in, state=state)
+            log.error("could_not_record_failure", error=first_line(db_exc), action="recorded once the database is back")
+
+    def _record_failures(self) -> None:
+        """Record each failed attempt the database has not taken yet (raises while it is still away)."""
+        while self._unrecorded:
+            job, failure, retry_in = self._unrecorded[0]
+            with logs.bind(job_id=job.id, job_type=job.job_type, attempt=job.attempts):
+                state = self.queue.jobs.end_attempt(job.id, failure.reason, retry_in, outside=failure.outside)
+                self._unrecorded.pop(0)
+                self.stats.jobs_failed += 1
+                log.warning(
+                    "job_failed", reason=failure.reason, outside=failure.outside, retry_in_s=retry_in, state=state
+                )
 
     # -- worker registry ----------------------------------------------------------------------
     def _seen(self, state: str, job_id: str | None = None, queue: Queue | None = None) -> None:
