@@ -335,10 +335,11 @@ $fn$;
 --   kill that lands p of the time while a photo is processed alone fails an innocent photo with
 --   probability p^max_attempts;
 -- * the attempt counts only when the run edited no photo, isolated none, and the job's own work was
---   running when it died: its set-up, or a photo already suspected (processed alone after an earlier
---   death). A worker killed while it waited on storage or the database, or while processing photos
---   never suspected before, gives the attempt back; ten free attempts in a row without a photo
---   edited and it counts anyway. A counted attempt that was the last fails the job.
+--   running when it died: its set-up, or a photo that had already killed a worker while processed
+--   alone (a second death alone is evidence; a first may be chance). A worker killed while it waited
+--   on storage or the database, or while processing other photos, gives the attempt back; ten free
+--   attempts in a row without a photo edited and it counts anyway. A counted attempt that was the
+--   last fails the job. Bounded: every death adds to a photo's deaths, or counts, or is one of ten.
 CREATE OR REPLACE FUNCTION apelier.requeue_stale(p_lease_s double precision)
 RETURNS TABLE (job_id uuid, new_status text, previous_worker text)
 LANGUAGE plpgsql AS $fn$
@@ -386,7 +387,7 @@ BEGIN
       WHERE ph.id = died.photo_id AND died.isolated_at IS NOT NULL
       RETURNING ph.id
     )
-    SELECT coalesce(bool_or(died.deaths > 1), false), (SELECT count(*) FROM flagged)
+    SELECT coalesce(bool_or(died.deaths > 2), false), (SELECT count(*) FROM flagged)
     INTO v_repeat, v_isolated
     FROM died;
 

@@ -54,9 +54,9 @@ def test_runs_that_edit_a_photo_each_never_use_up_the_jobs_attempts(queue: Queue
 def test_a_job_that_keeps_killing_its_workers_without_progress_still_ends_failed(
     queue: Queue, db_url: str, tmp_path
 ) -> None:
-    """Every photo kills the worker processing it: the first is failed alone after killing it alone
-    three times (the app's max_attempts), which used two attempts; the next suspect's death uses the
-    third, and the job fails: a bounded number of deaths."""
+    """Every photo kills the worker processing it: each suspect, processed alone, is failed alone at
+    its fourth death, and its third (a second death alone) counts; two photos isolated and the third
+    suspect's counted death is the job's third attempt: it fails after a bounded number of deaths."""
     job_id, photos = gallery(queue, tmp_path, 4)
     deaths = 0
     while job_row(queue, job_id)["status"] == "queued":
@@ -76,7 +76,7 @@ def test_a_job_that_keeps_killing_its_workers_without_progress_still_ends_failed
     row = job_row(queue, job_id)
     assert row["status"] == "failed" and "stopped responding (attempt 3 of 3)" in row["error_log"]
     isolated = [p for p, (_, alone) in queue.jobs.photos_in_flight(job_id).items() if alone]
-    assert len(isolated) == 1 and deaths == 5
+    assert len(isolated) == 2 and deaths == 9
 
 
 def test_deaths_while_waiting_on_io_cost_nothing_but_ten_in_a_row_count(queue: Queue, db_url: str, tmp_path) -> None:
@@ -107,7 +107,8 @@ def test_a_photo_that_kills_its_worker_max_attempts_times_alone_is_failed_alone_
         die(queue, job_id)
         assert queue.jobs.photos_in_flight(job_id) == {photos[1]: (death + 1, death == 3)}
     row = job_row(queue, job_id)
-    assert row["status"] == "queued" and row["attempts"] == 2  # the first death was free, the isolating one too
+    # Free: the first (shared), the first alone, the isolating one; the second alone counted.
+    assert row["status"] == "queued" and row["attempts"] == 1
     rows = {r["id"]: r for r in queue.conn.execute("SELECT id::text, needs_review, status, ai_edits FROM photos")}
     error = rows[photos[1]]["ai_edits"]["error"]
     assert rows[photos[1]]["needs_review"] and rows[photos[1]]["status"] == "uploaded"

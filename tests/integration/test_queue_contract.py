@@ -316,6 +316,8 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     see("claim with progress", (j := w1.jobs.claim()) and j.attempts)
     see("finish with keys", w1.jobs.finish_photo(runs, photos[0], {**fields, "edited_key": "k/edited/b.jpg"}))
     see("own failure after progress: given back", w1.jobs.end_attempt(runs, "internal error", 0.0, outside=False))
+    see("claim without progress", (j := w1.jobs.claim()) and j.attempts)
+    see("own failure: counts", w1.jobs.end_attempt(runs, "internal error", 0.0, outside=False))
     see("claim, the last", (j := w1.jobs.claim()) and j.attempts)
     see("own failure on the last attempt", w1.jobs.end_attempt(runs, "internal error", 0.0, outside=False))
     job("runs failed", runs)
@@ -355,11 +357,14 @@ def test_the_double_observes_what_postgresql_does(postgres: Backend, memory: Bac
     ended = got["canceled by the app"]
     assert (ended["status"], ended["error_log"], ended["locked_by"]) == ("failed", "Cancelled by user", None)
     assert got["died on a fresh photo: given back"][0]["new_status"] == "queued"
-    assert got["after a free death"]["attempts"] == 0 and got["after death 4"]["attempts"] == 2
+    # Free: the first death (shared), the first alone, the isolating one; the second alone counts.
+    assert got["after a free death"]["attempts"] == 0 and got["after death 2"]["attempts"] == 0
+    assert got["after death 3"]["attempts"] == 1 and got["after death 4"]["attempts"] == 1
     assert got["isolated"] == {"photo 2": [4, True]}  # max_attempts (3) more deaths, alone
-    assert got["storage outage: given back"] == "queued" and got["after an outage"]["attempts"] == 2
+    assert got["storage outage: given back"] == "queued" and got["after an outage"]["attempts"] == 1
     assert got["own failure after progress: given back"] == "queued"
-    assert got["after a counted death"]["attempts"] == 1 and got["own failure on the last attempt"] == "failed"
+    assert got["after a counted death"]["attempts"] == 1 and got["own failure: counts"] == "queued"
+    assert got["claim, the last"] == 3 and got["own failure on the last attempt"] == "failed"
     said = {r["filename"]: r["error"] for r in got["every photo says why"]}
     assert said["c.jpg"].startswith("processing this photo stopped the worker 4 times")
     assert said["b.jpg"] is None  # edited by the job

@@ -596,11 +596,12 @@ class MemoryDatabase:
 
     def _deaths(self, job: Row, worker: str | None) -> tuple[bool, int]:
         """A run of ``job`` died: one more death for each photo it was processing; a photo at its
-        max_attempts + 1-th is failed alone. Returns (a photo was suspected before, photos isolated now)."""
+        max_attempts + 1-th is failed alone. Returns (a photo that had killed a worker alone before was
+        in flight, photos isolated now)."""
         repeat, isolated = False, 0
         for mark in [f for k, f in self.photos_in_flight.items() if k[0] == job["id"] and f["worker"] == worker]:
             mark.update(deaths=mark["deaths"] + 1, worker=None)
-            repeat = repeat or mark["deaths"] > 1
+            repeat = repeat or mark["deaths"] > 2  # it had already killed a worker alone
             if mark["deaths"] <= job["max_attempts"]:
                 continue
             mark["isolated_at"] = self.now()
