@@ -199,8 +199,8 @@ class Daemon:
                     self.runtime.storage.delete(check_tenant_key(key, str(owner), what="unrecorded output"))
                 except TenantViolationError as exc:
                     log.error("unrecorded_output_refused", key=key, reason=exc.message)
-                except StorageError as exc:  # kept: tried again next round
-                    log.warning("unrecorded_output_not_deleted", key=key, reason=exc.message)
+                except (StorageError, OSError) as exc:  # kept: tried again next round
+                    log.warning("unrecorded_output_not_deleted", key=key, reason=first_line(exc))
                     continue
                 else:
                     log.info("unrecorded_output_deleted", key=key, job_id=str(row["job_id"]))
