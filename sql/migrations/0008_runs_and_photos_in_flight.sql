@@ -254,7 +254,8 @@ END;
 $fn$;
 
 -- One photo could not be processed: flag it for review with the reason; its earlier outputs stay
--- (as migration 3, with migration 6's job_state); it is out of flight. A failed photo is no progress: the next attempt tries it again.
+-- (as migration 3, with migration 6's job_state); it is out of flight. A failed photo is no progress:
+-- the next attempt tries it again.
 CREATE OR REPLACE FUNCTION apelier.fail_photo(p_job uuid, p_worker text, p_photo uuid, p_error jsonb)
 RETURNS text
 LANGUAGE plpgsql AS $fn$

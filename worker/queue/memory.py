@@ -697,7 +697,7 @@ class MemoryDatabase:
         return [{"state": state}]
 
     def _photo_recorded(self, job_id: uuid.UUID | None, photo: Row, worker: str) -> None:
-        """finish_photo's part from migration 6: out of flight, recorded keys no longer pending, progress."""
+        """finish_photo's part from migration 8: out of flight, recorded keys no longer pending, progress."""
         assert job_id is not None
         self.photos_in_flight.pop((job_id, photo["id"]), None)
         recorded = {photo["edited_key"], photo["web_key"], photo["thumb_key"], photo["watermarked_key"]} - {None}
