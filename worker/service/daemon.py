@@ -262,15 +262,26 @@ class Daemon:
         self._unrecorded.append((job, failure, retry_in))
         try:
             self._record_failures()
-        except psycopg.Error as db_exc:
+        except psycopg.OperationalError as db_exc:
             log.error("could_not_record_failure", error=first_line(db_exc), action="recorded once the database is back")
 
     def _record_failures(self) -> None:
-        """Record each failed attempt the database has not taken yet (raises while it is still away)."""
+        """Record each failed attempt the database has not taken yet (raises while it is still away).
+
+        A failure the database refuses for another reason (not a lost connection) is dropped, logged:
+        the job's lease lapses and the reaper takes it back.
+        """
         while self._unrecorded:
             job, failure, retry_in = self._unrecorded[0]
             with logs.bind(job_id=job.id, job_type=job.job_type, attempt=job.attempts):
-                state = self.queue.jobs.end_attempt(job.id, failure.reason, retry_in, outside=failure.outside)
+                try:
+                    state = self.queue.jobs.end_attempt(job.id, failure.reason, retry_in, outside=failure.outside)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    self._unrecorded.pop(0)
+                    log.error("could_not_record_failure", error=first_line(exc), action="its lease will lapse")
+                    continue
                 self._unrecorded.pop(0)
                 self.stats.jobs_failed += 1
                 log.warning(
