@@ -122,14 +122,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     unknown = sorted(set(job_types) - set(JOB_TYPES))
     if unknown:
         raise WorkerError(f"unknown job type(s) {', '.join(unknown)}; choose from {', '.join(JOB_TYPES)}")
-    # The database first: a worker that cannot work says so in seconds, not after loading torch and the
-    # models. Then jobs of dead workers are requeued from the start, not once those are loaded (seconds
-    # to a minute): a worker restarted after a crash already does its part (service/reaper.py).
-    url = _database(settings, "current")
-    reaper = Reaper(
-        Postgres(url), settings.worker_id, lease_s=settings.lease_s, heartbeat_interval_s=settings.heartbeat_interval_s
-    )
-    reaper.start()
+    # The database first, before torch and the models load (seconds to a minute): jobs of dead workers
+    # are requeued from the start, so a worker restarted after a crash already does its part
+    # (service/reaper.py). A database it cannot use is said below, in its service status too.
+    url: str | None = None
+    refused: WorkerError | None = None
+    try:
+        url = _database(settings, "current")
+    except WorkerError as exc:
+        refused = exc
+    reaper = None
+    if url is not None:
+        lease, beat = settings.lease_s, settings.heartbeat_interval_s
+        reaper = Reaper(Postgres(url), settings.worker_id, lease_s=lease, heartbeat_interval_s=beat)
+        reaper.start()
     try:
         from worker.jobs.runtime import Runtime  # noqa: PLC0415 - loads torch
         from worker.models import bundle  # noqa: PLC0415 - loads torch
@@ -138,7 +144,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         # systemd readiness/status/watchdog and metrics (worker/service/instrument.py); no-ops when not configured.
         with service.instrumented(settings, device=bundle.resolve_device(settings.device)) as hooks:
-            hooks.starting("storage")  # storage before the models too
+            # The database and storage first: a worker that cannot work says so before loading models.
+            hooks.starting("database")
+            if refused is not None:
+                raise refused
+            assert url is not None
+            hooks.starting("storage")
             storage = preflight.storage(settings)
             hooks.starting("loading models")
             runtime = Runtime(settings=settings, storage=storage, models=bundle.load(settings))
@@ -146,7 +157,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             daemon.install_signal_handlers()
             return daemon.run()
     finally:
-        reaper.stop()
+        if reaper is not None:
+            reaper.stop()
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
