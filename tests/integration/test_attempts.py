@@ -1,4 +1,4 @@
-"""What an attempt costs, against a real PostgreSQL (migration 8): deaths and failures count only when
+"""What an attempt costs, against a real PostgreSQL (migration 7): deaths and failures count only when
 they are the job's own; a photo that keeps killing its worker is failed alone; every photo a failed
 or canceled job did not edit says why, whoever ended it (the app too, with its own rights)."""
 

@@ -276,7 +276,7 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     job("canceled by the app", canceled)
     see("restyle photos say why", w1.app.gallery_photo_rows(gid))
 
-    # Runs (migration 8): photos in flight, what a death costs, a photo failed alone, attempts given
+    # Runs (migration 7): photos in flight, what a death costs, a photo failed alone, attempts given
     # back, a word on every photo a failed job did not edit, outputs never recorded.
     runs = w1.admin.enqueue(photographer_id=pid, gallery_id=gid)
     names[runs] = "runs job"

@@ -176,7 +176,7 @@ class MemoryDatabase:
         self.changed.notify_all()
 
     def _update_job(self, job: Row, **changes: Any) -> None:
-        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql, 0006 and 0008."""
+        """An UPDATE of processing_jobs, with the triggers of sql/migrations/0002_queue.sql, 0006 and 0007."""
         old_status, old_worker = job["status"], job["locked_by"]
         job.update(changes)
         if "status" in changes:
@@ -697,7 +697,7 @@ class MemoryDatabase:
         return [{"state": state}]
 
     def _photo_recorded(self, job_id: uuid.UUID | None, photo: Row, worker: str) -> None:
-        """finish_photo's part from migration 8: out of flight, recorded keys no longer pending, progress."""
+        """finish_photo's part from migration 7: out of flight, recorded keys no longer pending, progress."""
         assert job_id is not None
         self.photos_in_flight.pop((job_id, photo["id"]), None)
         recorded = {photo["edited_key"], photo["web_key"], photo["thumb_key"], photo["watermarked_key"]} - {None}

@@ -4,7 +4,7 @@ Claim, heartbeat, progress, each photo started, processed, finished or failed, c
 suggestions, complete, the end of a failed attempt (with retry), release, cancel, requeue stale
 jobs, outputs never recorded, the worker registry, and the two steps of a style training that touch
 its profile. Each is one SQL function of ``sql/migrations/0003_functions.sql`` (or a later
-migration: ``0008`` for runs, photos in flight and pending outputs), called by name from
+migration: ``0007`` for runs, photos in flight and pending outputs), called by name from
 ``sql/queries.sql``; every write after the claim checks that the job is still leased to this
 worker and answers the job's state for it ('processing', 'canceled', 'lost', 'deleted'…).
 """

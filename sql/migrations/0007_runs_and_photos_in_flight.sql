@@ -1,4 +1,4 @@
--- Migration 8: an attempt counts only the job's own failures; a photo that keeps killing its worker
+-- Migration 7: an attempt counts only the job's own failures; a photo that keeps killing its worker
 -- is failed alone; every photo a failed or canceled job did not edit says why; outputs uploaded for
 -- photos that were never recorded are remembered, so that they can be removed.
 --
