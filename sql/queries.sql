@@ -40,6 +40,30 @@ LISTEN apelier_jobs;
 -- name: claim_job
 SELECT * FROM apelier.claim_job(%(worker)s, %(job_types)s);
 
+-- name: claim_chunk
+-- A chunk of a split job (migration 8): the job's row as JSON, the chunk's number, how many the job
+-- has, the chunk's attempts and its photos.
+SELECT * FROM apelier.claim_chunk(%(worker)s, %(job_types)s);
+
+-- name: split_job
+SELECT apelier.split_job(%(job)s, %(worker)s, %(photos)s::uuid[], %(chunk_size)s, %(processed)s,
+                         %(total)s) AS state;
+
+-- name: end_chunk
+SELECT apelier.end_chunk(%(job)s, %(worker)s) AS state;
+
+-- name: job_chunks
+SELECT chunk, status, attempts, locked_by, cardinality(photo_ids) AS photos, edited
+FROM apelier.job_chunks WHERE job_id = %(job)s ORDER BY chunk;
+
+-- name: chunk_workers
+-- Photos of a split job's chunks that this job edited, by the worker that edited each (ai_edits.worker).
+SELECT p.ai_edits->>'worker' AS worker, count(*) AS photos
+FROM public.photos p
+WHERE p.id IN (SELECT unnest(c.photo_ids) FROM apelier.job_chunks c WHERE c.job_id = %(job)s)
+  AND p.status IN ('edited', 'approved', 'delivered') AND p.ai_edits->>'job_id' = %(job)s::text
+GROUP BY 1 ORDER BY 1;
+
 -- name: heartbeat
 SELECT apelier.heartbeat(%(job)s, %(worker)s) AS state;
 

@@ -22,6 +22,7 @@ class Backend:
     age_lease: Callable[[str], None]  # the job's last heartbeat was an hour ago
     app_requeue: Callable[[str], None]  # the app sets a finished job back to 'queued'
     app_cancel: Callable[[str], None]  # the app's cancel: status 'failed', error_log 'Cancelled by user'
+    age_chunks: Callable[[str], None]  # the last heartbeat of the job's held chunks was an hour ago
 
 
 @pytest.fixture
@@ -43,7 +44,14 @@ def postgres(db_url: str) -> Iterator[Backend]:
             (job_id,),
         )
 
-    yield Backend(lambda worker: Queue(db_url, worker), age, requeue, cancel)
+    def age_chunks(job_id: str) -> None:
+        app.conn.execute(
+            "UPDATE apelier.job_chunks SET heartbeat_at = heartbeat_at - interval '1 hour' "
+            "WHERE job_id = %s AND locked_by IS NOT NULL",
+            (job_id,),
+        )
+
+    yield Backend(lambda worker: Queue(db_url, worker), age, requeue, cancel, age_chunks)
     app.close()
 
 
@@ -58,7 +66,12 @@ def memory() -> Backend:
     def cancel(job_id: str) -> None:
         db.update_job(job_id, status="failed", error_log="Cancelled by user", completed_at=db.now())
 
-    return Backend(db.queue, age, lambda job_id: db.update_job(job_id, status="queued"), cancel)
+    def age_chunks(job_id: str) -> None:
+        for (job, _), chunk in db.job_chunks.items():
+            if str(job) == job_id and chunk["locked_by"] is not None:
+                chunk["heartbeat_at"] -= timedelta(hours=1)
+
+    return Backend(db.queue, age, lambda job_id: db.update_job(job_id, status="queued"), cancel, age_chunks)
 
 
 def plainer(names: dict[str, str]) -> Callable[[Any], Any]:
@@ -328,6 +341,72 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     w1.jobs.forget_output(runs, "k/web/b.jpg")
     see("forgotten", [r["key"] for r in w1.jobs.unrecorded_outputs(0.0)])
 
+    # Chunks (migration 8): a gallery split, its chunks claimed one at a time, a dead worker's chunk
+    # requeued, a chunk's failure and release, the last one out finalising, a cancel reaching each chunk.
+    big = w1.admin.enqueue(photographer_id=pid, gallery_id=gid, priority=2)
+    names[big] = "split job"
+    see("claim to split", (j := w1.jobs.claim()) and (j.id == big, j.chunk))
+    see("split by another", w2.jobs.split(big, photos, 2, processed=0, total=3))
+    see("split", w1.jobs.split(big, photos, 2, processed=0, total=3))
+    job("after the split", big)
+    see("chunks", w1.jobs.chunks(big))
+    see("heartbeat of a split job", w1.jobs.heartbeat(big))
+    see("claim a chunk", (j := w1.jobs.claim()) and (j.id == big, j.chunk, j.chunks, j.attempts, j.chunk_photo_ids))
+    see("no second chunk", w1.jobs.claim())
+    see("claim the other chunk", (j := w2.jobs.claim()) and (j.chunk, j.attempts, j.chunk_photo_ids))
+    see("chunk heartbeat", w2.jobs.heartbeat(big))
+    see("chunk setup", w2.jobs.setup_done(big))
+    see(
+        "chunk progress",
+        w2.jobs.update_progress(big, phase="style", processed=9, total=9, progress={"eta_s": 1}, phase_timings={}),
+    )
+    see(
+        "a chunk's photo", w2.jobs.finish_photo(big, photos[2], {**fields, "ai_edits": {"job_id": big, "worker": "w2"}})
+    )
+    job("progress of a chunk", big)
+    see("chunk started", w1.jobs.photo_started(big, photos[0]))
+    see("end a chunk", w2.jobs.end_chunk(big))
+    see("end a chunk not held", w2.jobs.end_chunk(big))
+    backend.age_chunks(big)
+    see("a dead worker's chunk", w2.jobs.requeue_stale(60))
+    see("chunks after a death", w1.jobs.chunks(big))
+    see("the dead chunk's suspect", w1.jobs.photos_in_flight(big))
+    see("finish in a lost chunk", w1.jobs.finish_photo(big, photos[0], fields))
+    see("reclaim the chunk", (j := w2.jobs.claim()) and (j.chunk, j.attempts))
+    see("chunk failure: given back", w2.jobs.end_attempt(big, "storage down", 0.0, outside=True))
+    see("reclaim after a failure", (j := w2.jobs.claim()) and (j.chunk, j.attempts))
+    see("release a chunk", w2.jobs.release(big))
+    see("chunks after a release", w1.jobs.chunks(big))
+    see("claim it again", (j := w1.jobs.claim()) and (j.chunk, j.attempts))
+    for n, photo in enumerate(photos[:2]):
+        see(
+            f"last chunk's photo {n}",
+            w1.jobs.finish_photo(big, photo, {**fields, "ai_edits": {"job_id": big, "worker": "w1"}}),
+        )
+    see("end the last chunk", w1.jobs.end_chunk(big))
+    job("finalising", big)
+    see("chunk workers", w1.jobs.chunk_workers(big))
+    see(
+        "complete a split job", w1.jobs.complete(big, processed=3, total=3, progress={}, phase_timings={}, summary=None)
+    )
+    job("split job completed", big)
+
+    canceled_big = w1.admin.enqueue(photographer_id=pid, gallery_id=gid, priority=2)
+    names[canceled_big] = "split job canceled"
+    see("claim to split again", (j := w1.jobs.claim()) and j.id == canceled_big)
+    see("split in three", w1.jobs.split(canceled_big, photos, 1, processed=0, total=3))
+    see("claim one of three", (j := w1.jobs.claim()) and j.chunk)
+    see("claim two of three", (j := w2.jobs.claim()) and j.chunk)
+    backend.app_cancel(canceled_big)
+    see("chunk heartbeat after the app's cancel", w1.jobs.heartbeat(canceled_big))
+    see("chunk finish after the app's cancel", w2.jobs.finish_photo(canceled_big, photos[1], fields))
+    see("chunks after the app's cancel", w1.jobs.chunks(canceled_big))
+    see("ack a chunk", w1.jobs.ack_cancel(canceled_big, 0, {}))
+    job("after one chunk let go", canceled_big)
+    see("ack the other chunk", w2.jobs.ack_cancel(canceled_big, 0, {}))
+    job("after every chunk let go", canceled_big)
+    see("no chunk of a canceled job", w1.jobs.claim())
+
     see("cancel of no job", w1.jobs.cancel(str(uuid.uuid4())))
     see("pending at the end", w1.jobs.pending())
     for queue in (w1, w2):
@@ -370,6 +449,14 @@ def test_the_double_observes_what_postgresql_does(postgres: Backend, memory: Bac
     assert said["b.jpg"] is None  # edited by the job
     # Edited before the job, then not reached by the restyle that failed: it keeps its edit and says so.
     assert said["a.jpg"].startswith("not restyled: the job failed before it got to this photo (the worker")
+    assert got["after the split"]["locked_by"] == "apelier:chunks" and got["heartbeat of a split job"] == "lost"
+    assert got["no second chunk"] is None and got["end a chunk"] == "done" and got["end the last chunk"] == "finalise"
+    assert got["a dead worker's chunk"][0]["new_status"] == "queued"
+    assert got["finalising"]["locked_by"] == "w1" and got["split job completed"]["processed_images"] == 3
+    assert got["chunk workers"] == {"w1": 2, "w2": 1}
+    assert got["chunk heartbeat after the app's cancel"] == got["chunk finish after the app's cancel"] == "canceled"
+    assert got["after one chunk let go"]["locked_by"] == "apelier:chunks"
+    assert got["after every chunk let go"]["locked_by"] is None
     assert got["unrecorded"] == [
         {"job_id": "runs job", "key": "k/web/b.jpg", "photographer_id": "photographer", "referenced": False}
     ]

@@ -23,6 +23,12 @@
   (``apelier.requeue_stale``) and skipped.
   Keys uploaded for photos never recorded are removed by the daemon once the
   job has ended (``apelier.unrecorded_outputs``).
+* Chunks: a job with more than ``WORKER_CHUNK_PHOTOS`` photos to edit is split
+  (``apelier.split_job``) instead of run: its photos to edit become chunks that
+  any idle worker claims and runs as a job restricted to those photos. The run
+  that ends the last chunk (``apelier.end_chunk``: 'finalise') gets the job back
+  and finishes it (culling over the whole gallery, ``completed``). Each photo
+  records the worker that edited it (``ai_edits.worker``).
 """
 
 from __future__ import annotations
@@ -157,8 +163,11 @@ class GalleryJob:
             resumed=selection.already_done,
             suspects=len(suspects),
             isolated=len(selection.isolated),
+            chunk=self.job.chunk,
             settings=self.ctx.edit.to_json(),
         )
+        if self.should_split() and not self.control.should_stop():
+            return self.split()
         stats = PipelineStats()
         if suspects:  # one at a time, nothing else in flight: a death now points at that photo
             alone = self._pipeline(alone=True)
@@ -191,6 +200,57 @@ class GalleryJob:
             photo_threads=effective_photo_threads(settings),
         )
 
+    # -- chunks ---------------------------------------------------------------------------------
+    def should_split(self) -> bool:
+        """More photos to edit than one worker should take alone (``WORKER_CHUNK_PHOTOS``); never a chunk."""
+        size = self.runtime.settings.chunk_photos
+        return self.job.chunk is None and size > 0 and len(self.selection.todo) > size
+
+    def split(self) -> JobOutcome:
+        """Hand the photos to edit to chunks that any worker claims (this one too, next); the job row
+        keeps the counts the app sees (``processed_images`` goes on counting as chunks record photos)."""
+        size = self.runtime.settings.chunk_photos
+        todo = [str(p["id"]) for p in self.selection.todo]  # suspects first: each chunk runs its own alone
+        processed, total = self.tracker.row_counts()
+        state = self.queue.jobs.split(self.job.id, todo, size, processed=processed, total=total)
+        if state != "processing":  # canceled, lost… before it could split
+            self.control.saw_state(state)
+            return self.finish(PipelineStats(stopped=True))
+        chunks = -(-len(todo) // size)
+        log.info("job_split", photos=len(todo), chunks=chunks, chunk_photos=size)
+        return JobOutcome("split", skipped=self.selection.already_done, total=len(self.selection.photos))
+
+    def finalise(self) -> None:
+        """The last chunk is done and the job is this worker's again: culling over the whole gallery, and
+        ``completed`` with the counts every chunk kept on the job row."""
+        job, queue = self.job, self.queue
+        suggest_culling(job, queue)
+        row = queue.app.get_job(job.id) or {}
+        chunks = queue.jobs.chunks(job.id)
+        workers = queue.jobs.chunk_workers(job.id)
+        processed, total = int(row.get("processed_images") or 0), int(row.get("total_images") or 0)
+        failed = max(0, sum(int(c["photos"]) for c in chunks) - sum(workers.values()))
+        progress = {
+            **{k: v for k, v in (row.get("progress") or {}).items() if k not in ("eta_s", "failures")},
+            "total": total,
+            "processed": processed,
+            "failed": failed,
+            "chunks": {"total": len(chunks), "done": len(chunks), "running": 0},
+            "workers": workers,
+        }
+        summary = None
+        if failed:
+            summary = f"{failed} of {total} photos could not be processed; see each photo's ai_edits.error"
+        queue.jobs.complete(
+            job.id,
+            processed=processed,
+            total=total,
+            progress=progress,
+            phase_timings=row.get("phase_timings") or {},
+            summary=summary,
+        )
+        log.info("job_finalised", chunks=len(chunks), processed=processed, failed=failed, workers=workers)
+
     # -- before the photos ----------------------------------------------------------------------
     def select_photos(self) -> Selection:
         """The gallery's non-culled photos (restyle: those in ``payload.photo_ids``), split into
@@ -205,6 +265,9 @@ class GalleryJob:
             raise JobInputError(f"gallery {job.gallery_id} belongs to another photographer than job {job.id}; refused")
 
         photos = self.queue.app.gallery_photos(job.gallery_id)
+        if job.chunk is not None:  # a chunk of a split job: its own photos only
+            mine = set(job.chunk_photo_ids)
+            photos = [p for p in photos if str(p["id"]) in mine]
         if job.job_type == "restyle":
             wanted = _photo_ids(job.payload)
             photos = [p for p in photos if str(p["id"]) in wanted]
@@ -305,7 +368,8 @@ class GalleryJob:
         photo = self._todo[photo_id]
         with logs.bind(photo_id=photo_id):
             if result.ok and result.frame is not None:
-                state = queue.jobs.finish_photo(job.id, photo_id, photo_fields(job, result), bill=True)
+                fields = photo_fields(job, result, queue.jobs.worker_id)
+                state = queue.jobs.finish_photo(job.id, photo_id, fields, bill=True)
                 if state != "processing":  # canceled (or lost) first: the row is not written, nor billed
                     self.unrecorded.add(str(k) for k in result.delivered.values() if k)
                     self.control.saw_state(state)
@@ -330,7 +394,17 @@ class GalleryJob:
         (lost), or release it (shutdown) with its progress kept."""
         job, queue, tracker, total = self.job, self.queue, self.tracker, len(self.selection.photos)
         status: OutcomeStatus = "completed"
-        if stats.stopped or self.control.should_stop():
+        stopped = stats.stopped or self.control.should_stop()
+        if job.chunk is not None and not stopped:
+            # This chunk's photos are done; the last chunk out finishes the job (apelier.end_chunk).
+            tracker.maybe_write(force=True)
+            ended = queue.jobs.end_chunk(job.id)
+            if ended == "finalise":
+                self.finalise()
+            elif ended != "done":  # canceled, lost, deleted: handled as a stop
+                self.control.saw_state(ended)
+                stopped = True
+        if stopped:
             state = self.control.job_state
             if self.control.canceled:
                 self.delete_orphans()
@@ -345,7 +419,7 @@ class GalleryJob:
                 tracker.maybe_write(force=True)
                 queue.jobs.release(job.id)
                 status = "released"
-        else:
+        elif job.chunk is None:
             suggest_culling(job, queue)
             summary = None
             if tracker.failed:
@@ -394,8 +468,9 @@ def _add(stats: PipelineStats, part: PipelineStats) -> None:
         stats.phase_s[name] = stats.phase_s.get(name, 0.0) + seconds
 
 
-def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
-    """The ``photos`` row of a finished photo (see ``apelier.finish_photo``)."""
+def photo_fields(job: Job, result: PhotoResult, worker_id: str) -> dict[str, Any]:
+    """The ``photos`` row of a finished photo (see ``apelier.finish_photo``); ``ai_edits.worker`` says
+    which worker edited it."""
     frame = result.frame
     assert frame is not None
     report = frame.report
@@ -403,6 +478,7 @@ def photo_fields(job: Job, result: PhotoResult) -> dict[str, Any]:
     confidence, reasons = review(report)
     ai_edits: dict[str, Any] = {
         "job_id": job.id,
+        "worker": worker_id,
         "worker_version": __version__,
         **{phase: report[phase] for phase in PHASES if phase in report},
         "timings_s": {k: round(v, 4) for k, v in result.timings.items()},

@@ -18,9 +18,10 @@ STOP_STATES = {"canceled", "lost", "deleted", "queued", "failed", "completed", "
 # queue answers 'canceled' for it; an older schema answers 'failed'.
 CANCEL_STATES = {"canceled", "failed"}
 
-# How a run ended without raising: completed; released (shutdown: the job is queued again); canceled
-# (by the app); lost (another worker owns the job now, or its row is gone: nothing more was written).
-OutcomeStatus = Literal["completed", "released", "canceled", "lost"]
+# How a run ended without raising: completed (a chunk: its photos are done); released (shutdown: the
+# job is queued again); canceled (by the app); lost (another worker owns the job now, or its row is
+# gone: nothing more was written); split (its photos are now chunks that any worker claims).
+OutcomeStatus = Literal["completed", "released", "canceled", "lost", "split"]
 
 
 @dataclass(frozen=True)

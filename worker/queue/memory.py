@@ -7,7 +7,8 @@ functions and triggers: leases checked on every write, attempts counted at claim
 photo, the re-queue reset, a failed or canceled training ending its profile's training, a NOTIFY
 when a job becomes claimable, runs and photos in flight (attempts given back, photos that kill
 their worker failed alone), a word on every photo a failed or canceled job did not edit, outputs
-not yet recorded. It plugs in at the connection seam (``connection.py``), so the
+not yet recorded, chunks of a split job (claimed, leased, requeued, the last one out finishing the
+job, a cancel reaching each). It plugs in at the connection seam (``connection.py``), so the
 stores' own Python is the same as in production::
 
     db = MemoryDatabase()
@@ -42,6 +43,8 @@ ENDED = ("completed", "failed", "canceled", "delivered")
 # they count anyway. (A photo is failed alone at its max_attempts + 1-th death.)
 FREE_STREAK = 10
 JOB_TYPES_ALLOWED = ("gallery", "restyle", "train_style")
+CHUNKS = "apelier:chunks"  # locked_by of a split job (sql/migrations/0008_job_chunks.sql)
+EDITED = ("edited", "approved", "delivered")
 Handler = Callable[..., list[Row]]
 _HANDLERS: dict[str, Handler] = {}
 
@@ -115,6 +118,7 @@ class MemoryDatabase:
         self.job_runs: dict[uuid.UUID, Row] = {}
         self.photos_in_flight: dict[tuple[uuid.UUID, uuid.UUID], Row] = {}
         self.pending_outputs: dict[tuple[uuid.UUID, str], Row] = {}
+        self.job_chunks: dict[tuple[uuid.UUID, int], Row] = {}
 
     # -- what tests hold ----------------------------------------------------------------------
     def queue(self, worker_id: str) -> Queue:
@@ -146,6 +150,8 @@ class MemoryDatabase:
             if row is not None:
                 del self.jobs[row["id"]]
                 self.job_runs.pop(row["id"], None)  # ON DELETE CASCADE
+                for key in self._chunk_keys(row["id"]):
+                    del self.job_chunks[key]
                 self._drop_in_flight(row["id"], lambda f: True)
 
     def execute(self, name: str, params: dict[str, Any]) -> list[Row]:
@@ -160,7 +166,7 @@ class MemoryDatabase:
         with self.lock:
             tables = (
                 *("photographers", "galleries", "photos", "style_profiles", "jobs", "billed_photos", "workers"),
-                *("job_runs", "photos_in_flight", "pending_outputs"),
+                *("job_runs", "photos_in_flight", "pending_outputs", "job_chunks"),
             )
             saved = {t: copy.deepcopy(getattr(self, t)) for t in tables}
             try:
@@ -213,6 +219,18 @@ class MemoryDatabase:
             # The app's cancel: 'failed' while a worker holds the job, or while it waits in the queue.
             canceled = status == "canceled" or job["locked_by"] is not None or old_status == "queued"
             self._explain_unedited(job, canceled)
+        if status in ("failed", "canceled"):
+            canceled = status == "canceled" or job["locked_by"] is not None or old_status == "queued"
+            now = self.now()
+            for c in self._chunks_of(job["id"]):
+                if c["status"] in ("queued", "processing"):
+                    c.update(status="canceled", ended_at=now)
+                    if not canceled:  # a failure takes every chunk from its worker
+                        c.update(locked_by=None, heartbeat_at=None)
+            if canceled and job["locked_by"] == CHUNKS and not self._chunk_held(job["id"]):
+                job.update(
+                    locked_by=None, heartbeat_at=None, completed_at=job["completed_at"] or now, current_phase="canceled"
+                )
         self._drop_in_flight(job["id"], lambda f: f["isolated_at"] is None)
         self.job_runs.pop(job["id"], None)
 
@@ -273,9 +291,160 @@ class MemoryDatabase:
         job = _find(self.jobs, job_id)
         if job is None:
             return "deleted"
+        if job["locked_by"] == CHUNKS and self._held_chunk(job["id"], worker, any_status=True) is not None:
+            return "canceled" if job["status"] == "failed" else str(job["status"])
         if job["locked_by"] != worker:
             return "lost"
         return "canceled" if job["status"] == "failed" else str(job["status"])
+
+    # -- chunks (sql/migrations/0008_job_chunks.sql) -------------------------------------------
+    def _chunk_keys(self, job_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
+        return sorted(k for k in self.job_chunks if k[0] == job_id)
+
+    def _chunks_of(self, job_id: uuid.UUID) -> list[Row]:
+        return [self.job_chunks[k] for k in self._chunk_keys(job_id)]
+
+    def _chunk_held(self, job_id: uuid.UUID) -> bool:
+        return any(c["locked_by"] is not None for c in self._chunks_of(job_id))
+
+    def _held_chunk(self, job_id: uuid.UUID, worker: str, *, any_status: bool = False) -> Row | None:
+        """The chunk of the job ``worker`` holds (processing, or any status while it has not let go)."""
+        for c in self._chunks_of(job_id):
+            if c["locked_by"] == worker and (any_status or c["status"] == "processing"):
+                return c
+        return None
+
+    def _split_holder(self, job_id: Any, worker: str) -> tuple[Row, Row] | None:
+        """(job, chunk) when the job is split, processing, and ``worker`` holds one of its chunks processing."""
+        job = _find(self.jobs, job_id)
+        if job is None or job["locked_by"] != CHUNKS or job["status"] != "processing":
+            return None
+        chunk = self._held_chunk(job["id"], worker)
+        return None if chunk is None else (job, chunk)
+
+    def _chunk_counts(self, job_id: uuid.UUID) -> dict[str, int]:
+        chunks = self._chunks_of(job_id)
+        return {
+            "total": len(chunks),
+            "done": sum(c["status"] == "done" for c in chunks),
+            "running": sum(c["status"] == "processing" for c in chunks),
+        }
+
+    def _requeue_chunk(self, chunk: Row, **changes: Any) -> None:
+        chunk.update(status="queued", locked_by=None, heartbeat_at=None, stage="setup", edited=0, **changes)
+        self._notify()
+
+    @_query("split_job")
+    def _split_job(
+        self, *, job: str, worker: str, photos: list[str], chunk_size: int, processed: int, total: int
+    ) -> list[Row]:
+        row = self._leased(job, worker)
+        if row is None or chunk_size < 1 or not photos:
+            return [{"state": self._state(job, worker)}]
+        for key in self._chunk_keys(row["id"]):
+            del self.job_chunks[key]
+        ids = [_uuid(p) for p in photos]
+        for n, start in enumerate(range(0, len(ids), chunk_size)):
+            self.job_chunks[(row["id"], n)] = {
+                "job_id": row["id"],
+                "chunk": n,
+                "photo_ids": ids[start : start + chunk_size],
+                "status": "queued",
+                "attempts": 0,
+                "run_after": self.now(),
+                "locked_by": None,
+                "heartbeat_at": None,
+                "stage": "setup",
+                "edited": 0,
+                "free_streak": 0,
+                "started_at": None,
+                "ended_at": None,
+            }
+        self._update_job(
+            row,
+            locked_by=CHUNKS,
+            heartbeat_at=self.now(),
+            processed_images=processed,
+            total_images=total,
+            current_phase="split",
+        )
+        self._notify()
+        return [{"state": "processing"}]
+
+    @_query("claim_chunk")
+    def _claim_chunk(self, *, worker: str, job_types: list[str]) -> list[Row]:
+        now = self.now()
+        if any(c["locked_by"] == worker for c in self.job_chunks.values()):
+            return []
+        ready = []
+        for c in self.job_chunks.values():
+            job = self.jobs.get(c["job_id"])
+            if (
+                job is not None
+                and c["status"] == "queued"
+                and c["run_after"] <= now
+                and job["status"] == "processing"
+                and job["locked_by"] == CHUNKS
+                and job["job_type"] in job_types
+            ):
+                ready.append((job["priority"], job["created_at"], self.order[job["id"]], c["chunk"], c, job))
+        if not ready:
+            return []
+        *_, chunk, job = min(ready, key=lambda r: r[:4])
+        chunk.update(
+            status="processing",
+            attempts=chunk["attempts"] + 1,
+            locked_by=worker,
+            heartbeat_at=now,
+            started_at=chunk["started_at"] or now,
+            stage="setup",
+            edited=0,
+        )
+        return [
+            {
+                "job": _json({k: str(v) if isinstance(v, uuid.UUID | datetime) else v for k, v in job.items()}),
+                "chunk_no": chunk["chunk"],
+                "chunk_count": len(self._chunk_keys(job["id"])),
+                "chunk_attempts": chunk["attempts"],
+                "chunk_photos": list(chunk["photo_ids"]),
+            }
+        ]
+
+    @_query("end_chunk")
+    def _end_chunk(self, *, job: str, worker: str) -> list[Row]:
+        state = self._state(job, worker)
+        if state != "processing":
+            return [{"state": state}]
+        held = self._split_holder(job, worker)
+        if held is None:
+            return [{"state": "lost"}]
+        row, chunk = held
+        chunk.update(status="done", locked_by=None, heartbeat_at=None, ended_at=self.now())
+        if any(c["status"] != "done" for c in self._chunks_of(row["id"])):
+            return [{"state": "done"}]
+        self._update_job(row, locked_by=worker, heartbeat_at=self.now(), current_phase="finishing")
+        return [{"state": "finalise"}]
+
+    @_query("job_chunks")
+    def _job_chunks(self, *, job: str) -> list[Row]:
+        job_id = _uuid(job)
+        assert job_id is not None
+        names = ("chunk", "status", "attempts", "locked_by", "edited")
+        return [{**{k: c[k] for k in names}, "photos": len(c["photo_ids"])} for c in self._chunks_of(job_id)]
+
+    @_query("chunk_workers")
+    def _chunk_workers(self, *, job: str) -> list[Row]:
+        job_id = _uuid(job)
+        assert job_id is not None
+        ids = {p for c in self._chunks_of(job_id) for p in c["photo_ids"]}
+        counts: dict[str | None, int] = {}
+        for photo_id in ids:
+            p = self.photos.get(photo_id)
+            edits = (p or {}).get("ai_edits") or {}
+            if p is not None and p["status"] in EDITED and _text(edits.get("job_id")) == str(job_id):
+                who = _text(edits.get("worker"))
+                counts[who] = counts.get(who, 0) + 1
+        return [{"worker": w, "photos": n} for w, n in sorted(counts.items(), key=lambda i: (i[0] is None, i[0] or ""))]
 
     def _leased(self, job_id: Any, worker: str, *statuses: str) -> Row | None:
         job = _find(self.jobs, job_id)
@@ -352,6 +521,8 @@ class MemoryDatabase:
         row = self._leased(job, worker)
         if row is not None:
             row["heartbeat_at"] = self.now()
+        elif (held := self._split_holder(job, worker)) is not None:
+            held[0]["heartbeat_at"] = held[1]["heartbeat_at"] = self.now()
         return [{"state": self._state(job, worker)}]
 
     @_query("start_style_training")
@@ -394,6 +565,15 @@ class MemoryDatabase:
                 phase_timings=_json(phase_timings),
                 heartbeat_at=self.now(),
             )
+        elif (held := self._split_holder(job, worker)) is not None:
+            split = held[0]
+            counts = {"processed": split["processed_images"], "total": split["total_images"]}
+            split.update(
+                current_phase=phase,
+                progress={**_json(progress), **counts, "chunks": self._chunk_counts(split["id"])},
+                phase_timings=_json(phase_timings),
+                heartbeat_at=self.now(),
+            )
         return [{"state": self._state(job, worker)}]
 
     @_query("finish_photo")
@@ -431,6 +611,11 @@ class MemoryDatabase:
                 updated_at=self.now(),
             )
             self._photo_recorded(_uuid(job), row, worker)
+            split = self._split_holder(job, worker)
+            if split is not None:  # a chunk's photo: the chunk's progress, and the job's count
+                split[1].update(edited=split[1]["edited"] + 1, free_streak=0)
+                total, done = split[0]["total_images"], split[0]["processed_images"] + 1
+                split[0]["processed_images"] = min(total, done) if total > 0 else done
             if bill and row["id"] not in self.billed_photos:
                 self.billed_photos[row["id"]] = {
                     "photo_id": row["id"],
@@ -518,6 +703,9 @@ class MemoryDatabase:
     @_query("release_job")
     def _release_job(self, *, job: str, worker: str) -> list[Row]:
         row = self._leased(job, worker)
+        if row is None and (held := self._split_holder(job, worker)) is not None:
+            self._requeue_chunk(held[1], attempts=max(held[1]["attempts"] - 1, 0), run_after=self.now())
+            return [{"ok": True}]
         if row is not None:
             self._update_job(
                 row,
@@ -533,6 +721,23 @@ class MemoryDatabase:
     @_query("ack_cancel")
     def _ack_cancel(self, *, job: str, worker: str, processed: int, progress: dict[str, Any]) -> list[Row]:
         row = self._leased(job, worker, "canceled", "failed")
+        split = _find(self.jobs, job)
+        ended = split is not None and split["status"] in ("canceled", "failed")
+        if row is None and split is not None and ended and split["locked_by"] == CHUNKS:
+            chunk = self._held_chunk(split["id"], worker, any_status=True)
+            if chunk is None:
+                return [{"ok": False}]
+            now = self.now()
+            status = "done" if chunk["status"] == "done" else "canceled"
+            chunk.update(locked_by=None, heartbeat_at=None, ended_at=now, status=status)
+            if not self._chunk_held(split["id"]):
+                split.update(
+                    locked_by=None,
+                    heartbeat_at=None,
+                    completed_at=split["completed_at"] or now,
+                    current_phase="canceled",
+                )
+            return [{"ok": True}]
         if row is not None:
             row.update(
                 locked_by=None,
@@ -565,6 +770,8 @@ class MemoryDatabase:
             beat = row["heartbeat_at"]
             if row["status"] != "processing" or beat is None or beat >= now - timedelta(seconds=lease_s):
                 continue
+            if row["locked_by"] == CHUNKS:  # its chunks have the leases
+                continue
             previous = row["locked_by"]
             run = self.job_runs.get(row["id"])
             run = run if run is not None and run["worker"] == previous else None
@@ -592,7 +799,50 @@ class MemoryDatabase:
                 heartbeat_at=None,
             )
             out.append({"job_id": row["id"], "new_status": row["status"], "previous_worker": previous})
+        for key in sorted(self.job_chunks):
+            chunk = self.job_chunks[key]
+            beat = chunk["heartbeat_at"]
+            if chunk["locked_by"] is None or beat is None or beat >= now - timedelta(seconds=lease_s):
+                continue
+            out.append(self._requeue_stale_chunk(self.jobs[key[0]], chunk))
         return out
+
+    def _requeue_stale_chunk(self, row: Row, chunk: Row) -> Row:
+        """requeue_stale for one chunk whose worker stopped heartbeating."""
+        previous, now = chunk["locked_by"], self.now()
+        if row["status"] != "processing" or row["locked_by"] != CHUNKS:  # ended (canceled): let go
+            status = "done" if chunk["status"] == "done" else "canceled"
+            chunk.update(locked_by=None, heartbeat_at=None, ended_at=now, status=status)
+            if row["locked_by"] == CHUNKS and not self._chunk_held(row["id"]):
+                row.update(
+                    locked_by=None, heartbeat_at=None, completed_at=row["completed_at"] or now, current_phase="canceled"
+                )
+            return {"job_id": row["id"], "new_status": "canceled", "previous_worker": previous}
+        repeat, isolated = self._deaths(row, previous)
+        progress = chunk["edited"] > 0 or isolated > 0
+        counted = not progress and (chunk["stage"] == "setup" or repeat or chunk["free_streak"] >= FREE_STREAK)
+        if counted and chunk["attempts"] >= row["max_attempts"]:
+            self._update_job(
+                row,
+                status="failed",
+                current_phase="failed",
+                error_log=(
+                    f"the worker running part {chunk['chunk'] + 1} of this job stopped responding (attempt "
+                    f"{chunk['attempts']} of {row['max_attempts']}); check the worker logs"
+                ),
+                completed_at=now,
+                run_after=now,
+                locked_by=None,
+                heartbeat_at=None,
+            )
+            return {"job_id": row["id"], "new_status": "failed", "previous_worker": previous}
+        self._requeue_chunk(
+            chunk,
+            attempts=chunk["attempts"] if counted else max(chunk["attempts"] - 1, 0),
+            free_streak=0 if progress else chunk["free_streak"] if counted else chunk["free_streak"] + 1,
+            run_after=now,
+        )
+        return {"job_id": row["id"], "new_status": "queued", "previous_worker": previous}
 
     def _deaths(self, job: Row, worker: str | None) -> tuple[bool, int]:
         """A run of ``job`` died: one more death for each photo it was processing; a photo at its
@@ -626,6 +876,9 @@ class MemoryDatabase:
 
     @_query("end_attempt")
     def _end_attempt(self, *, job: str, worker: str, error: str, retry_in_s: float | None, outside: bool) -> list[Row]:
+        held = self._split_holder(job, worker)
+        if held is not None:
+            return [{"state": self._end_chunk_attempt(held, worker, error, retry_in_s=retry_in_s, outside=outside)}]
         row = self._leased(job, worker)
         if row is None:
             return [{"state": self._state(job, worker)}]
@@ -653,12 +906,46 @@ class MemoryDatabase:
         )
         return [{"state": row["status"]}]
 
+    def _end_chunk_attempt(
+        self, held: tuple[Row, Row], worker: str, error: str, *, retry_in_s: float | None, outside: bool
+    ) -> str:
+        """end_attempt for a chunk's holder: the chunk back to the queue, or the job failed."""
+        row, chunk = held
+        progress = chunk["edited"] > 0
+        counted = not progress and (not outside or chunk["free_streak"] >= FREE_STREAK)
+        failed = retry_in_s is None or (counted and chunk["attempts"] >= row["max_attempts"])
+        self._drop_in_flight(row["id"], lambda f: f["worker"] == worker and f["deaths"] == 0)
+        for key, mark in self.photos_in_flight.items():
+            if key[0] == row["id"] and mark["worker"] == worker:
+                mark["worker"] = None
+        now = self.now()
+        if not failed:
+            self._requeue_chunk(
+                chunk,
+                attempts=chunk["attempts"] if counted else max(chunk["attempts"] - 1, 0),
+                free_streak=0 if progress else chunk["free_streak"] if counted else chunk["free_streak"] + 1,
+                run_after=now + timedelta(seconds=retry_in_s or 0),
+            )
+            return "queued"
+        self._update_job(
+            row,
+            status="failed",
+            completed_at=now,
+            current_phase="failed",
+            error_log=error,
+            locked_by=None,
+            heartbeat_at=None,
+        )
+        return "failed"
+
     @_query("job_setup_done")
     def _job_setup_done(self, *, job: str, worker: str) -> list[Row]:
         state = self._state(job, worker)
         run = self.job_runs.get(_uuid(job))  # type: ignore[arg-type]
         if state == "processing" and run is not None and run["worker"] == worker:
             run["stage"] = "photos"
+        if state == "processing" and (held := self._split_holder(job, worker)) is not None:
+            held[1]["stage"] = "photos"
         return [{"state": state}]
 
     @_query("photo_started")

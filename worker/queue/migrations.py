@@ -28,9 +28,10 @@ from worker.queue.sql import q, sql_dir
 
 # The oldest schema this worker runs on: raised (never lowered) when the worker starts relying on
 # SQL that a newer migration adds. 4: the schema of migrations 1-4 (what workers before versioned
-# migrations called version 3: the queue, its functions, start_style_training, the triggers). 8: runs,
+# migrations called version 3: the queue, its functions, start_style_training, the triggers). 7: runs,
 # photos in flight, pending outputs and end_attempt (0007), which the gallery job and the daemon call.
-MIN_SCHEMA_VERSION = 7
+# 8: chunks of a split job (0008): every claim asks for a chunk first.
+MIN_SCHEMA_VERSION = 8
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 

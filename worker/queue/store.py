@@ -4,7 +4,8 @@ Claim, heartbeat, progress, each photo started, processed, finished or failed, c
 suggestions, complete, the end of a failed attempt (with retry), release, cancel, requeue stale
 jobs, outputs never recorded, the worker registry, and the two steps of a style training that touch
 its profile. Each is one SQL function of ``sql/migrations/0003_functions.sql`` (or a later
-migration: ``0007`` for runs, photos in flight and pending outputs), called by name from
+migration: ``0007`` for runs, photos in flight and pending outputs, ``0008`` for chunks of a split
+job, whose holder uses the same operations on the job), called by name from
 ``sql/queries.sql``; every write after the claim checks that the job is still leased to this
 worker and answers the job's state for it ('processing', 'canceled', 'lost', 'deleted'…).
 """
@@ -12,7 +13,7 @@ worker and answers the job's state for it ('processing', 'canceled', 'lost', 'de
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.queue.connection import Connection
@@ -40,6 +41,11 @@ class Job:
     # This claim is the job's first (its wait in the queue ends now). Not ``attempts == 1``: a release
     # on shutdown gives the attempt back, and the app's re-queue resets the count to 0.
     first_claim: bool = False
+    # A chunk of a split job (migration 8): its number (None: the job itself), the job's chunk count,
+    # and the chunk's photos. ``attempts`` is then the chunk's.
+    chunk: int | None = None
+    chunks: int = 0
+    chunk_photo_ids: tuple[str, ...] = ()
 
     @property
     def kept_total(self) -> int | None:
@@ -73,6 +79,19 @@ class Job:
             first_claim=row.get("started_at") is not None and row.get("started_at") == row.get("heartbeat_at"),
         )
 
+    @classmethod
+    def from_chunk_row(cls, row: dict[str, Any]) -> Job:
+        """A claimed chunk (``apelier.claim_chunk``): its job's row, and the chunk's number, attempts and photos."""
+        job = cls.from_row(row["job"])
+        return replace(
+            job,
+            attempts=int(row["chunk_attempts"]),
+            first_claim=False,
+            chunk=int(row["chunk_no"]),
+            chunks=int(row["chunk_count"]),
+            chunk_photo_ids=tuple(str(p) for p in row["chunk_photos"]),
+        )
+
 
 class JobStore:
     """The job lifecycle for one worker (``worker_id``) over one connection."""
@@ -86,8 +105,38 @@ class JobStore:
         return str(row["state"]) if row else "deleted"
 
     def claim(self, job_types: Sequence[str] = JOB_TYPES) -> Job | None:
+        """The next chunk of a split job (they belong to galleries already started), else the next job."""
+        row = self.connection.one("claim_chunk", worker=self.worker_id, job_types=list(job_types))
+        if row:
+            return Job.from_chunk_row(row)
         row = self.connection.one("claim_job", worker=self.worker_id, job_types=list(job_types))
         return Job.from_row(row) if row else None
+
+    def split(self, job_id: str, photo_ids: Sequence[str], chunk_size: int, *, processed: int, total: int) -> str:
+        """Split a job this worker holds into chunks of ``chunk_size`` photos (in this order), which any
+        worker may claim; the job row keeps ``processed``/``total``. Returns the job's state before
+        ('processing': split)."""
+        return self._state(
+            "split_job",
+            job=job_id,
+            photos=list(photo_ids),
+            chunk_size=chunk_size,
+            processed=processed,
+            total=total,
+        )
+
+    def end_chunk(self, job_id: str) -> str:
+        """This worker's chunk is done. 'finalise': it was the last, and the job is now leased to this
+        worker to finish; 'done': others remain; else the job's state for this worker ('canceled'…)."""
+        return self._state("end_chunk", job=job_id)
+
+    def chunks(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's chunks: chunk, status, attempts, locked_by, photos, edited."""
+        return self.connection.all("job_chunks", job=job_id)
+
+    def chunk_workers(self, job_id: str) -> dict[str, int]:
+        """Photos of the job's chunks it edited, per worker that edited them."""
+        return {str(r["worker"]): int(r["photos"]) for r in self.connection.all("chunk_workers", job=job_id)}
 
     def heartbeat(self, job_id: str) -> str:
         return self._state("heartbeat", job=job_id)

@@ -66,6 +66,9 @@ class Settings:
     io_threads: int = 8
     photo_threads: int = 0  # per-photo CPU work inside a batch phase; 0: one per core, at most 8
     prefetch_photos: int = 16
+    # A gallery/restyle job with more photos than this to edit is split into chunks of this many, which
+    # any idle worker claims (sql/migrations/0008_job_chunks.sql); 0: never split.
+    chunk_photos: int = 48
     max_image_pixels: int = 250_000_000
 
     face_restorer: FaceRestorerChoice = "classic"
@@ -160,6 +163,7 @@ class Settings:
         values["io_threads"] = number("WORKER_IO_THREADS", int, 1)
         values["photo_threads"] = number("WORKER_PHOTO_THREADS", int, 0)
         values["prefetch_photos"] = number("WORKER_PREFETCH_PHOTOS", int, 1)
+        values["chunk_photos"] = number("WORKER_CHUNK_PHOTOS", int, 0)
         values["max_image_pixels"] = number("WORKER_MAX_IMAGE_PIXELS", int, 1)
         values["face_restorer"] = choice("WORKER_FACE_RESTORER", ("codeformer", "classic", "off"))
         values["codeformer_license_accepted"] = flag("WORKER_CODEFORMER_LICENSE_ACCEPTED")

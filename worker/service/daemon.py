@@ -16,6 +16,8 @@
   could not take is recorded as soon as it is back, before the next claim.
 * Between jobs, outputs uploaded for photos no run will record (their job ended)
   are deleted from storage.
+* A claim takes a chunk of a split gallery first (``apelier.claim_chunk``), else a
+  job; a chunk runs as its job does, restricted to its photos (``jobs/gallery.py``).
 """
 
 from __future__ import annotations
@@ -210,8 +212,9 @@ class Daemon:
     def _run_job(self, job: Job) -> None:
         control = JobControl(shutdown=self.shutdown)
         self.current_job = job
-        with logs.bind(job_id=job.id, job_type=job.job_type, attempt=job.attempts):
-            log.info("job_claimed", gallery_id=job.gallery_id, max_attempts=job.max_attempts)
+        chunk = {} if job.chunk is None else {"chunk": job.chunk}
+        with logs.bind(job_id=job.id, job_type=job.job_type, attempt=job.attempts, **chunk):
+            log.info("job_claimed", gallery_id=job.gallery_id, max_attempts=job.max_attempts, chunks=job.chunks)
             self._seen("busy", job.id)
             self.on_event(
                 "job_started",
@@ -232,7 +235,9 @@ class Daemon:
                 if runner is None:
                     raise JobInputError(f"unknown job_type {job.job_type!r}")
                 status = runner(job, self._job_queue(), self.runtime, control).status
-                if status == "released":
+                if status == "split":
+                    log.info("job_handed_to_chunks")
+                elif status == "released":
                     self.stats.jobs_released += 1
                 elif status == "completed":
                     self.stats.jobs_completed += 1
