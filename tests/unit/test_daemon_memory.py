@@ -116,3 +116,17 @@ def test_a_worker_refuses_an_older_schema_and_works_on_a_newer_one(storage, sett
     assert drain(newer, storage, settings).stats.jobs_completed == 1
     assert (queue.app.get_job(job_id) or {})["status"] == "completed"
     assert queue.app.images_edited_count(gallery.photographer_id) == 1
+
+
+def test_a_split_gallery_runs_over_the_double_as_over_postgresql(queue, db, storage, settings, real_photos) -> None:
+    """Chunks through the daemon over the double: one worker splits the gallery, runs every chunk, and
+    finishes the gallery once, after the last."""
+    gallery = make_gallery(queue, storage, real_photos[:4] + real_photos[:1])
+    job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
+    drain(db, storage, replace(settings, chunk_photos=2))
+    job = queue.app.get_job(job_id)
+    assert job is not None and job["status"] == "completed" and job["processed_images"] == 5
+    assert [c["status"] for c in queue.jobs.chunks(job_id)] == ["done"] * 3
+    assert job["progress"]["workers"] == {"test-worker": 5} and job["progress"]["chunks"]["total"] == 3
+    assert queue.app.images_edited_count(gallery.photographer_id) == 5
+    assert all(r["error"] is None for r in queue.app.gallery_photo_rows(gallery.gallery_id))

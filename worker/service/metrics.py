@@ -3,8 +3,9 @@
 ========================================  =========  ==============================================
 family                                    type       what
 ========================================  =========  ==============================================
-``apelier_jobs_total``                    counter    jobs run, by ``job_type`` and ``outcome``
-                                                     (completed, released, canceled, lost, failed)
+``apelier_jobs_total``                    counter    jobs run (a chunk of a split gallery is one), by
+                                                     ``job_type`` and ``outcome`` (completed,
+                                                     released, canceled, lost, failed, split)
 ``apelier_job_duration_seconds``          histogram  claim to end of a job run, by ``job_type``
 ``apelier_job_queue_wait_seconds``        histogram  ``started_at − created_at`` at a job's first claim
 ``apelier_jobs_in_progress``              gauge      1 while a job runs
