@@ -12,6 +12,8 @@ of ``python -m worker run`` (CPU, small photos) supervised as systemd would (res
 after they die, with a new worker id). For ``--kill-for`` seconds after the first claim, every
 ``--kill-every`` seconds (uniform in the range) one worker that holds a job is SIGKILLed; the
 database is restarted (``pg_ctl restart -m fast``) ``--db-restart-at`` seconds after the first claim.
+The workers inherit the environment: with ``WORKER_CHUNK_PHOTOS`` below ``--photos``, galleries are
+split into chunks and the kills land on workers holding chunks.
 
 Prints JSON: jobs completed, photos edited exactly once (one ledger row, one billing, the three outputs
 their row names, all in storage), ledger rows per photo, photos not edited and photos with no reason,
@@ -385,11 +387,18 @@ def main(argv: list[str] | None = None) -> int:
                 workers.supervise()
                 try:
                     rows = app.conn.execute("SELECT id::text, status, locked_by FROM processing_jobs").fetchall()
+                    # A split gallery (WORKER_CHUNK_PHOTOS) is held by its chunks' workers, not by its row.
+                    chunks = app.conn.execute(
+                        "SELECT job_id::text AS id, locked_by FROM apelier.job_chunks "
+                        "WHERE status = 'processing' AND locked_by IS NOT NULL"
+                    ).fetchall()
                 except psycopg.OperationalError:
                     app.close()  # the database is restarting: reconnect next round
                     time.sleep(0.2)
                     continue
                 held = {r["locked_by"]: r["id"] for r in rows if r["status"] == "processing" and r["locked_by"]}
+                held.pop("apelier:chunks", None)
+                held.update({r["locked_by"]: r["id"] for r in chunks})
                 for worker_id, job_id in held.items():
                     if worker_id in workers.deaths:
                         lease = (job_id, worker_id)
