@@ -15,7 +15,7 @@ from worker.models.bundle import ModelBundle
 from worker.phases import PhaseContext, analysis, composition
 from worker.phases.composition import inscribed_box, rotate_crop
 from worker.profile import EditSettings
-from worker.scene.straighten import estimate_tilt
+from worker.scene.straighten import estimate_tilt, measure
 
 # A phone photo of a corridor, held about 4.5° off: door frames and walls give strong verticals.
 CORRIDOR = "exit_signs/ucsc_exitsign_5630.313210708.jpg"
@@ -81,6 +81,98 @@ def test_rotation_without_angle_is_a_plain_crop() -> None:
 
 
 # --- straighten ---
+def seascape(seed: int = 0) -> np.ndarray:
+    """A level sea under a sky, 960×640: a bluish sky brightening upwards, a darker green-blue sea
+    with noise and short wave streaks, and an island hiding part of the horizon — no other
+    straight line."""
+    rng = np.random.default_rng(seed)
+    h, w = 640, 960
+    y = np.arange(h, dtype=np.float32)[:, None, None]
+    sky = np.array([150, 180, 215], np.float32) + (300 - y) * np.array([0.1, 0.08, 0.05], np.float32)
+    sea = np.array([40, 90, 110], np.float32) + (y - 300) * np.array([0.05, 0.05, 0.03], np.float32)
+    image = np.where(y < 300, sky, sea) * np.ones((1, w, 1), np.float32)
+    image += rng.normal(0, 4, image.shape).astype(np.float32)
+    for _ in range(120):  # wave streaks below the horizon
+        cx, cy, length = int(rng.integers(0, w)), int(rng.integers(320, h)), int(rng.integers(8, 30))
+        cv2.line(image, (cx, cy), (cx + length, cy + int(rng.integers(-2, 3))), (90, 140, 160), 1)
+    hill = np.array([[380, 301], [440, 272], [560, 262], [640, 285], [700, 301]], np.int32)
+    cv2.fillPoly(image, [hill], (70, 85, 60))
+    return np.clip(cv2.GaussianBlur(image, (0, 0), 0.8), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("angle", [-4.0, -1.5, 2.0, 5.0])
+def test_a_tilted_sea_horizon_is_levelled(angle: float) -> None:
+    tilt = estimate_tilt(rotated(seascape(), angle))
+    assert tilt["confident"] and "horizon" in tilt["reason"], tilt
+    assert abs(tilt["rotation_deg"] - (-angle)) <= 0.5, tilt
+
+
+def test_a_grey_sea_under_a_grey_sky_is_still_a_horizon() -> None:
+    """Sea and sky of the same brightness, split by a darker strip of distant sea (a hazy horizon
+    at dusk): in grey that is a dark band on an even field, like a thick cable; the colour copy
+    shows two regions."""
+    rng = np.random.default_rng(3)
+    h, w = 640, 960
+    image = np.empty((h, w, 3), np.float32)
+    image[:300] = (160, 150, 140)  # warm grey sky
+    image[300:] = (120, 160, 175)  # cool sea of about the same luma
+    image[300:308] -= 25
+    image += rng.normal(0, 3, image.shape).astype(np.float32)
+    tilted = rotated(np.clip(image, 0, 255).astype(np.uint8), 3.0)
+    tilt = estimate_tilt(tilted)
+    assert tilt["confident"], tilt
+    assert abs(tilt["rotation_deg"] + 3.0) <= 0.5, tilt
+    assert measure(cv2.cvtColor(tilted, cv2.COLOR_RGB2GRAY))["rotation_deg"] == 0.0  # grey alone: no
+
+
+def test_a_wire_across_the_sky_is_not_a_horizon() -> None:
+    """A sky with nothing but a sagging-free cable at 3°: same sky on both sides, so no horizon."""
+    rng = np.random.default_rng(1)
+    h, w = 640, 960
+    image = np.empty((h, w, 3), np.float32)
+    image[:] = np.array([150, 180, 215], np.float32)
+    image += rng.normal(0, 3, image.shape).astype(np.float32)
+    slope = math.tan(math.radians(3.0))
+    cv2.line(image, (0, 250), (w - 1, int(250 + slope * w)), (40, 40, 45), 5)
+    tilt = estimate_tilt(np.clip(image, 0, 255).astype(np.uint8))
+    assert tilt["rotation_deg"] == 0.0, tilt
+    assert tilt["horizontal"].get("coverage", 0.0) == 0.0
+
+
+def building(tilt_up: float = 0.0) -> np.ndarray:
+    """A façade of windows on a wall with door frames, seen straight on, 960×640; ``tilt_up``
+    (px of convergence at the top, per px from the centre) makes the verticals meet above."""
+    rng = np.random.default_rng(2)
+    h, w = 640, 960
+    image = np.full((h, w, 3), (170, 150, 130), np.float32) + rng.normal(0, 5, (h, w, 3)).astype(np.float32)
+    for x in range(80, w - 60, 120):
+        for y in range(60, h - 120, 130):
+            dx = lambda px, py: px - (px - w / 2) * tilt_up * (h - py) / h  # noqa: E731
+            pts = np.array([[dx(x, y), y], [dx(x + 60, y), y], [dx(x + 60, y + 90), y + 90], [dx(x, y + 90), y + 90]])
+            cv2.fillPoly(image, [pts.astype(np.int32)], (60, 70, 90))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("angle", "keystone"), [(-3.0, 0.0), (2.5, 0.0), (4.0, 0.06)])
+def test_tilted_verticals_are_levelled(angle: float, keystone: float) -> None:
+    tilt = estimate_tilt(rotated(building(keystone), angle))
+    assert tilt["confident"], tilt
+    assert abs(tilt["rotation_deg"] - (-angle)) <= 0.5, tilt
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_texture_without_lines_abstains(seed: int) -> None:
+    """Foliage-like texture (blurred noise at several scales): nothing to level by."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((640, 960, 3), np.float32)
+    for sigma in (1.0, 4.0, 12.0):
+        image += cv2.GaussianBlur(rng.normal(0, 60, (640, 960, 3)).astype(np.float32), (0, 0), sigma)
+    image = np.clip(image + np.array([60, 110, 50], np.float32), 0, 255).astype(np.uint8)
+    for angle in (0.0, 3.0):
+        tilt = estimate_tilt(rotated(image, angle) if angle else image)
+        assert tilt["rotation_deg"] == 0.0 and not tilt["confident"], tilt
+
+
 def test_tilted_photo_is_levelled(shared_data) -> None:
     corridor = pf.np.asarray(pf.Image.open(shared_data / CORRIDOR).convert("RGB"))
     base = estimate_tilt(corridor)

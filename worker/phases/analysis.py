@@ -29,7 +29,7 @@ gallery-level culling (``worker.scene.culling``) and the app need, under ``repor
     64-bit perceptual hashes (hex) for near-duplicate and burst grouping.
 
 When the job levels horizons (``horizon_correction``), the tilt is measured here too, on the
-same 1024 px grey copy (``worker.scene.straighten``), into ``frame.tilt``: phase 4 acts on it.
+same 1024 px copy (``worker.scene.straighten``), into ``frame.tilt``: phase 4 acts on it.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def run(frames: list[Frame], ctx: PhaseContext) -> None:
         copies = WorkingCopies.of(frame.image)
         report = analyse(frame.image, frame.faces, copies)
         if ctx.edit.horizon_correction:  # measured here, on the copy already made; phase 4 acts on it
-            frame.tilt = straighten.measure(copies.grey_small)
+            frame.tilt = straighten.measure(copies.grey_small, copies.small)
         frame.report[NAME] = {
             "source": frame.source.to_json(),
             "faces": [face.to_json() for face in frame.faces],
@@ -96,12 +96,13 @@ class WorkingCopies:
     reduced: Pixels  # halved fast while at least twice SHARP_EDGE: where the subject's sharpness is judged
     tiny: Pixels  # STATS_EDGE px: global colour statistics
     grey_small: Pixels  # WORK_EDGE px grey: saliency, hashes, straightening
+    small: Pixels  # the same in colour: straightening tells a horizon from a wire by it
 
     @classmethod
     def of(cls, image: Pixels) -> WorkingCopies:
         reduced = halve_to(image, SHARP_EDGE)
         small = shrink(reduced, WORK_EDGE)
-        return cls(reduced, shrink(small, STATS_EDGE), cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        return cls(reduced, shrink(small, STATS_EDGE), cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), small)
 
 
 def analyse(image: Pixels, faces: list[Face], copies: WorkingCopies | None = None) -> dict[str, Any]:
