@@ -25,7 +25,7 @@ def main() -> None:
         f = decode(data, photo_id="bench", filename="bench.jpg", max_pixels=250_000_000)
         analysis.run([f], PhaseContext())
 
-    grey = analysis.WorkingCopies.of(frame.image).grey_small
+    copies = analysis.WorkingCopies.of(frame.image)
 
     print(
         json.dumps(
@@ -35,7 +35,7 @@ def main() -> None:
                 "jpeg_mb": round(len(data) / 1e6, 2),
                 "decode": timed(lambda: decode(data, photo_id="b", filename="b.jpg", max_pixels=250_000_000)),
                 "analysis": timed(lambda: analysis.run([frame], PhaseContext())),
-                "tilt_measure": timed(lambda: straighten.measure(grey)),
+                "tilt_measure": timed(lambda: straighten.measure(copies.grey_small, copies.small)),
                 "decode_plus_analysis": timed(both),
                 "target_ms": 600,
                 "machine": machine(),

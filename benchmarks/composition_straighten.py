@@ -23,12 +23,18 @@ within 0.5°, how many were moved wrongly (a rotation whose result is off by mor
 any rotation of a ``none`` photo), and for the originals whether they were left level.
 
     python -m benchmarks.composition_straighten [--verbose]
+    python -m benchmarks.composition_straighten --figure NAME ANGLE OUT.jpg
+
+``--figure`` writes a before/after pair: photo NAME (a stem above, or a wheel photo) rotated by
+ANGLE, then as phase 4 leaves it, with a grid to judge by. docs/img holds only the wheel photos'
+pairs (public domain); the FiveK photos' licence is for research use, so theirs are not committed.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +180,46 @@ def score(photos: list[tuple[str, np.ndarray]], verbose: bool = False) -> dict[s
     return result
 
 
+def figure(name: str, angle: float, out: str) -> None:
+    """Before (rotated by ``angle``) and after (as the phase leaves it), side by side, 480 px each."""
+    import cv2
+
+    from worker.frame import Frame, SourceInfo
+    from worker.phases import PhaseContext, composition
+
+    img = dict(named_photos(*PATTERNS))[name]
+    h, w = img.shape[:2]
+    before = rotate_crop(img, angle, inscribed_box(w, h, angle)) if angle else img
+    source = SourceInfo(format="JPEG", width=before.shape[1], height=before.shape[0])
+    frame = Frame(photo_id=name, filename=name, image=before, source=source)
+    composition.run([frame], PhaseContext())
+    panels = []
+    for im, label in ((before, f"rotated {angle:+g} deg"), (frame.image, _after_label(frame.report))):
+        scale = 480 / im.shape[1]
+        p = cv2.resize(im, (480, round(im.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        for y in range(0, p.shape[0], 60):  # a grid to judge level by
+            cv2.line(p, (0, y), (479, y), (255, 255, 0), 1)
+        for x in range(0, 480, 60):
+            cv2.line(p, (x, 0), (x, p.shape[0] - 1), (255, 255, 0), 1)
+        cv2.putText(p, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2)
+        panels.append(p)
+    height = max(p.shape[0] for p in panels)
+    canvas = np.zeros((height, 490 + 480, 3), np.uint8)
+    canvas[: panels[0].shape[0], :480] = panels[0]
+    canvas[: panels[1].shape[0], 490:] = panels[1]
+    cv2.imwrite(out, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+
+
+def _after_label(report: dict[str, dict[str, Any]]) -> str:
+    rotation = float(report["composition"]["rotation_deg"])
+    return f"levelled by {rotation:+.2f} deg" if rotation else "left alone (no reference)"
+
+
 def main() -> None:
+    if "--figure" in sys.argv:
+        at = sys.argv.index("--figure")
+        figure(sys.argv[at + 1], float(sys.argv[at + 2]), sys.argv[at + 3])
+        return
     photos = [(n, img) for n, img in named_photos(*PATTERNS) if n in LABELS]
     emit("straighten", score(photos, verbose="--verbose" in sys.argv))
 
