@@ -19,7 +19,8 @@ The estimate is *confident* only when the evidence is strong: enough vertical le
 one vanishing point that is not too near (a steep ceiling shot is not a roll), or a horizon that
 runs across the frame (≥ 80 % from first to last column), straight (≤ 0.6 px from its fit) and
 through enough columns; and the two agree (within 0.6°) when both are present or the other is
-nearly strong enough. A rotation is proposed only when it is also between
+nearly strong enough; or, both only half as strong, they agree within 0.3°. A rotation is proposed
+only when it is also between
 :data:`MIN_ROTATION_DEG` and :data:`MAX_ROTATION_DEG`. Otherwise the photo is to be left alone
 and ``reason`` says why: portraits, foliage, rocks and animals have no such lines.
 
@@ -373,4 +374,14 @@ def _decide(vertical: dict[str, Any], horizontal: dict[str, Any]) -> tuple[float
         if v_some and abs(vertical["estimate"] - horizontal["estimate"]) > AGREE_DEG:
             return None, "the verticals disagree with the horizon; left alone"
         return float(horizontal["estimate"]), "horizon"
+    # Neither is strong enough alone, but two independent kinds of evidence that agree closely are.
+    v_fair = (
+        vertical.get("lines", 0) >= V_MIN_LINES
+        and vertical.get("support", 0.0) >= V_MIN_SUPPORT / 2
+        and vertical.get("fraction", 0.0) >= 0.25
+        and (vertical.get("vp_distance") is None or vertical["vp_distance"] >= V_MIN_VP_DISTANCE)
+    )
+    h_fair = horizontal.get("span", 0.0) >= 0.6 and coverage >= 0.3 and rms <= H_MAX_RMS_PX
+    if v_fair and h_fair and abs(vertical["estimate"] - horizontal["estimate"]) <= AGREE_DEG / 2:
+        return (vertical["estimate"] + horizontal["estimate"]) / 2, "verticals and the horizon together"
     return None, "not enough straight lines to be sure; left alone"
