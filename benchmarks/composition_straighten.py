@@ -26,7 +26,7 @@ any rotation of a ``none`` photo), and for the originals whether they were left 
     python -m benchmarks.composition_straighten --figure NAME ANGLE OUT.jpg
 
 ``--figure`` writes a before/after pair: photo NAME (a stem above, or a wheel photo) rotated by
-ANGLE, then as phase 4 leaves it, with a grid to judge by. docs/img holds only the wheel photos'
+ANGLE, then as phase 4 leaves it, with a grid to judge by. docs/images holds only the wheel photos'
 pairs (public domain); the FiveK photos' licence is for research use, so theirs are not committed.
 """
 
