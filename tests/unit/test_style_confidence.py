@@ -21,6 +21,7 @@ from worker.profile import EditSettings
 from worker.style import confidence
 from worker.style import histogram as style_histogram
 from worker.style import model as style_model
+from worker.style.metrics import psnr
 from worker.style.train import TrainConfig, train
 
 
@@ -88,12 +89,65 @@ def test_a_night_photo_is_not(daylight: tuple[style_model.LutStyle, list[np.ndar
     assert "stops darker than any photo it was trained on" in dark[0].reason(0.5)
 
 
-def test_a_strongly_coloured_photo_is_not(daylight: tuple[style_model.LutStyle, list[np.ndarray]]) -> None:
-    """A strong green cast over the portrait and the landscape: colours no pair had."""
+def test_a_strongly_coloured_photo_is_seen_and_costs_what_the_look_moves_it(
+    daylight: tuple[style_model.LutStyle, list[np.ndarray]],
+) -> None:
+    """A strong green cast over the portrait and the landscape: most of its colours are ones no pair
+    had, and its result's cast is far from the afters'. This gentle look hardly moves those colours,
+    so the estimated error stays small (a strong look that moves them: the pastel test below)."""
     style, unseen = daylight
+    like = confidences(style, [unseen[i] for i in (0, 3)])
     green = confidences(style, [shifted(unseen[i], 0.0, (0.5, 1.2, 0.4)) for i in (0, 3)])
-    for c in green:
-        assert c.value < 0.5 and c.uncovered > 0.3, c
+    for c, g in zip(like, green, strict=True):
+        assert g.uncovered > 0.3 > c.uncovered and g.cast > c.cast, (c, g)
+        assert g.colours > 5 * c.colours and g.colours < 0.05, (c, g)
+
+
+def blobs(rng: np.random.Generator, lo: float, hi: float, size: int = 96) -> np.ndarray:
+    """A synthetic photo: smooth colour blobs with channel values between ``lo`` and ``hi``."""
+    small = rng.uniform(lo, hi, (6, 6, 3)).astype(np.float32)
+    big = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC))
+    noise = rng.normal(0, 3, big.shape)
+    return np.clip(big + noise, 0, 255).astype(np.uint8)
+
+
+def vivid_look(img: np.ndarray) -> np.ndarray:
+    """A strong look: twice the saturation, more contrast, warm highlights and cool shadows."""
+    x = img.astype(np.float32) / 255.0
+    luma = x.mean(2, keepdims=True)
+    x = luma + 2.0 * (x - luma)
+    x = 0.5 + (x - 0.5) * 1.3 + (luma - 0.5) * np.array([0.2, 0.0, -0.2], np.float32)
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def pastel() -> style_model.LutStyle:
+    """The vivid look learned from eight synthetic photos of soft, mid-tone colours (the global LUT
+    alone, to train in seconds: the confidence needs only the record and the photo's LUT)."""
+    rng = np.random.default_rng(3)
+    photos = [blobs(rng, 0.3, 0.7) for _ in range(8)]
+    cfg = TrainConfig(long_edge=96, steps=150, refit=False, model=lut3d.LUT3DConfig(bases=0, exposure=False))
+    return train([(p, vivid_look(p)) for p in photos], device="cpu", config=cfg)
+
+
+def test_synthetic_photos_inside_the_training_colours_are_confident_and_outside_ones_are_not(
+    pastel: style_model.LutStyle,
+) -> None:
+    """New photos drawn like the pairs (soft mid tones) are confident; vivid ones with deep shadows
+    and bright highlights, which the pairs never had, are styled worse and go to review."""
+    rng = np.random.default_rng(11)
+    inside = [blobs(rng, 0.3, 0.7) for _ in range(4)]
+    vivid = [np.where(rng.uniform(size=(1, 1, 3)) < 0.5, 0, 255).astype(np.uint8) for _ in range(4)]
+    outside = [(0.7 * blobs(rng, 0.0, 1.0) + 0.3 * v).astype(np.uint8) for v in vivid]
+    sure, unsure = confidences(pastel, inside), confidences(pastel, outside)
+    for c in sure:
+        assert c.value >= 0.8 and c.uncovered < 0.05, c
+    for c in unsure:
+        assert c.value < 0.5 and c.uncovered > 0.3 and c.colours > c.tone, c
+        assert "of its colours are in none of the training photos" in c.reason(0.5)
+    # and it is right to be unsure: the results outside are further from the look
+    worst_inside = min(psnr(pastel.apply(p, "cpu"), vivid_look(p)) for p in inside)
+    assert all(psnr(pastel.apply(p, "cpu"), vivid_look(p)) < worst_inside - 3 for p in outside)
 
 
 def test_coverage_round_trips_through_the_model_file(
@@ -175,7 +229,14 @@ def test_the_phase_sends_an_unsure_photo_to_review(daylight: tuple[style_model.L
     assert day.report["style"]["confidence"] > 0.5 and "needs_review" not in day.report["style"]
     entry = night.report["style"]
     assert entry["applied"] is True and entry["confidence"] < 0.5
-    assert set(entry["signals"]) == {"tone_spreads", "cast_spreads", "exposure_stops_outside", "uncovered_colours"}
+    assert set(entry["signals"]) == {
+        "estimated_error",
+        "tone_error",
+        "unseen_colour_error",
+        "uncovered_colours",
+        "cast_spreads",
+        "exposure_stops_outside",
+    }
     assert "the style is unsure of this photo" in entry["needs_review"]
     confidence_value, reasons = review(night.report)
     assert confidence_value == entry["confidence"] and reasons == [f"style: {entry['needs_review']}"]
@@ -201,14 +262,27 @@ def test_a_histogram_style_gives_no_confidence(coffee: np.ndarray, astronaut: np
 
 def test_signals_on_synthetic_thumbnails() -> None:
     """The coverage of a record of mid-grey befores and afters: a mid-grey photo through the identity
-    is like them; a saturated red one has no covered colour; a black one is far below their exposure."""
+    is like them; a black one is far below their exposure and its result far below their blacks; a
+    saturated red one has no covered colour, which costs nothing when the LUT leaves it alone and
+    much when the LUT moves it."""
+    torch.manual_seed(0)
     grey = torch.full((3, 3, 64, 64), 0.5) + 0.02 * torch.randn(3, 3, 64, 64)
     record = confidence.Coverage.fit(grey, grey)
-    identity = lut3d.identity_lut(9).unsqueeze(0).expand(3, -1, -1, -1, -1)
-    red = torch.zeros(3, 64, 64)
-    red[0] = 0.9
-    photos = torch.stack([grey[0], red, torch.full((3, 64, 64), 0.02)])
-    same, coloured, black = record.assess(photos, identity)
+    identity = lut3d.identity_lut(9).unsqueeze(0)
+    same, black = record.assess(
+        torch.stack([grey[0], torch.full((3, 64, 64), 0.02)]), identity.expand(2, -1, -1, -1, -1)
+    )
     assert same.value == pytest.approx(1.0) and same.uncovered == 0.0 and same.exposure == 0.0
-    assert coloured.uncovered == 1.0 and coloured.value < 0.1
-    assert black.exposure < -5 and black.value < 0.05
+    assert black.exposure < -5 and black.tone > 0.3 and black.value < 0.2
+    assert "stops darker than any photo it was trained on" in black.reason(0.5)
+
+    red = torch.full((1, 3, 64, 64), 0.5)
+    red[:, 0] = 0.95
+    red[:, 1:] = 0.45  # a mid-tone red: its luminance is like the greys'
+    (left,) = record.assess(red, identity)
+    moved = identity.clone()
+    moved[:, 1] = (moved[:, 1] + 0.3).clamp(0, 1)  # the look turns every colour greener
+    (turned,) = record.assess(red, moved)
+    assert left.uncovered == turned.uncovered == 1.0
+    assert left.colours == pytest.approx(0.0, abs=1e-6) and turned.colours > 0.25 and turned.value < left.value
+    assert "of its colours are in none of the training photos" in turned.reason(0.5)

@@ -6,26 +6,29 @@ a dark result with a colour cast). At training time :meth:`Coverage.fit` keeps a
 the pairs — a descriptor of each before and each after and the colour occupancy of the befores —
 saved in the model file (``"coverage"``, its own version; a model file without it still loads and
 gets no confidence). Applying the style, :meth:`Coverage.assess` compares each photo with it, from
-the thumbnail the encoder already made (averaged to 64×64), in four signals:
+the thumbnail the encoder already made (averaged to 64×64), and estimates how far the result may be
+from what the photographer would have delivered, in sRGB levels (0–1), from two signals:
 
 * **tone** — the result's black point and white point (5th and 95th percentile of luminance)
-  against those of the training afters: the root mean square of their distances in units of the
-  afters' spread (at least 0.03 and 0.05). A result darker, flatter or brighter than anything the
-  photographer delivered is the commonest failure;
-* **cast** — the result's colour balance (log2 of its red/green and blue/green means in linear
-  light) against the afters', the same way (a spread of at least 0.15 stops): an olive or magenta
-  cast the photographer never gave;
-* **exposure** — how far the photo's metered exposure (mean linear luminance) lies outside the
-  range of the training befores, in stops;
-* **colours** — the share of the photo's pixels in colour cells (8×8×8 over sRGB) where the
-  training befores had under 0.1 % of their pixels: colours the LUT only extrapolates to.
+  against those of the training afters: how far each lies beyond one spread of the afters' (at
+  least 0.03 and 0.05) from their mean, root mean square of the two. A result darker, flatter or
+  brighter than anything the photographer delivered is the commonest failure of real edits;
+* **colours** — the photo's pixels in colour cells (8×8×8 over sRGB) where the training befores
+  had under 0.1 % of their pixels (colours the LUT only extrapolates to), each weighted by how far
+  the photo's LUT moves it or by how far it moves the colours the befores had, whichever is more
+  (sums over channels; the second because a LUT left near the identity where no pair taught it
+  says nothing of where the look would have taken that colour), averaged over all pixels. This
+  ranks the errors of a written look on photos of other kinds.
 
-Each gives a factor in (0, 1] (``1 / (1 + (max(0, x − free) / scale)²)``: one training spread of
-tone, two of colour balance, no exposure beyond the range, 20 % of uncovered colours cost nothing)
-and the confidence is their product. Measured on held-out FiveK photos, other pair sets and shifted exposures and colour
-casts (``benchmarks/style_confidence.py``, ``docs/benchmarks.md``); the signals that did not rank
-results there (the predicted weights' distance from the training ones, the adaptive part's
-disagreement with the global LUT, dropout variance) are not used.
+``error = √(tone² + colours²)`` and the confidence is ``1 / (1 + (error / ERROR_SCALE)²)``: 0.5 at
+an estimated error of :data:`ERROR_SCALE`, which puts the default review threshold (0.5) at about
+one photo in ten of photos like the pairs (``benchmarks/style_confidence.py``,
+``docs/benchmarks.md``). Two more signals are reported with it but do not lower it (they did not
+rank results there): the result's colour balance against the afters' (``cast``, in their spreads)
+and the photo's exposure outside the befores' range (``exposure``, in stops; it names the reason
+when the photo is much darker or brighter than every training photo). Tried and left out: the
+predicted weights' and input gains' distance from the training ones, the adaptive part's
+disagreement with the global LUT, nearest-neighbour distances of global statistics.
 """
 
 from __future__ import annotations
@@ -53,12 +56,11 @@ POOL = 4  # the 256² thumbnail averaged to 64², as the encoder sees it
 CELLS = 8  # colour occupancy: 8³ cells over sRGB (the cells of the 9³ global LUT's grid)
 RARE = 1e-3  # a cell with less than this share of the training befores' pixels is not covered
 
-TONE_FLOOR = (0.03, 0.05)  # least spread of the black and white points (a look with one fixed black point)
-TONE_FREE, TONE_SCALE = 1.0, 1.0  # tone distance in spreads: free up to 1, factor 0.5 at 2
-CAST_FLOOR = (0.15, 0.15)  # least spread of the colour balance, in stops
-CAST_FREE, CAST_SCALE = 2.0, 1.0  # colour balance distance in spreads: free up to 2, factor 0.5 at 3
-EXPOSURE_FREE, EXPOSURE_SCALE = 0.0, 1.0  # stops outside the befores' range: factor 0.5 at 1 stop
-COLOURS_FREE, COLOURS_SCALE = 0.2, 0.2  # uncovered share: free up to 20 %, factor 0.5 at 40 %
+TONE_FLOOR = (0.03, 0.05)  # least spread of the afters' black and white points
+TONE_FREE = 1.0  # a result within one spread of the afters' mean black/white point costs nothing
+CAST_FLOOR = (0.15, 0.15)  # least spread of the colour balance, in stops (reported, not in the value)
+ERROR_SCALE = 0.13  # estimated error (sRGB levels, 0–1) at which the confidence is 0.5
+DARK_STOPS = 1.0  # a photo this far outside the befores' exposure range: the reason names it
 _LUMA = (0.2126, 0.7152, 0.0722)
 
 
@@ -82,17 +84,28 @@ def describe(images: Tensor) -> Tensor:
     return torch.stack([exposure, q[:, 0], q[:, 1], q[:, 2], rg, bg, chroma], 1)
 
 
+def cell_of(images: Tensor) -> Tensor:
+    """``N×3×H×W`` sRGB in [0, 1] → ``N×(H·W)``: each pixel's colour cell (of ``CELLS``³)."""
+    q = (images.clamp(0.0, 1.0) * (CELLS - 1e-6)).long()
+    return ((q[:, 2] * CELLS + q[:, 1]) * CELLS + q[:, 0]).flatten(1)  # blue slowest, as the LUTs
+
+
+def cell_centres() -> Tensor:
+    """``1×512×3``: the centre colour of each cell, in :func:`cell_of`'s order."""
+    c = (torch.arange(CELLS, dtype=torch.float32) + 0.5) / CELLS
+    b, g, r = torch.meshgrid(c, c, c, indexing="ij")
+    return torch.stack([r, g, b], -1).reshape(1, -1, 3)
+
+
 def occupancy(images: Tensor) -> Tensor:
     """``N×3×H×W`` sRGB in [0, 1] → ``N×512``: each photo's share of pixels in each colour cell."""
-    q = (images.clamp(0.0, 1.0) * (CELLS - 1e-6)).long()
-    cell = (q[:, 2] * CELLS + q[:, 1]) * CELLS + q[:, 0]  # blue slowest, as the LUTs
-    out = torch.stack([torch.bincount(c.flatten(), minlength=CELLS**3) for c in cell]).float()
+    out = torch.stack([torch.bincount(c, minlength=CELLS**3) for c in cell_of(images)]).float()
     return out / out.sum(1, keepdim=True)
 
 
-def factor(x: float, free: float, scale: float) -> float:
-    """1 up to ``free``, then ``1 / (1 + ((x − free) / scale)²)``: 0.5 at ``free + scale``."""
-    return 1.0 / (1.0 + (max(0.0, x - free) / scale) ** 2)
+def confidence_of(error: float) -> float:
+    """``1 / (1 + (error / ERROR_SCALE)²)``: 1 for no estimated error, 0.5 at :data:`ERROR_SCALE`."""
+    return 1.0 / (1.0 + (max(0.0, error) / ERROR_SCALE) ** 2)
 
 
 @dataclass(frozen=True)
@@ -100,40 +113,37 @@ class Confidence:
     """One styled photo's confidence and the signals behind it."""
 
     value: float  # 0–1
-    tone: float  # the result's black/white points from the afters', in their spreads
-    cast: float  # the result's colour balance from the afters', in their spreads
-    exposure: float  # stops outside the befores' range: < 0 darker than all of them, > 0 brighter
+    tone: float  # the result's black/white points beyond the afters' spread, sRGB levels (0–1)
+    colours: float  # unseen colours weighted by how far the LUT moves them, sRGB levels (0–1)
     uncovered: float  # share of the photo's pixels in colours no pair had
+    cast: float  # the result's colour balance from the afters', in their spreads (reported only)
+    exposure: float  # stops outside the befores' range: < 0 darker than all of them, > 0 brighter
 
     @property
-    def factors(self) -> dict[str, float]:
-        return {
-            "tone": factor(self.tone, TONE_FREE, TONE_SCALE),
-            "cast": factor(self.cast, CAST_FREE, CAST_SCALE),
-            "exposure": factor(abs(self.exposure), EXPOSURE_FREE, EXPOSURE_SCALE),
-            "colours": factor(self.uncovered, COLOURS_FREE, COLOURS_SCALE),
-        }
+    def error(self) -> float:
+        """The estimated error the value comes from (sRGB levels, 0–1)."""
+        return math.hypot(self.tone, self.colours)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tone_spreads": round(self.tone, 2),
+            "estimated_error": round(self.error, 3),
+            "tone_error": round(self.tone, 3),
+            "unseen_colour_error": round(self.colours, 3),
+            "uncovered_colours": round(self.uncovered, 3),
             "cast_spreads": round(self.cast, 2),
             "exposure_stops_outside": round(self.exposure, 2),
-            "uncovered_colours": round(self.uncovered, 3),
         }
 
     def reason(self, threshold: float) -> str:
-        """Why this photo goes to review: its weakest signal, in words, and what to do."""
-        weakest = min(self.factors.items(), key=lambda kv: kv[1])[0]
-        if weakest == "exposure":
-            side = "darker" if self.exposure < 0 else "brighter"
-            why = f"{abs(self.exposure):.1f} stops {side} than any photo it was trained on"
-        elif weakest == "colours":
-            why = f"{self.uncovered:.0%} of its colours are in none of the training photos"
-        elif weakest == "cast":
-            why = "the result has a colour cast unlike the photographer's edits"
+        """Why this photo goes to review: its larger signal, in words, and what to do."""
+        if self.tone >= self.colours:
+            if abs(self.exposure) >= DARK_STOPS:
+                side = "darker" if self.exposure < 0 else "brighter"
+                why = f"{abs(self.exposure):.1f} stops {side} than any photo it was trained on"
+            else:
+                why = "the result's blacks or highlights are unlike the photographer's edits"
         else:
-            why = "the result's blacks or highlights are unlike the photographer's edits"
+            why = f"{self.uncovered:.0%} of its colours are in none of the training photos"
         return (
             f"the style is unsure of this photo (confidence {self.value:.2f}, below {threshold:g}): {why};"
             " check the edit, or add pairs like it and retrain"
@@ -172,25 +182,43 @@ class Coverage:
             photo = small(thumbs)
             n, _, h, w = photo.shape
             pixels = photo.flatten(2).transpose(1, 2)
-            result = lut3d.apply_lut(luts.to(pixels.device, pixels.dtype), pixels).transpose(1, 2).reshape(n, 3, h, w)
+            moved = lut3d.apply_lut(luts.to(pixels.device, pixels.dtype), pixels)
+            result = moved.transpose(1, 2).reshape(n, 3, h, w)
             before, after = describe(photo).cpu(), describe(result).cpu()
-            share = occupancy(photo).cpu()
-        tone = self._distance(after, [_BLACK, _WHITE], TONE_FLOOR)
+            cells = cell_of(photo).cpu()
+            shift = (moved - pixels).abs().sum(2).cpu()  # how far the LUT moves each pixel
+            centres = cell_centres().to(pixels.device, pixels.dtype).expand(n, -1, -1)
+            typical = lut3d.apply_lut(luts.to(pixels.device, pixels.dtype), centres) - centres
+            strength = (typical.abs().sum(2).cpu() * self.colours).sum(1, keepdim=True)
+        rare = (self.colours < RARE)[cells].float()  # N×P: the pixel's colour is one no pair had
+        colours = (rare * torch.maximum(shift, strength)).mean(1)
+        uncovered = rare.mean(1)
+        tone = self._tone(after)
         cast = self._distance(after, [_RED_GREEN, _BLUE_GREEN], CAST_FLOOR)
         exposure = self._exposure(before[:, _EXPOSURE])
-        uncovered = (share * (self.colours < RARE)).sum(1)
         out = []
         for i in range(n):
-            c = Confidence(1.0, float(tone[i]), float(cast[i]), float(exposure[i]), float(uncovered[i]))
-            out.append(Confidence(math.prod(c.factors.values()), c.tone, c.cast, c.exposure, c.uncovered))
+            t, c = float(tone[i]), float(colours[i])
+            value = confidence_of(math.hypot(t, c))
+            out.append(Confidence(value, t, c, float(uncovered[i]), float(cast[i]), float(exposure[i])))
         return out
+
+    def _spread(self, idx: list[int], floor: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+        ref = self.afters[:, idx]
+        spread = ref.std(0) if ref.shape[0] > 1 else torch.zeros(len(idx))
+        return ref.mean(0), torch.maximum(spread, torch.tensor(floor))
+
+    def _tone(self, after: Tensor) -> Tensor:
+        """RMS over the black and white points of how far the result's lie beyond ``TONE_FREE``
+        spreads of the afters' mean (sRGB levels)."""
+        mean, spread = self._spread([_BLACK, _WHITE], TONE_FLOOR)
+        excess = ((after[:, [_BLACK, _WHITE]] - mean).abs() - TONE_FREE * spread).clamp_min(0.0)
+        return excess.pow(2).mean(1).sqrt()
 
     def _distance(self, after: Tensor, idx: list[int], floor: tuple[float, ...]) -> Tensor:
         """RMS over ``idx`` of the results' distance from the afters' mean, in the afters' spreads."""
-        ref = self.afters[:, idx]
-        spread = ref.std(0) if ref.shape[0] > 1 else torch.zeros(len(idx))
-        z = (after[:, idx] - ref.mean(0)) / torch.maximum(spread, torch.tensor(floor))
-        return z.pow(2).mean(1).sqrt()
+        mean, spread = self._spread(idx, floor)
+        return ((after[:, idx] - mean) / spread).pow(2).mean(1).sqrt()
 
     def _exposure(self, exposure: Tensor) -> Tensor:
         lo, hi = self.befores[:, _EXPOSURE].min(), self.befores[:, _EXPOSURE].max()
