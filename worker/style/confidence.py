@@ -21,8 +21,8 @@ from what the photographer would have delivered, in sRGB levels (0–1), from tw
   ranks the errors of a written look on photos of other kinds.
 
 ``error = √(tone² + colours²)`` and the confidence is ``1 / (1 + (error / ERROR_SCALE)²)``: 0.5 at
-an estimated error of :data:`ERROR_SCALE`, which puts the default review threshold (0.5) at about
-one photo in ten of photos like the pairs (``benchmarks/style_confidence.py``,
+an estimated error of :data:`ERROR_SCALE`, with which the default review threshold (0.5) sends
+7 % of the benchmark's photos like the pairs to review (``benchmarks/style_confidence.py``,
 ``docs/benchmarks.md``). Two more signals are reported with it but do not lower it (they did not
 rank results there): the result's colour balance against the afters' (``cast``, in their spreads)
 and the photo's exposure outside the befores' range (``exposure``, in stops; it names the reason
