@@ -207,7 +207,9 @@ def _inpaint_padded(
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
         img = cv2.copyMakeBorder(crop, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
-        m = np.pad(mask, ((0, ph), (0, pw)))
+        # The mask is reflected with the photo: a wire that leaves the frame is masked in the padding
+        # too, or its mirror image there would be context, and the fill would carry it back to the edge.
+        m = np.pad(mask, ((0, ph), (0, pw)), mode="reflect")
     else:
         img, m = crop, mask
     m8 = m.astype(np.uint8)

@@ -55,11 +55,15 @@ class Sky:
         return bool(self.fraction > 0)
 
 
-def find_sky(work: WorkingImage, params: SkyParams | None = None) -> Sky:
+def find_sky(work: WorkingImage, params: SkyParams | None = None, *, light_lines: bool = False) -> Sky:
+    """The sky of ``work``; with ``light_lines``, thin *bright* lines (sunlit wires) are erased first too."""
     p = params or SkyParams()
     h, w = work.shape
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (p.close_px, p.close_px))
-    closed_rgb = np.asarray(cv2.morphologyEx(work.rgb, cv2.MORPH_CLOSE, kernel), dtype=np.uint8)
+    rgb = work.rgb
+    if light_lines:  # an opening as wide as the closing erases a light wire as the closing erases a dark one
+        rgb = np.asarray(cv2.morphologyEx(rgb, cv2.MORPH_OPEN, kernel), dtype=np.uint8)
+    closed_rgb = np.asarray(cv2.morphologyEx(rgb, cv2.MORPH_CLOSE, kernel), dtype=np.uint8)
     # …and the thin bright ringing that JPEG leaves beside a dark line (mostly in the chroma).
     closed_rgb = np.asarray(cv2.morphologyEx(closed_rgb, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)), dtype=np.uint8)
     closed = value_channel(closed_rgb)

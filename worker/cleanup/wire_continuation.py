@@ -36,6 +36,7 @@ protected later by the phase, as for every region.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -389,3 +390,151 @@ def refine_course(value: npt.NDArray[np.uint8], points: FloatArray, width: float
         padded = np.pad(off, pad, mode="edge")
         off = np.median(np.lib.stride_tricks.sliding_window_view(padded, win), axis=1)
     return np.asarray(dense + off[:, None] * normals)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole curve: a certain wire followed along its own fit, to the frame's edges
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """The fitted-course pass (:func:`follow_fit`): working-resolution pixels unless said otherwise."""
+
+    min_taken: float = 0.3  # of the long edge: the least length already taken for the fit to be trusted
+    max_residual: float = 1.0  # px: RMS distance of the taken points from the fit
+    max_extrapolation: float = 0.6  # × the taken length: how far beyond it the fit is followed
+    noise_factor: float = 1.5  # the dip ≥ this × the roughness of the sides (the course is known, so lower)
+    min_run_px: int = 4  # points of evidence in a row: a crack or a twig crossing the course shows for 1–3
+    skip_px: float = 2.0  # points this close to what is already taken are left to it
+    max_offset: float = 1.0  # px: how far off the fitted course the line's core may be
+
+
+def follow_fit(
+    value: npt.NDArray[np.uint8],
+    course: Course,
+    curve: FloatArray,
+    width: float,
+    *,
+    p: ContinueParams | None = None,
+    fp: FitParams | None = None,
+) -> Course:
+    """``course`` with the rest of the wire's whole curve taken where the line is seen on it.
+
+    The detector's own curve (``curve``, fitted to the wire's crest over the sky) is fitted with one
+    polynomial across the wire's direction; the fit is followed to the frame's edges (at most ``max_extrapolation``
+    of the taken length beyond it) and across every gap. Where the course is known that well, the
+    evidence of the line (:func:`continue_wire`'s tests: as dark or as grey as over the sky, as
+    narrow) is asked with a lower roughness factor and without a stop after a long gap — a wire in
+    front of a rock's cracks or a roof's tiles is then taken where it is seen, and only there (runs of
+    ``min_run_px`` points of evidence, with gaps of at most ``max_gap`` between them bridged). The
+    new points are appended to the course after a separator point that nothing takes.
+    """
+    p = p or ContinueParams()
+    fp = fp or FitParams()
+    h, w = value.shape
+    long_edge = max(h, w)
+    taken = course.clean | course.continued
+    pts = course.points[taken]
+    if len(pts) < 20 or not course.clean.any():
+        return course
+    fit_pts = curve
+    origin, direction, normal = _axis(fit_pts)
+    u = (fit_pts - origin) @ direction
+    v = (fit_pts - origin) @ normal
+    length = float(u.max() - u.min())
+    if length < fp.min_taken * long_edge:
+        return course
+    degree = 3 if length >= 0.4 * long_edge else 2
+    coef = np.polyfit(u, v, degree)
+    rms = float(np.sqrt(np.mean((v - np.polyval(coef, u)) ** 2)))
+    if rms > fp.max_residual:
+        return course
+    reach = fp.max_extrapolation * length
+    uu = np.arange(u.min() - reach, u.max() + reach + 1.0, 1.0)
+    line = origin + np.outer(uu, direction) + np.outer(np.polyval(coef, uu), normal)
+    inside = (line[:, 0] >= 0) & (line[:, 0] <= w - 1) & (line[:, 1] >= 0) & (line[:, 1] <= h - 1)
+    line, uu = line[inside], uu[inside]
+    if len(line) < 2:
+        return course
+    # Already taken (within skip_px of a taken point) stays with the course.
+    near = np.zeros(len(line), bool)
+    for i in range(0, len(pts), 512):
+        d2 = ((line[:, None, :] - pts[None, i : i + 512, :]) ** 2).sum(axis=2)
+        near |= (d2 <= fp.skip_px**2).any(axis=1)
+    slope = np.polyval(np.polyder(coef), uu)
+    tang = direction[None, :] + slope[:, None] * normal[None, :]
+    tang /= np.linalg.norm(tang, axis=1, keepdims=True)
+    vf = value.astype(np.float32)
+    accept = _reference(vf, course, width, p, noise_factor=fp.noise_factor)
+    if accept is None:
+        return course
+    dark, bright = _evidence(vf, line, tang, width, p)
+    ok_dark, ok_bright = accept(dark, bright)
+    # The course is known: the line's core must lie on it (a branch leaving the wire drifts off it).
+    on_course = np.abs(np.where(ok_dark, dark.offset, bright.offset)) <= fp.max_offset
+    seen = (ok_dark | ok_bright) & on_course & ~near
+    runs = _long_runs(seen, fp.min_run_px)
+    gap = max(6, round(p.max_gap * long_edge))
+    taken_new = _bridge_runs(runs, near, gap) & ~near
+    if not taken_new.any():
+        return course
+    bright_new = _carry(ok_bright, ok_dark | ok_bright) & taken_new
+    sep = course.points[-1:]
+    f1 = np.zeros(1, bool)
+    return Course(
+        np.concatenate([course.points, sep, line]),
+        np.concatenate([course.clean, f1, np.zeros(len(line), bool)]),
+        np.concatenate([course.continued, f1, taken_new]),
+        np.concatenate([course.bright, f1, bright_new]),
+    )
+
+
+def _axis(points: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Origin, direction (the points' main axis, pointing right or down) and normal."""
+    centre = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+    direction = vt[0] if (vt[0][0] > 0 or (vt[0][0] == 0 and vt[0][1] > 0)) else -vt[0]
+    return centre, np.asarray(direction, dtype=np.float64), np.array([-direction[1], direction[0]])
+
+
+def _reference(
+    vf: npt.NDArray[np.float32], course: Course, width: float, p: ContinueParams, *, noise_factor: float
+) -> _Acceptance | None:
+    """The acceptance of :func:`continue_wire`, referenced on the course's stretches over the sky."""
+    pts = course.points[course.clean]
+    dark, _ = _evidence(vf, pts, _tangents(pts), width, p)
+    ref_dip, ref_side = float(np.median(dark.dip)), float(np.median(dark.side))
+    if ref_dip <= 0 or ref_side <= 0:
+        return None
+    return _Acceptance(
+        min_dip=p.min_dip,
+        dip_per_level=p.dip_fraction * ref_dip / ref_side,
+        ref_core=float(np.median(dark.core)),
+        ref_background=float(np.median(dark.background)),
+        opacity=min(1.0, ref_dip / ref_side),
+        core_tolerance=max(p.min_core_tolerance, p.core_tolerance * ref_dip),
+        max_width=p.max_width_factor * width + 2.0,
+        noise_factor=noise_factor,
+    )
+
+
+def _long_runs(flags: BoolArray, min_run: int) -> BoolArray:
+    """``flags`` keeping only runs of at least ``min_run`` True in a row."""
+    padded = np.r_[False, flags, False].astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    out = np.zeros(len(flags), bool)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if b - a >= min_run:
+            out[a:b] = True
+    return out
+
+
+def _bridge_runs(runs: BoolArray, anchors: BoolArray, gap: int) -> BoolArray:
+    """``runs`` with the gaps of at most ``gap`` points between two of them (or a run and an anchor) filled."""
+    marks = runs | anchors
+    idx = np.flatnonzero(marks)
+    out = runs.copy()
+    for a, b in itertools.pairwise(idx):
+        if 1 < b - a <= gap + 1 and (runs[a] or runs[b]):
+            out[a + 1 : b] = True
+    return out

@@ -47,11 +47,15 @@ import numpy.typing as npt
 
 from worker.cleanup.region import Region, crop_to_mask
 from worker.cleanup.sky import Sky, find_sky
-from worker.cleanup.wire_continuation import ContinueParams, continue_wire, refine_course
+from worker.cleanup.wire_continuation import ContinueParams, continue_wire, follow_fit, refine_course
 from worker.cleanup.working import WorkingImage, value_channel
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+COMPANION_REACH = 2  # × the band's half width: how far beside a wire a second one of its bundle is looked for
+COMPANION_MIN_RUN = 0.4  # of the stretch: how far along it that second wire must run to be taken
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class WireParams:
     min_sharpness: float = 3.0  # contrast ÷ width: a wire is a sharp dip, not a soft shading edge
     noise_factor: float = 4.0  # …and this many times the sky's own black-hat noise
     min_span: float = 0.35  # fraction of the frame's long edge the wire must span
+    corner_span_factor: float = 0.6  # × min_span, for a wire that runs from one edge of the frame to another
     min_support: float = 0.7  # fraction of its course over the sky where the wire is actually seen
     min_over_sky: float = 0.6  # fraction of its course that is over the sky
     max_residual: float = 0.9  # RMS distance (px) of the wire's pixels from the fitted curve
@@ -75,6 +80,7 @@ class WireParams:
     clutter_px: int = 8
     grey_sky_min_span: float = 0.55  # a sky that is not blue (overcast, or a ceiling) needs longer wires
     min_score: float = 0.5
+    light_wires: bool = True  # look for light wires (brighter than the sky) too
     # An accepted wire is followed beyond the sky while the same line is seen (None: never).
     continuation: ContinueParams | None = field(default_factory=ContinueParams)
 
@@ -125,6 +131,7 @@ class Wire:
     # per curve point: added by the continuation beyond the sky (empty: not continued)
     continued: BoolArray = field(default_factory=lambda: np.zeros(0, bool))
     continued_bright: BoolArray = field(default_factory=lambda: np.zeros(0, bool))  # …as a bright line
+    light: bool = False  # a light wire (brighter than the sky): found and masked on the inverted value
 
     def measurements(self, scale: float) -> dict[str, Any]:
         return {
@@ -135,6 +142,7 @@ class Wire:
             "over_sky": round(self.over_sky, 3),
             "sky_both_sides": round(self.sky_both_sides, 3),
             "angle_deg": round(self.angle_deg, 1),
+            "tone": "light" if self.light else "dark",
             "continued_px": round(float(np.count_nonzero(self.continued)) / scale, 1),
         }
 
@@ -156,10 +164,47 @@ def detect_wires(
     sky = sky or find_sky(work)
     if not sky.found:
         return []
+    wires = _detect(work, p, sky, work.value, light=False, keep_rejected=keep_rejected)
+    if p.light_wires:
+        # A sunlit conductor against a darker sky is a bright line: the same tests on the inverted
+        # value channel, on a sky found with thin bright lines erased as well.
+        light_sky = find_sky(work, light_lines=True)
+        if light_sky.found:
+            inverted = np.asarray(255 - work.value, dtype=np.uint8)
+            light = _detect(work, p, light_sky, inverted, light=True, keep_rejected=keep_rejected)
+            reach = p.kernel_px / 2.0 + 1.0
+            dark = wires
+            # Beside a wire of one tone, the other tone shows too: the strip of sky between two dark
+            # wires of a bundle is a light line, the JPEG ringing along a light wire a dark one.
+            light = [w for w in light if not _shadows(w, dark, reach, 1.0 / LIGHT_OVER_DARK, along=0.5)]
+            wires = [w for w in dark if not _shadows(w, light, reach, LIGHT_OVER_DARK, along=0.2)] + light
+    return wires
+
+
+LIGHT_OVER_DARK = 1.5  # a dark line beside a light wire is its ringing unless ≥ 1 / this × as strong
+
+
+def _shadows(wire: Wire, others: list[Wire], reach: float, factor: float, *, along: float) -> bool:
+    """Does ``wire`` run along an accepted wire of the other tone (within ``reach``, for more than
+    ``along`` of its length) whose contrast is at least ``factor`` × its own? Then it is that wire's
+    halo, or the sky between two."""
+    for other in others:
+        if other.rejected or other.contrast < factor * wire.contrast:
+            continue
+        d = _curve_distance(wire.curve, other.curve)
+        if np.mean(d <= reach) > along:
+            return True
+    return False
+
+
+def _detect(
+    work: WorkingImage, p: WireParams, sky: Sky, value: npt.NDArray[np.uint8], *, light: bool, keep_rejected: bool
+) -> list[Wire]:
+    """The wires of one polarity: dark lines in ``value`` (the inverted value channel for light wires)."""
     if sky.blue_fraction < 0.5:
         p = replace(p, min_span=max(p.min_span, p.grey_sky_min_span))
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (p.kernel_px, p.kernel_px))
-    blackhat = np.asarray(cv2.morphologyEx(work.value, cv2.MORPH_BLACKHAT, kernel), dtype=np.uint8)
+    blackhat = np.asarray(cv2.morphologyEx(value, cv2.MORPH_BLACKHAT, kernel), dtype=np.uint8)
     near_sky = cv2.dilate(sky.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     sky_bh = blackhat[::3, ::3][sky.mask[::3, ::3]]  # a sample is plenty for a percentile
     noise = float(np.percentile(sky_bh, 75)) if sky_bh.size else 0.0
@@ -191,16 +236,17 @@ def detect_wires(
             candidates.append((points, wire))
     candidates = _merge_occluded(candidates, maps, p)
     out = _dedupe([wire for _, wire in candidates if keep_rejected or not wire.rejected])
-    if p.continuation is not None:
-        for wire in out:
-            if not wire.rejected:
-                _continue(work, wire, p.continuation)
+    for wire in out:
+        wire.light = light
+        if p.continuation is not None and not wire.rejected:
+            _continue(value, wire, p.continuation)
     return out
 
 
-def _continue(work: WorkingImage, wire: Wire, cp: ContinueParams) -> None:
+def _continue(value: npt.NDArray[np.uint8], wire: Wire, cp: ContinueParams) -> None:
     """Extend an accepted ``wire`` beyond the sky where the same line is seen (see :mod:`.wire_continuation`)."""
-    course = continue_wire(work.value, wire.curve, wire.clean, wire.width, cp)
+    course = continue_wire(value, wire.curve, wire.clean, wire.width, cp)
+    course = follow_fit(value, course, wire.curve, wire.width, p=cp)
     wire.curve, wire.clean = course.points, course.clean
     wire.continued, wire.continued_bright = course.continued, course.bright
 
@@ -433,8 +479,12 @@ def _evaluate(points: FloatArray, maps: _Maps, p: WireParams) -> Wire | None:
         angle_deg=angle,
         clutter=clutter,
     )
+    # A wire that crosses a corner of the frame (enters at one edge, leaves at another) is as long as
+    # the frame lets it be: it needs less of the frame's long edge.
+    at_edge = [min(x, y, w - 1 - x, h - 1 - y) <= 3.0 for x, y in (curve[0], curve[-1])]
+    min_span = p.min_span * (p.corner_span_factor if all(at_edge) else 1.0)
     checks = {
-        "span": span >= p.min_span * long_edge,
+        "span": span >= min_span * long_edge,
         "support": support >= p.min_support,
         "over_sky": over_sky >= p.min_over_sky,
         "residual": residual <= p.max_residual,
@@ -448,7 +498,7 @@ def _evaluate(points: FloatArray, maps: _Maps, p: WireParams) -> Wire | None:
         "clutter": clutter <= p.max_clutter,
     }
     wire.rejected = [name for name, ok in checks.items() if not ok]
-    wire.score = _score(wire, p, long_edge)
+    wire.score = _score(wire, replace(p, min_span=min_span), long_edge)
     if not wire.rejected and wire.score < p.min_score:
         wire.rejected.append("score")
     return wire
@@ -728,18 +778,20 @@ def _full_res_mask(
     image = work.full
     H, W = image.shape[:2]
     s = work.scale
-    curve = work.to_full(wire.curve)
     width_full = max(1.0, wire.width / s)
     half_band = math.ceil(width_full / 2.0 + max(1.5, wire.residual / s) + 1.0)
     k_full = int(2 * math.ceil(width_full) + 3) | 1
     pad = half_band + k_full
+    continued = wire.continued if wire.continued.size == len(wire.curve) else np.zeros(len(wire.curve), bool)
+    cbright = wire.continued_bright if wire.continued_bright.size == len(wire.curve) else np.zeros_like(continued)
+    curve, (clean, continued, cbright) = _to_edges(
+        work.to_full(wire.curve), [wire.clean, continued, cbright], (W, H), 2 * half_band
+    )
     x0, y0, x1, y1 = _padded_box(curve, pad, W, H)
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     kernel = np.asarray(cv2.getStructuringElement(cv2.MORPH_RECT, (k_full, k_full)), dtype=np.uint8)
     ring_kernel = np.ones((2 * half_band + 1, 2 * half_band + 1), np.uint8)
     threshold = max(3.0, 0.12 * wire.contrast)
-    continued = wire.continued if wire.continued.size == len(wire.curve) else np.zeros(0, bool)
-    cbright = wire.continued_bright if wire.continued_bright.size == len(wire.curve) else np.zeros_like(continued)
     search_full = 1.0 / s + 1.0  # the course beyond the sky is known to ±1 working px
     # Walk the curve in pieces of ~tile_px full-resolution px.
     lengths = np.r_[0.0, np.cumsum(np.hypot(*np.diff(curve, axis=0).T))]
@@ -753,26 +805,21 @@ def _full_res_mask(
         tx0, ty0, tx1, ty1 = _padded_box(piece, pad, W, H)
         crop = image[ty0:ty1, tx0:tx1]
         value = value_channel(crop)
+        if wire.light:
+            value = np.asarray(255 - value, dtype=np.uint8)
         bh = np.asarray(cv2.morphologyEx(value, cv2.MORPH_BLACKHAT, kernel), dtype=np.uint8)
         # Other wires running alongside are not the background's noise.
         neighbours = _neighbours(others, value.shape, (tx0, ty0), pad)
         band = np.zeros(value.shape, np.uint8)
-        for run in _runs(wire.clean[max(0, i0 - 1) : i1]):
+        wide = np.zeros(value.shape, np.uint8)
+        for run in _runs(clean[max(0, i0 - 1) : i1]):
             pts = np.round(piece[run] - [tx0, ty0]).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(band, [pts], False, 1, thickness=2 * half_band + 1)
+            cv2.polylines(wide, [pts], False, 1, thickness=2 * (COMPANION_REACH * half_band) + 1)
         if band.any():
-            # The band only covers stretches with sky on both sides (``wire.clean``), so no sky test here.
-            # Threshold: a fraction of the wire's own darkness here, and above the sky's noise (its
-            # black-hat just outside the band, where JPEG blocks and grain show).
-            inside = band.astype(bool)
-            outside = cv2.dilate(band, ring_kernel).astype(bool) & ~inside & ~neighbours.astype(bool)
-            noise = _percentile_u8(bh[outside], 75)
-            peak = _percentile_u8(bh[inside], 98)
-            local = max(threshold, 0.1 * peak, 1.5 * noise)
-            m = ((bh >= local) & inside).astype(np.uint8)
-            # Close pinholes along the wire, within the band.
-            m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
-            mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m.astype(bool)
+            mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= _sky_mask(
+                bh, band, wide, neighbours, ring_kernel=ring_kernel, threshold=threshold, width=width_full
+            )
         if continued.size:
             seg = slice(max(0, i0 - 1), i1)
             for bright in (False, True):
@@ -794,6 +841,86 @@ def _full_res_mask(
                     mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m
     details = wire.measurements(s)
     return crop_to_mask("power_line", mask, (x0, y0), wire.score, details)
+
+
+def _to_edges(
+    curve: FloatArray, flags: list[BoolArray], size: tuple[int, int], reach: float
+) -> tuple[FloatArray, list[BoolArray]]:
+    """``curve`` (full-resolution points) with an end that stops within ``reach`` of the frame's edge
+    carried on straight past it (the last pixels of a wire that leaves the frame), ``flags`` with it."""
+    w, h = size
+    for at_start in (True, False):
+        if len(curve) < 3:
+            break
+        end, prev = (
+            (curve[0], curve[min(len(curve) - 1, 4)]) if at_start else (curve[-1], curve[max(0, len(curve) - 5)])
+        )
+        if min(end[0], end[1], w - 1 - end[0], h - 1 - end[1]) > reach:
+            continue
+        step = _unit(end - prev)
+        extra = end + np.outer(np.arange(1.0, reach + 1.0), step)
+        i = 0 if at_start else -1
+        if at_start:
+            curve = np.concatenate([extra[::-1], curve])
+            flags = [np.r_[np.full(len(extra), f[i]), f] for f in flags]
+        else:
+            curve = np.concatenate([curve, extra])
+            flags = [np.r_[f, np.full(len(extra), f[i])] for f in flags]
+    return curve, flags
+
+
+def _sky_mask(
+    bh: npt.NDArray[np.uint8],
+    band: npt.NDArray[np.uint8],
+    wide: npt.NDArray[np.uint8],
+    neighbours: npt.NDArray[np.uint8],
+    *,
+    ring_kernel: npt.NDArray[np.uint8],
+    threshold: float,
+    width: float,
+) -> BoolArray:
+    """One tile's mask over the sky: the dark pixels in ``band``, and a second wire beside it in ``wide``.
+
+    The band only covers stretches with sky on both sides (``wire.clean``), so no sky test here.
+    Threshold: a fraction of the wire's own darkness here, and above the sky's noise (its black-hat
+    just outside the band, where JPEG blocks and grain show).
+    """
+    inside = band.astype(bool)
+    outside = cv2.dilate(band, ring_kernel).astype(bool) & ~inside & ~neighbours.astype(bool)
+    noise = _percentile_u8(bh[outside], 75)
+    peak = _percentile_u8(bh[inside], 98)
+    local = max(threshold, 0.1 * peak, 1.5 * noise)
+    m = ((bh >= local) & inside).astype(np.uint8)
+    # Close pinholes along the wire, within the band.
+    m = np.asarray(cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), dtype=np.uint8) & band
+    # A companion must be as dark as the wire itself (a roof or rock edge just below the sky line is weaker).
+    return m.astype(bool) | _companions(bh >= max(local, 0.5 * peak), wide, band, neighbours, width)
+
+
+def _companions(
+    dark: BoolArray,
+    wide: npt.NDArray[np.uint8],
+    band: npt.NDArray[np.uint8],
+    neighbours: npt.NDArray[np.uint8],
+    width: float,
+) -> BoolArray:
+    """A second wire running beside this one, a few px off (a bundle's conductors seen as one crest
+    at working resolution): the thin dark runs in ``wide`` beside ``band`` that run along most of it."""
+    out = np.zeros(dark.shape, bool)
+    # As dark as the wire (the caller's threshold): not the faint JPEG ringing that runs beside it.
+    beside = dark & wide.astype(bool) & ~neighbours.astype(bool) & ~band.astype(bool)
+    if not beside.any():
+        return out
+    ys, xs = np.nonzero(band)
+    along = max(int(np.ptp(xs)), int(np.ptp(ys))) + 1
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(beside.astype(np.uint8), connectivity=8)
+    extent = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    keep = (extent >= COMPANION_MIN_RUN * along) & (stats[:, cv2.CC_STAT_AREA] <= extent * (2.0 * width + 3.0))
+    keep[0] = False
+    if keep.any():
+        out = np.asarray(keep[labels], dtype=bool)
+        out = np.asarray(cv2.dilate(out.astype(np.uint8), np.ones((3, 3), np.uint8)), dtype=bool) & wide.astype(bool)
+    return out
 
 
 def _padded_box(points: FloatArray, pad: int, width: int, height: int) -> tuple[int, int, int, int]:
