@@ -29,6 +29,10 @@ evidence of the same line:
    three). Where evidence is lost for longer, the continuation stops — and what it found
    beyond is not taken.
 
+4. *The whole curve* (:func:`follow_fit`): the detector's fit over the sky is followed as one
+   curve to the frame's edges and across every gap, and taken where the same evidence (with a
+   lower roughness factor, the core on the course) shows the line in runs of a few points.
+
 The result is a per-point flag along an extended course; the full-resolution mask is drawn
 there by :func:`worker.cleanup.wires.wire_regions` with a stricter, local threshold. Faces are
 protected later by the phase, as for every region.
@@ -457,10 +461,14 @@ def follow_fit(
     if len(line) < 2:
         return course
     # Already taken (within skip_px of a taken point) stays with the course.
-    near = np.zeros(len(line), bool)
-    for i in range(0, len(pts), 512):
-        d2 = ((line[:, None, :] - pts[None, i : i + 512, :]) ** 2).sum(axis=2)
-        near |= (d2 <= fp.skip_px**2).any(axis=1)
+    taken_map = np.zeros((h, w), np.uint8)
+    ti = np.clip(np.round(pts).astype(int), 0, [w - 1, h - 1])
+    taken_map[ti[:, 1], ti[:, 0]] = 1
+    r = math.ceil(fp.skip_px)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    taken_map = np.asarray(cv2.dilate(taken_map, disc), dtype=np.uint8)
+    li = np.clip(np.round(line).astype(int), 0, [w - 1, h - 1])
+    near = taken_map[li[:, 1], li[:, 0]].astype(bool)
     slope = np.polyval(np.polyder(coef), uu)
     tang = direction[None, :] + slope[:, None] * normal[None, :]
     tang /= np.linalg.norm(tang, axis=1, keepdims=True)

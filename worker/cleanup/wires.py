@@ -29,7 +29,12 @@ Method (all classical, no learned weights; ≤ 300 ms for a 24 MP photo on two c
    along the stretches where the wire is seen, uncluttered and has sky on both sides (other
    accepted wires running alongside are kept out of the background's noise estimate); beyond
    the sky, along the continued stretches, in a band as wide as the wire that follows the
-   line's core, refined at full resolution, with a threshold set by the texture beside it.
+   line's core, refined at full resolution, with a threshold set by the texture beside it. A second
+   conductor running just beside the band (seen as one crest with this one at working resolution)
+   joins the mask; a mask that reaches the frame's edge is carried past it.
+8. *Light wires* (a sunlit conductor against a darker sky): steps 2–7 again on the inverted value
+   channel, with a sky found with thin bright lines erased too; a light line along a dark wire (the
+   sky between two conductors) and a dark one along a light wire (its JPEG ringing) are dropped.
 
 The output is one :class:`~worker.cleanup.region.Region` per wire (kind ``power_line``).
 """
