@@ -388,9 +388,24 @@ def test_enqueue_a_style_training(stack: Stack, world: World) -> None:
     refs = [f"{ann.id}/styles/finished-{i}.jpg" for i in range(2)]
     r = rpc(ann.client, "apelier_enqueue_style_training", style_profile_id=ann.profile_id, reference_keys=refs)
     assert r.json()["payload"] == {"training_method": "histogram", "reference_keys": refs}
+    # A Lightroom preset: alone it is the style; 3 pairs or more refine it (worker/jobs/style.py).
+    preset = f"{ann.id}/presets/golden.xmp"
+    r = rpc(ann.client, "apelier_enqueue_style_training", style_profile_id=ann.profile_id, preset_file_key=preset)
+    assert r.status_code == 200, r.text
+    assert r.json()["payload"] == {"preset_file_key": preset}
+    r = rpc(ann.client, "apelier_enqueue_style_training", style_profile_id=ann.profile_id, pairs=pairs[:3],
+            preset_file_key=preset, epochs=20)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["payload"] == {"pairs": pairs[:3], "epochs": 20, "preset_file_key": preset}
 
     bad: list[dict[str, Any]] = [
-        {"pairs": pairs[:3]},  # too few
+        {"pairs": pairs[:3]},  # too few without a preset
+        {"pairs": pairs[:2], "preset_file_key": preset},  # too few with one
+        {"preset_file_key": f"{bob.id}/presets/golden.xmp"},  # Bob's preset
+        {"preset_file_key": f"{ann.id}/../{bob.id}/golden.xmp"},
+        {"preset_file_key": "golden.xmp"},  # in nobody's folder
+        {"preset_file_key": preset, "reference_keys": refs},  # the histogram method uses no preset
+        {"preset_file_key": preset, "epochs": 20},  # epochs without pairs
         {"pairs": [{"original_key": f"{bob.id}/x.jpg", "edited_key": f"{ann.id}/y.jpg"}] * 5},  # Bob's file
         {"pairs": [{"original_key": f"{ann.id}/../{bob.id}/x.jpg", "edited_key": f"{ann.id}/y.jpg"}] * 5},
         {"pairs": [{"original_key": f"{ann.id}/x.jpg"}] * 5},
@@ -403,7 +418,12 @@ def test_enqueue_a_style_training(stack: Stack, world: World) -> None:
         assert r.status_code == 400, (args, r.text)
     r = rpc(bob.client, "apelier_enqueue_style_training", style_profile_id=ann.profile_id, pairs=pairs)
     assert r.status_code == 404, r.text
-    assert stack.sql("SELECT count(*) AS n FROM processing_jobs")[0]["n"] == 3
+    r = rpc(bob.client, "apelier_enqueue_style_training", style_profile_id=ann.profile_id, preset_file_key=preset)
+    assert r.status_code == 404, r.text
+    assert stack.sql("SELECT count(*) AS n FROM processing_jobs")[0]["n"] == 5
+    # One function of that name: PostgREST never has to choose between overloads.
+    n = stack.sql("SELECT count(*) AS n FROM pg_proc WHERE proname = 'apelier_enqueue_style_training'")[0]["n"]
+    assert n == 1
 
 
 def test_cancel_through_rpc(stack: Stack, world: World) -> None:
