@@ -262,23 +262,11 @@ SELECT id FROM public.photographers WHERE id = %(photographer)s;
 -- name: get_photo
 SELECT id, gallery_id, photographer_id, is_culled FROM public.photos WHERE id = %(photo)s;
 
--- name: lock_gallery_enqueue
--- Held until the transaction ends: two requests to process one gallery at once queue one job.
-SELECT pg_advisory_xact_lock(hashtext('apelier enqueue gallery ' || %(gallery)s::text));
-
--- name: refresh_queued_gallery_job
--- A gallery job no worker has claimed yet takes the latest request's style and settings instead of a
--- second job being queued: when it is claimed it takes every photo not yet edited, new uploads too.
--- A job already tried once (waiting out a retry's backoff) is left alone. The outer status check
--- re-reads the row after a claim that raced this statement: a claimed job is not touched.
-UPDATE public.processing_jobs
-SET style_profile_id = %(style)s, settings_override = %(settings_override)s, payload = %(payload)s,
-    total_images = %(total)s
-WHERE id = (SELECT id FROM public.processing_jobs
-            WHERE gallery_id = %(gallery)s AND job_type = 'gallery' AND status = 'queued' AND attempts = 0
-            ORDER BY created_at LIMIT 1)
-  AND status = 'queued' AND attempts = 0
-RETURNING id;
+-- name: enqueue_gallery
+-- Queue the gallery, or the gallery job of it still queued with the same style, settings and payload
+-- (migration 9: the app's rpc public.apelier_enqueue_gallery takes the same path).
+SELECT (e.job).id AS id, e.reused FROM apelier.enqueue_gallery(%(gallery)s, %(style)s, %(settings_override)s,
+                                                               %(payload)s) AS e;
 
 -- name: lock_style_enqueue
 -- Held until the transaction ends: two retrains of one profile at once queue one job.

@@ -4,8 +4,13 @@
 --      worker's train_style job and the HTTP API do. The old four-argument signature is dropped in
 --      the same transaction, so PostgREST never sees two overloads; the app's calls by name are
 --      unchanged.
+--   B. One rule and one SQL path for queueing a gallery (apelier.enqueue_gallery): the app's rpc
+--      and the HTTP API (worker/api) both call it. A gallery job of the gallery that is still queued
+--      with the same style profile, settings_override and payload is the same request and is
+--      returned; a queued job with anything different is a different request, and a new job is
+--      queued beside it. Two calls at once queue one job (a transaction-scoped advisory lock).
 --
--- It only adds and replaces what the app calls; workers of the previous release never call these.
+-- It only adds a function and replaces bodies; workers of the previous release never call these.
 
 -- == A. Style training with a Lightroom preset ====================================================
 
@@ -121,6 +126,79 @@ BEGIN
       EXECUTE format('%s ALL ON FUNCTION public.apelier_enqueue_style_training(uuid, jsonb, text[], integer, text) %s %I',
                      CASE r WHEN 'anon' THEN 'REVOKE' ELSE 'GRANT' END,
                      CASE r WHEN 'anon' THEN 'FROM' ELSE 'TO' END, r);
+    END IF;
+  END LOOP;
+END
+$do$;
+
+-- == B. One way to queue a gallery =================================================================
+
+-- Queue gallery p_gallery, or return the gallery job of it that is still queued with the same style
+-- profile, settings_override and payload (the same request: when it is claimed it takes every photo
+-- not yet edited, new uploads too). A queued job with a different style, settings or payload is a
+-- different request: a new job is queued beside it. SECURITY INVOKER: called by the app's rpc it runs
+-- as the signed-in photographer, so row-level security and migration 5's guard decide what the caller
+-- may see and insert; called by the HTTP API (the owner's or the service role's connection) after the
+-- API's own checks. The advisory lock, held to the end of the caller's transaction, makes two calls
+-- at once queue one job. reused: the job was already queued.
+CREATE OR REPLACE FUNCTION apelier.enqueue_gallery(
+  p_gallery uuid, p_style uuid, p_settings jsonb, p_payload jsonb,
+  OUT job public.processing_jobs, OUT reused boolean)
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = '' AS $fn$
+DECLARE
+  v_photographer uuid;
+  v_total integer;
+BEGIN
+  SELECT g.photographer_id INTO v_photographer FROM public.galleries g WHERE g.id = p_gallery;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'gallery % not found', p_gallery USING ERRCODE = 'PT404';
+  END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('apelier enqueue gallery ' || p_gallery::text));
+  SELECT * INTO job FROM public.processing_jobs j
+  WHERE j.gallery_id = p_gallery AND j.job_type = 'gallery' AND j.status = 'queued'
+    AND j.style_profile_id IS NOT DISTINCT FROM p_style
+    AND j.settings_override IS NOT DISTINCT FROM p_settings
+    AND j.payload = coalesce(p_payload, '{}'::jsonb)
+  ORDER BY j.created_at LIMIT 1;
+  IF FOUND THEN
+    reused := true;
+    RETURN;
+  END IF;
+  SELECT count(*) INTO v_total FROM public.photos p WHERE p.gallery_id = p_gallery AND NOT p.is_culled;
+  INSERT INTO public.processing_jobs (gallery_id, photographer_id, style_profile_id, total_images,
+                                      status, job_type, payload, settings_override)
+  VALUES (p_gallery, v_photographer, p_style, v_total, 'queued', 'gallery', coalesce(p_payload, '{}'::jsonb),
+          p_settings)
+  RETURNING * INTO job;
+  reused := false;
+END;
+$fn$;
+
+-- The app's rpc (migration 5's signature, its grants kept): the same path.
+CREATE OR REPLACE FUNCTION public.apelier_enqueue_gallery(
+  gallery_id uuid, style_profile_id uuid DEFAULT NULL, settings_override jsonb DEFAULT NULL)
+RETURNS public.processing_jobs
+LANGUAGE plpgsql SECURITY INVOKER SET search_path = '' AS $fn$
+BEGIN
+  IF auth.uid() IS NULL THEN
+    RAISE EXCEPTION 'sign in to queue or cancel jobs' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN (apelier.enqueue_gallery(apelier_enqueue_gallery.gallery_id, apelier_enqueue_gallery.style_profile_id,
+                                  apelier_enqueue_gallery.settings_override, NULL)).job;
+END;
+$fn$;
+
+-- Who may call it: the roles whose rpc calls it, through schema apelier, which Supabase's API does not
+-- expose (every other function in it stays revoked from PUBLIC: this is the only one they may run).
+REVOKE ALL ON FUNCTION apelier.enqueue_gallery(uuid, uuid, jsonb, jsonb) FROM PUBLIC;
+DO $do$
+DECLARE
+  r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['authenticated', 'service_role'] LOOP
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('GRANT USAGE ON SCHEMA apelier TO %I', r);
+      EXECUTE format('GRANT EXECUTE ON FUNCTION apelier.enqueue_gallery(uuid, uuid, jsonb, jsonb) TO %I', r);
     END IF;
   END LOOP;
 END

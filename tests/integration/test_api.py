@@ -118,20 +118,34 @@ def test_gallery_route_queues_the_job_the_daemon_claims(api: TestClient, queue: 
     assert job.payload == {"included_images": 40}
 
 
-def test_a_second_request_updates_the_queued_job_instead_of_queuing_another(
+def test_the_same_request_reuses_the_queued_job_and_a_different_one_queues_another(
     api: TestClient, queue: Queue, a: Studio
 ) -> None:
+    """One rule with the app's rpc (apelier.enqueue_gallery, migration 9): a queued job with the same
+    style, settings and payload is the same request; with different ones it is a different request."""
     first = api.post("/api/process/gallery", json={"gallery_id": a.gallery_id}, headers=as_user(a)).json()
-    again = api.post(
+    again = api.post("/api/process/gallery", json={"gallery_id": a.gallery_id}, headers=as_user(a)).json()
+    assert again["job_id"] == first["job_id"] and again["message"].endswith("already queued: its job)")
+    styled = api.post(
         "/api/process/gallery", json={"gallery_id": a.gallery_id, "style_profile_id": a.style_id}, headers=as_user(a)
     ).json()
-    assert again["job_id"] == first["job_id"]
-    assert [(str(j["id"]), str(j["style_profile_id"])) for j in jobs(queue)] == [(first["job_id"], a.style_id)]
+    light = {"gallery_id": a.gallery_id, "settings": {"retouch_intensity": "light"}}
+    lighter = api.post("/api/process/gallery", json=light, headers=as_user(a)).json()
+    counted = api.post("/api/process/gallery", json={**light, "included_images": 40}, headers=as_user(a)).json()
+    ids = [first["job_id"], styled["job_id"], lighter["job_id"], counted["job_id"]]
+    assert len(set(ids)) == 4  # the queued job keeps its own style and settings: nothing is changed under it
+    assert [(str(j["id"]), j["style_profile_id"] and str(j["style_profile_id"])) for j in jobs(queue)] == [
+        (first["job_id"], None),
+        (styled["job_id"], a.style_id),
+        (lighter["job_id"], None),
+        (counted["job_id"], None),
+    ]
+    assert api.post("/api/process/gallery", json=light, headers=as_user(a)).json()["job_id"] == lighter["job_id"]
 
-    assert queue.jobs.claim() is not None  # a worker has it now: the next request queues a new job
+    assert queue.jobs.claim() is not None  # a worker has the first one now: the next request queues a new job
     third = api.post("/api/process/gallery", json={"gallery_id": a.gallery_id}, headers=as_user(a)).json()
-    assert third["job_id"] != first["job_id"]
-    assert [j["status"] for j in jobs(queue)] == ["processing", "queued"]
+    assert third["job_id"] not in ids
+    assert [j["status"] for j in jobs(queue)] == ["processing", "queued", "queued", "queued", "queued"]
 
 
 def test_requests_at_the_same_moment_queue_one_gallery_job(db_url: str, queue: Queue, a: Studio) -> None:
@@ -143,9 +157,7 @@ def test_requests_at_the_same_moment_queue_one_gallery_job(db_url: str, queue: Q
 
     def request(q: Queue) -> str:
         start.wait()
-        job_id, _ = q.admin.enqueue_gallery(
-            photographer_id=a.photographer_id, gallery_id=a.gallery_id, style_profile_id=None, settings_override=None
-        )
+        job_id, _ = q.admin.enqueue_gallery(gallery_id=a.gallery_id, style_profile_id=None, settings_override=None)
         return job_id
 
     try:

@@ -342,6 +342,15 @@ def test_enqueue_a_gallery(stack: Stack, world: World) -> None:
     other = rpc(ann.client, "apelier_enqueue_gallery", gallery_id=ann.gallery_id, style_profile_id=ann.profile_id)
     assert other.status_code == 200 and other.json()["id"] != job["id"]
     assert other.json()["style_profile_id"] == ann.profile_id
+    # Other settings are another request too (the HTTP API follows the same rule: apelier.enqueue_gallery).
+    square = rpc(ann.client, "apelier_enqueue_gallery", gallery_id=ann.gallery_id, settings_override={"auto_crop": "1"})
+    assert square.status_code == 200 and square.json()["id"] not in (job["id"], other.json()["id"])
+    # The shared path is the one function of schema apelier a signed-in user may run.
+    callable_ = stack.sql(
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'apelier' AND has_function_privilege('authenticated', p.oid, 'EXECUTE')"
+    )
+    assert [r["proname"] for r in callable_] == ["enqueue_gallery"]
 
     r = rpc(bob.client, "apelier_enqueue_gallery", gallery_id=ann.gallery_id)
     assert r.status_code == 404, r.text
@@ -349,7 +358,7 @@ def test_enqueue_a_gallery(stack: Stack, world: World) -> None:
     assert r.status_code == 403, r.text
     r = rpc(world.anon, "apelier_enqueue_gallery", gallery_id=ann.gallery_id)
     assert r.status_code == 401, r.text
-    assert stack.sql("SELECT count(*) AS n FROM processing_jobs")[0]["n"] == 2
+    assert stack.sql("SELECT count(*) AS n FROM processing_jobs")[0]["n"] == 3
 
 
 def test_enqueue_a_restyle(stack: Stack, world: World) -> None:

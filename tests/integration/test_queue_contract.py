@@ -475,8 +475,8 @@ def test_the_double_answers_every_query_the_stores_run() -> None:
     not_for_the_double = {"queue_depth", "jobs_in_flight", "workers_recent", "recent_failures"}  # status_report
     # The HTTP API's (worker/api/): it runs on PostgreSQL only, and test_api.py tests it there.
     not_for_the_double |= {
-        *("photographer_for_auth_user", "get_photographer", "get_photo", "lock_gallery_enqueue"),
-        *("refresh_queued_gallery_job", "lock_style_enqueue", "active_training_job", "last_training_payload"),
+        *("photographer_for_auth_user", "get_photographer", "get_photo", "enqueue_gallery"),
+        *("lock_style_enqueue", "active_training_job", "last_training_payload"),
         "insert_training_style_profile",
     }
     assert used - not_for_the_double <= implemented_queries()

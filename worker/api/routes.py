@@ -81,14 +81,13 @@ def process_gallery(queue: Queue, me: str | None, body: GalleryRequest) -> dict[
     if total == 0:
         raise RequestError(400, "No photos found in gallery. Upload photos first.")
     job_id, reused = queue.admin.enqueue_gallery(
-        photographer_id=owner,
         gallery_id=gallery_id,
         style_profile_id=style_id,
         settings_override=body.settings,
         payload={"included_images": body.included_images} if body.included_images else None,
     )
     message = f"Processing queued for {total} photo{'s' if total != 1 else ''}"
-    message += " (the gallery's queued job, updated)" if reused else ""
+    message += " (the same request is already queued: its job)" if reused else ""
     return {"job_id": job_id, "status": "queued", "message": message, "total_images": total}
 
 

@@ -56,36 +56,25 @@ class Admin:
     def enqueue_gallery(
         self,
         *,
-        photographer_id: str,
         gallery_id: str,
         style_profile_id: str | None,
         settings_override: dict[str, Any] | None,
         payload: dict[str, Any] | None = None,
     ) -> tuple[str, bool]:
-        """Queue the gallery, unless a gallery job of it is queued and never tried: that one takes this
-        request's style, settings and payload instead (it will see every photo not yet edited when it is
-        claimed). Returns ``(job_id, reused)``. Two requests at once queue one job (an advisory lock)."""
+        """Queue the gallery, unless a gallery job of it is still queued with the same style, settings and
+        payload: that is the same request, and its id is the answer (a queued job with different ones is
+        a different request: a new job beside it). Returns ``(job_id, reused)``. One SQL path with the
+        app's rpc (``apelier.enqueue_gallery``, migration 9); two requests at once queue one job."""
         with self.connection.transaction():
-            self.connection.one("lock_gallery_enqueue", gallery=gallery_id)
-            row = self.connection.one("count_gallery_photos", gallery=gallery_id)
-            reused = self.connection.one(
-                "refresh_queued_gallery_job",
+            row = self.connection.one(
+                "enqueue_gallery",
                 gallery=gallery_id,
                 style=style_profile_id,
                 settings_override=settings_override,
                 payload=payload or {},
-                total=int(row["n"]) if row else 0,
             )
-            if reused is not None:
-                return str(reused["id"]), True
-            job_id = self.enqueue(
-                photographer_id=photographer_id,
-                gallery_id=gallery_id,
-                style_profile_id=style_profile_id,
-                payload=payload,
-                settings_override=settings_override,
-            )
-            return job_id, False
+        assert row is not None
+        return str(row["id"]), bool(row["reused"])
 
     def enqueue_training(
         self, *, photographer_id: str, style_profile_id: str, payload: dict[str, Any]

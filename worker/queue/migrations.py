@@ -30,8 +30,9 @@ from worker.queue.sql import q, sql_dir
 # SQL that a newer migration adds. 4: the schema of migrations 1-4 (what workers before versioned
 # migrations called version 3: the queue, its functions, start_style_training, the triggers). 7: runs,
 # photos in flight, pending outputs and end_attempt (0007), which the gallery job and the daemon call.
-# 8: chunks of a split job (0008): every claim asks for a chunk first.
-MIN_SCHEMA_VERSION = 8
+# 8: chunks of a split job (0008): every claim asks for a chunk first. 9: the HTTP API queues a gallery
+# through apelier.enqueue_gallery (0009), the app's rpc's path.
+MIN_SCHEMA_VERSION = 9
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
