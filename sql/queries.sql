@@ -122,6 +122,9 @@ FROM apelier.photos_in_flight WHERE job_id = %(job)s AND deaths > 0;
 -- name: unrecorded_outputs
 SELECT * FROM apelier.unrecorded_outputs(%(lease_s)s, %(limit)s);
 
+-- name: own_unrecorded_outputs
+SELECT * FROM apelier.own_unrecorded_outputs(%(job)s, %(worker)s);
+
 -- name: forget_output
 SELECT apelier.forget_output(%(job)s, %(key)s);
 

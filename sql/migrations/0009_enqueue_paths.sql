@@ -9,8 +9,16 @@
 --      with the same style profile, settings_override and payload is the same request and is
 --      returned; a queued job with anything different is a different request, and a new job is
 --      queued beside it. Two calls at once queue one job (a transaction-scoped advisory lock).
+--   C. One clean-up of outputs uploaded for photos that were never recorded: migration 7's
+--      apelier.pending_outputs. A pending output now names the worker uploading it, so that the worker
+--      whose run ends canceled (or finds its job row deleted) deletes its own at once
+--      (apelier.own_unrecorded_outputs), with nothing of another chunk's worker, still uploading,
+--      touched; whatever is left (a worker that died, a delete that failed) the periodic sweep removes
+--      a lease after the job ended. Rows have no foreign key: they outlive the app deleting the job.
 --
--- It only adds a function and replaces bodies; workers of the previous release never call these.
+-- It only adds (a column, functions) and replaces bodies with their signatures kept: workers of the
+-- previous release never call the new functions, and their pending outputs (worker NULL, the column
+-- they do not write) are the periodic sweep's.
 
 -- == A. Style training with a Lightroom preset ====================================================
 
@@ -203,3 +211,49 @@ BEGIN
   END LOOP;
 END
 $do$;
+
+-- == C. Outputs never recorded: one clean-up ======================================================
+
+ALTER TABLE apelier.pending_outputs ADD COLUMN IF NOT EXISTS worker text;  -- uploading them; NULL: older release
+
+-- As migration 7's, and the pending outputs name the worker that uploads them.
+CREATE OR REPLACE FUNCTION apelier.photo_processed(p_job uuid, p_worker text, p_photo uuid, p_keys text[])
+RETURNS text
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_state text := apelier.locked_job_state(p_job, p_worker);
+BEGIN
+  IF v_state <> 'processing' THEN
+    RETURN v_state;
+  END IF;
+  DELETE FROM apelier.photos_in_flight f
+  WHERE f.job_id = p_job AND f.photo_id = p_photo AND f.worker = p_worker AND f.deaths = 0;
+  UPDATE apelier.photos_in_flight f SET worker = NULL
+  WHERE f.job_id = p_job AND f.photo_id = p_photo AND f.worker = p_worker;
+  INSERT INTO apelier.pending_outputs AS o (job_id, photo_id, key, worker)
+  SELECT p_job, p_photo, k, p_worker FROM unnest(p_keys) AS k
+  ON CONFLICT (job_id, key) DO UPDATE SET photo_id = excluded.photo_id, worker = excluded.worker, written_at = now();
+  RETURN v_state;
+END;
+$fn$;
+
+-- The outputs p_worker uploaded for photos of p_job it never recorded, once the job is canceled for it
+-- or its row is gone: the worker calls this as its run ends (its uploads are over), without waiting a
+-- lease as the periodic sweep (unrecorded_outputs) does. Nothing while the job is processing for it or
+-- has passed to another worker ('lost': the new owner uploads under the same keys and owns the rows).
+-- referenced and photographer_id as unrecorded_outputs'.
+CREATE OR REPLACE FUNCTION apelier.own_unrecorded_outputs(p_job uuid, p_worker text)
+RETURNS TABLE (job_id uuid, key text, photographer_id uuid, referenced boolean)
+LANGUAGE sql STABLE AS $fn$
+  SELECT o.job_id, o.key, coalesce(ph.photographer_id, j.photographer_id),
+         coalesce(o.key IN (ph.edited_key, ph.web_key, ph.thumb_key, ph.watermarked_key), false)
+  FROM apelier.pending_outputs o
+  LEFT JOIN public.processing_jobs j ON j.id = o.job_id
+  LEFT JOIN public.photos ph ON ph.id = o.photo_id
+  WHERE o.job_id = p_job AND o.worker = p_worker
+    AND apelier.job_state(p_job, p_worker) IN ('canceled', 'deleted')
+  ORDER BY o.written_at;
+$fn$;
+
+REVOKE ALL ON FUNCTION apelier.own_unrecorded_outputs(uuid, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION apelier.own_unrecorded_outputs(uuid, text) TO apelier_worker;

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -119,7 +120,8 @@ def test_a_cancel_of_either_form_lets_go_bills_nothing_after_it_and_leaves_no_or
     job_id = queue.admin.enqueue(photographer_id=gallery.photographer_id, gallery_id=gallery.gallery_id)
     cancel = app_cancel if form == "app" else worker_cancel
     spy = CancelMidUpload(storage, lambda: cancel(db_url, job_id), recorded_by(queue, job_id))
-    daemon = make_daemon(db_url, spy, settings)
+    # A lease far longer than the test: the daemon's periodic sweep cannot be what deletes the outputs.
+    daemon = make_daemon(db_url, spy, dataclasses.replace(settings, lease_s=600.0))
     thread = threading.Thread(target=daemon.run)
     thread.start()
     try:
@@ -151,6 +153,9 @@ def test_a_cancel_of_either_form_lets_go_bills_nothing_after_it_and_leaves_no_or
     assert outputs == referenced
     uploaded = {key for key, _ in spy.puts}
     assert uploaded - referenced, "some outputs were uploaded after the cancel (the case under test)"
+    # Deleted by the run as it let go, and forgotten: nothing left for the sweep.
+    pending = queue.conn.execute("SELECT count(*) AS n FROM apelier.pending_outputs WHERE job_id = %s", (job_id,))
+    assert pending.fetchone() == {"n": 0}
 
 
 def test_a_cancel_never_deletes_outputs_a_photo_row_points_at(
@@ -170,13 +175,15 @@ def test_a_cancel_never_deletes_outputs_a_photo_row_points_at(
         payload={"photo_ids": gallery.photo_ids},
     )
     spy = CancelMidUpload(storage, lambda: app_cancel(db_url, restyle), lambda: True)
-    make_daemon(db_url, spy, settings, drain=True).run()
+    make_daemon(db_url, spy, dataclasses.replace(settings, lease_s=600.0), drain=True).run()
 
     job = queue.app.get_job(restyle)
     assert job is not None and job["locked_by"] is None and job["error_log"] == "Cancelled by user"
     for name, row in photo_rows(queue, gallery.gallery_id).items():
         for variant in ("edited_key", "web_key", "thumb_key"):
             assert row[variant] == before[name][variant] and storage.exists(row[variant])
+    pending = queue.conn.execute("SELECT count(*) AS n FROM apelier.pending_outputs WHERE job_id = %s", (restyle,))
+    assert pending.fetchone() == {"n": 0}  # forgotten by the run, never deleted
 
 
 @pytest.mark.parametrize("had_model", [True, False])

@@ -209,3 +209,36 @@ def test_the_apps_own_cancel_explains_the_photos_with_the_apps_rights(empty_db_u
     assert queue.jobs.photos_in_flight(job_id) == {}
     assert queue.conn.execute("SELECT count(*) AS n FROM apelier.job_runs").fetchone() == {"n": 0}
     queue.close()
+
+
+def test_a_canceled_run_finds_its_own_unrecorded_outputs_at_once_and_they_outlive_the_job_row(
+    queue: Queue, db_url: str, tmp_path
+) -> None:
+    """apelier.own_unrecorded_outputs (migration 9): the outputs this worker uploaded for photos it never
+    recorded, once the job is canceled for it or its row is gone, with no lease to wait; none of another
+    worker's (a chunk's worker may still be uploading); the rows survive the app deleting the job."""
+    job_id, photos = gallery(queue, tmp_path, 2)
+    owner = str(job_row(queue, job_id)["photographer_id"])
+    assert queue.jobs.claim() is not None
+    assert queue.jobs.photo_processed(job_id, photos[0], ["k/edited/p0.jpg"]) == "processing"
+    assert queue.jobs.photo_processed(job_id, photos[1], ["k/edited/p1.jpg", "k/web/p1.jpg"]) == "processing"
+    assert queue.jobs.finish_photo(job_id, photos[0], {"edited_key": "k/edited/p0.jpg"}) == "processing"
+    queue.conn.execute(
+        "INSERT INTO apelier.pending_outputs (job_id, photo_id, key, worker) VALUES (%s, %s, 'k/thumb/p1.jpg', 'w2')",
+        (job_id, photos[1]),
+    )
+    assert queue.jobs.own_unrecorded_outputs(job_id) == []  # still processing: nothing is anyone's to delete
+
+    assert queue.jobs.cancel(job_id) == "canceled"
+    mine = [(r["key"], str(r["photographer_id"]), r["referenced"]) for r in queue.jobs.own_unrecorded_outputs(job_id)]
+    assert sorted(mine) == [("k/edited/p1.jpg", owner, False), ("k/web/p1.jpg", owner, False)]
+
+    queue.conn.execute("DELETE FROM processing_jobs WHERE id = %s", (job_id,))  # the app deletes the row
+    assert queue.jobs.finish_photo(job_id, photos[1], {"edited_key": "k/edited/p1.jpg"}) == "deleted"
+    assert sorted(r["key"] for r in queue.jobs.own_unrecorded_outputs(job_id)) == ["k/edited/p1.jpg", "k/web/p1.jpg"]
+    # What nobody deletes at once (here w2's) the periodic sweep finds once the job has ended.
+    swept = sorted(r["key"] for r in queue.jobs.unrecorded_outputs(0.0))
+    assert swept == ["k/edited/p1.jpg", "k/thumb/p1.jpg", "k/web/p1.jpg"]
+    for key in ("k/edited/p1.jpg", "k/web/p1.jpg"):
+        queue.jobs.forget_output(job_id, key)
+    assert [r["key"] for r in queue.jobs.unrecorded_outputs(0.0)] == ["k/thumb/p1.jpg"]

@@ -336,6 +336,7 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     job("runs failed", runs)
     see("every photo says why", w1.app.gallery_photo_rows(gid))
     see("nothing in flight after the end", w1.jobs.photos_in_flight(runs))
+    see("own unrecorded of a failed job: the sweep's", w1.jobs.own_unrecorded_outputs(runs))
     see("unrecorded", sorted((plain(r) for r in w1.jobs.unrecorded_outputs(0.0)), key=str))
     see("unrecorded, not yet a lease old", w1.jobs.unrecorded_outputs(3600.0))
     w1.jobs.forget_output(runs, "k/web/b.jpg")
@@ -397,7 +398,13 @@ def scenario(backend: Backend) -> list[tuple[str, Any]]:
     see("split in three", w1.jobs.split(canceled_big, photos, 1, processed=0, total=3))
     see("claim one of three", (j := w1.jobs.claim()) and j.chunk)
     see("claim two of three", (j := w2.jobs.claim()) and j.chunk)
+    see("chunk outputs, one", w1.jobs.photo_processed(canceled_big, photos[0], ["k/edited/c0.jpg"]))
+    see("chunk outputs, two", w2.jobs.photo_processed(canceled_big, photos[1], ["k/edited/c1.jpg"]))
+    see("own unrecorded while processing", w1.jobs.own_unrecorded_outputs(canceled_big))
     backend.app_cancel(canceled_big)
+    for nth, holder in (("one", w1), ("two", w2)):  # each chunk's worker deletes its own, not the other's
+        keys = [r["key"] for r in holder.jobs.own_unrecorded_outputs(canceled_big)]
+        see(f"own unrecorded after the cancel, {nth}", keys)
     see("chunk heartbeat after the app's cancel", w1.jobs.heartbeat(canceled_big))
     see("chunk finish after the app's cancel", w2.jobs.finish_photo(canceled_big, photos[1], fields))
     see("chunks after the app's cancel", w1.jobs.chunks(canceled_big))
@@ -457,6 +464,9 @@ def test_the_double_observes_what_postgresql_does(postgres: Backend, memory: Bac
     assert got["chunk heartbeat after the app's cancel"] == got["chunk finish after the app's cancel"] == "canceled"
     assert got["after one chunk let go"]["locked_by"] == "apelier:chunks"
     assert got["after every chunk let go"]["locked_by"] is None
+    assert got["own unrecorded while processing"] == []
+    assert got["own unrecorded after the cancel, one"] == ["k/edited/c0.jpg"]
+    assert got["own unrecorded after the cancel, two"] == ["k/edited/c1.jpg"]
     assert got["unrecorded"] == [
         {"job_id": "runs job", "key": "k/web/b.jpg", "photographer_id": "photographer", "referenced": False}
     ]

@@ -11,8 +11,8 @@
   also bills once per photo); a photo that fails is flagged ``needs_review``
   with a reason and the gallery goes on.
 * Canceled (``status='canceled'``, or the app's ``status='failed'`` while leased):
-  photos that finish afterwards are not recorded, and their uploaded outputs
-  are deleted (``orphans.py``) before the cancel is acknowledged.
+  photos that finish afterwards are not recorded, and the outputs this worker
+  uploaded for them are deleted (``orphans.py``) before the cancel is acknowledged.
 * ``total_images`` set by the app when it created the job stays; see
   :meth:`ProgressTracker.row_counts`.
 * Photos in flight: the database is told when a photo starts being processed
@@ -21,8 +21,9 @@
   suspects first, each alone, so a death points at one photo; one that kills
   its worker ``max_attempts`` more times is failed alone
   (``apelier.requeue_stale``) and skipped.
-  Keys uploaded for photos never recorded are removed by the daemon once the
-  job has ended (``apelier.unrecorded_outputs``).
+  Keys uploaded for photos never recorded are removed by the run as it ends
+  canceled (``apelier.own_unrecorded_outputs``), else by the daemon's sweep a
+  lease after the job has ended (``apelier.unrecorded_outputs``).
 * Chunks: a job with more than ``WORKER_CHUNK_PHOTOS`` photos to edit is split
   (``apelier.split_job``) instead of run: its photos to edit become chunks that
   any idle worker claims and runs as a job restricted to those photos. The run
@@ -46,7 +47,7 @@ from PIL import Image, UnidentifiedImageError
 from worker import __version__
 from worker.errors import JobInputError, ModelFileError
 from worker.frame import Frame
-from worker.jobs.orphans import Unrecorded
+from worker.jobs.orphans import delete_unrecorded
 from worker.jobs.progress import ProgressTracker
 from worker.jobs.runtime import JobControl, JobOutcome, OutcomeStatus, Runtime
 from worker.phases import PHASES, PhaseContext, review
@@ -144,7 +145,6 @@ class GalleryJob:
         if self.ctx.edit.ignored:
             self.tracker.extra["ignored_settings"] = list(self.ctx.edit.ignored)
         self._todo = {str(p["id"]): p for p in self.selection.todo}
-        self.unrecorded = Unrecorded()  # outputs of photos whose rows a cancel kept from being written
 
     def run(self) -> JobOutcome:
         selection = self.selection
@@ -370,9 +370,8 @@ class GalleryJob:
             if result.ok and result.frame is not None:
                 fields = photo_fields(job, result, queue.jobs.worker_id)
                 state = queue.jobs.finish_photo(job.id, photo_id, fields, bill=True)
-                if state != "processing":  # canceled (or lost) first: the row is not written, nor billed
-                    self.unrecorded.add(str(k) for k in result.delivered.values() if k)
-                    self.control.saw_state(state)
+                if state != "processing":  # canceled (or lost) first: not written, nor billed; its outputs
+                    self.control.saw_state(state)  # stay pending (apelier.pending_outputs) until deleted
                     return
                 self.tracker.photo_done(result.timings)
             else:
@@ -451,11 +450,11 @@ class GalleryJob:
         )
 
     def delete_orphans(self) -> None:
-        """Delete the outputs uploaded for photos whose rows were never written, unless a photo row
-        points at them (a restyle overwrote them in place; an older schema recorded the photo)."""
-        if len(self.unrecorded) and self.job.gallery_id:
-            referenced = self.queue.app.gallery_output_keys(self.job.gallery_id)
-            self.unrecorded.delete(self.runtime.storage, referenced)
+        """Delete the outputs this worker uploaded for photos whose rows were never written (the run is
+        over: every upload has ended), unless the photo's row points at them (a restyle overwrote them
+        in place). A delete that fails is left to the daemon's sweep."""
+        rows = self.queue.jobs.own_unrecorded_outputs(self.job.id)
+        delete_unrecorded(self.queue.jobs, self.runtime.storage, rows, owner=self.job.photographer_id)
 
 
 def _add(stats: PipelineStats, part: PipelineStats) -> None:

@@ -979,6 +979,7 @@ class MemoryDatabase:
                 "job_id": job_id,
                 "photo_id": photo_id,
                 "key": key,
+                "worker": worker,
                 "written_at": self.now(),
             }
         return [{"state": state}]
@@ -1024,6 +1025,24 @@ class MemoryDatabase:
                 {"job_id": o["job_id"], "key": o["key"], "photographer_id": owner, "referenced": o["key"] in names}
             )
         return out[:limit]
+
+    @_query("own_unrecorded_outputs")
+    def _own_unrecorded_outputs(self, *, job: str, worker: str) -> list[Row]:
+        if self._state(job, worker) not in ("canceled", "deleted"):
+            return []
+        job_id = _uuid(job)
+        row = self.jobs.get(job_id)  # type: ignore[arg-type]
+        out = []
+        for o in sorted(self.pending_outputs.values(), key=lambda o: o["written_at"]):
+            if o["job_id"] != job_id or o.get("worker") != worker:
+                continue
+            photo = self.photos.get(o["photo_id"])
+            names = {photo[k] for k in ("edited_key", "web_key", "thumb_key", "watermarked_key")} if photo else set()
+            owner = photo["photographer_id"] if photo else row["photographer_id"] if row else None
+            out.append(
+                {"job_id": o["job_id"], "key": o["key"], "photographer_id": owner, "referenced": o["key"] in names}
+            )
+        return out
 
     @_query("forget_output")
     def _forget_output(self, *, job: str, key: str) -> list[Row]:

@@ -31,7 +31,8 @@ from worker.queue.sql import q, sql_dir
 # migrations called version 3: the queue, its functions, start_style_training, the triggers). 7: runs,
 # photos in flight, pending outputs and end_attempt (0007), which the gallery job and the daemon call.
 # 8: chunks of a split job (0008): every claim asks for a chunk first. 9: the HTTP API queues a gallery
-# through apelier.enqueue_gallery (0009), the app's rpc's path.
+# through apelier.enqueue_gallery (0009), the app's rpc's path; a canceled run deletes its own unrecorded
+# outputs through apelier.own_unrecorded_outputs (0009).
 MIN_SCHEMA_VERSION = 9
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -246,6 +246,11 @@ class JobStore:
         photographer_id, referenced (the photo's row names the key: forget it, never delete it)."""
         return self.connection.all("unrecorded_outputs", lease_s=lease_s, limit=limit)
 
+    def own_unrecorded_outputs(self, job_id: str) -> list[dict[str, Any]]:
+        """This worker's outputs of a job canceled for it (or deleted) whose photos it never recorded, at
+        once (same fields as :meth:`unrecorded_outputs`); none while the job is processing for it."""
+        return self.connection.all("own_unrecorded_outputs", job=job_id, worker=self.worker_id)
+
     def forget_output(self, job_id: str, key: str) -> None:
         self.connection.one("forget_output", job=job_id, key=key)
 

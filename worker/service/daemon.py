@@ -40,12 +40,11 @@ from worker.errors import (
     Failure,
     JobInputError,
     RetryStrategy,
-    StorageError,
-    TenantViolationError,
     classify,
     first_line,
 )
 from worker.jobs.gallery import run_gallery_job
+from worker.jobs.orphans import delete_unrecorded
 from worker.jobs.runtime import JobControl, JobOutcome, Runtime
 from worker.jobs.style import run_style_job
 from worker.queue.connection import RetryingConnection
@@ -54,7 +53,6 @@ from worker.queue.migrations import check_worker_can_run, latest_version
 from worker.queue.store import JOB_TYPES, Job
 from worker.service import logs, notify
 from worker.service.reaper import Reaper, reap_interval_s
-from worker.storage.base import check_tenant_key
 
 log = logs.get("daemon")
 
@@ -185,7 +183,9 @@ class Daemon:
         self.shutdown.wait(seconds)
 
     def _maybe_sweep_outputs(self) -> None:
-        """Delete outputs uploaded for photos no run will record (their job ended); at most 50 a round.
+        """Delete outputs uploaded for photos no run will record (their job ended a lease ago, and the
+        run that held it did not delete them: it died, or a delete failed); at most 50 a round
+        (``worker/jobs/orphans.py``).
 
         A key the photo's row names (an earlier edit at the same key) is only forgotten; a key outside
         the photographer's folder is never touched.
@@ -194,19 +194,8 @@ class Daemon:
         if now < self._next_sweep:
             return
         self._next_sweep = now + 2 * reap_interval_s(self.settings.lease_s)
-        for row in self.queue.jobs.unrecorded_outputs(self.settings.lease_s, limit=50):
-            key, owner = str(row["key"]), row["photographer_id"]
-            if not row["referenced"] and owner is not None:
-                try:
-                    self.runtime.storage.delete(check_tenant_key(key, str(owner), what="unrecorded output"))
-                except TenantViolationError as exc:
-                    log.error("unrecorded_output_refused", key=key, reason=exc.message)
-                except (StorageError, OSError) as exc:  # kept: tried again next round
-                    log.warning("unrecorded_output_not_deleted", key=key, reason=first_line(exc))
-                    continue
-                else:
-                    log.info("unrecorded_output_deleted", key=key, job_id=str(row["job_id"]))
-            self.queue.jobs.forget_output(str(row["job_id"]), key)
+        rows = self.queue.jobs.unrecorded_outputs(self.settings.lease_s, limit=50)
+        delete_unrecorded(self.queue.jobs, self.runtime.storage, rows)
 
     # -- one job ------------------------------------------------------------------------------
     def _run_job(self, job: Job) -> None:
