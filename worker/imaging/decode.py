@@ -150,6 +150,53 @@ def _decode(data: bytes, *, photo_id: str, filename: str, name: str, max_pixels:
     return _decode_pillow(img, data, photo_id=photo_id, filename=filename, name=name, max_pixels=max_pixels, say=say)
 
 
+@dataclass(frozen=True)
+class JpegPlan:
+    """What the header of a plain sRGB camera JPEG says, for a decoder that only needs its pixels
+    (:mod:`worker.imaging.device`): the same source description, EXIF summary and block as
+    :func:`decode` gives it."""
+
+    source: SourceInfo
+    summary: dict[str, Any]
+    exif_bytes: bytes | None
+
+
+def plan_jpeg(data: bytes, *, filename: str) -> JpegPlan | None:
+    """The frame's metadata for a JPEG whose pixels another decoder may produce, or None when
+    :func:`decode` must take the file: not a complete RGB/YCbCr JPEG, or a colour profile to convert
+    (a wide-gamut profile, or Adobe RGB declared in EXIF). Reads the header only.
+
+    The size checks are the caller's (:data:`MIN_SIDE`, the pixel limit); :func:`decode` words them.
+    """
+    if _sniff(data) != "jpeg" or b"\xff\xd9" not in data[-65536:]:
+        return None
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Exception:  # whatever it is, the CPU decoder says so
+        return None
+    with img:
+        if img.format != "JPEG" or img.mode != "RGB":
+            return None
+        width, height = img.size
+        notes = _frames_note(img, "JPEG")
+        bit_depth = _bit_depth(img)
+        try:
+            exif = img.getexif()
+        except Exception:  # a broken EXIF block must not cost the photo (as in decode)
+            exif = Image.Exif()
+        summary = exif_summary(exif)
+        orientation = _orientation(img, exif, None, summary, notes)
+        exif_bytes = _exif_bytes(img, exif)
+        icc_profile = img.info.get("icc_profile")
+        if not icc_profile and _declares_adobe_rgb(exif):
+            return None
+        profile, profile_name = _read_profile(icc_profile) if icc_profile else (None, None)
+        if profile is not None and not _is_srgb(profile_name or ""):
+            return None
+        source = SourceInfo("JPEG", width, height, orientation, profile_name, img.mode, bit_depth, tuple(notes))
+    return JpegPlan(source, summary, exif_bytes)
+
+
 def _check_size(name: str, width: int, height: int, max_pixels: int, say: _Advice) -> None:
     if min(width, height) < MIN_SIDE:
         raise DecodeError(

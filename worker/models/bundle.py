@@ -25,6 +25,9 @@ from worker.service.config import Settings
 @dataclass
 class ModelBundle:
     device: str = "cpu"
+    # The torch device that decodes JPEGs and encodes the deliverables (``WORKER_IMAGE_CODEC``,
+    # worker/imaging/device.py); None: the CPU path (OpenCV, Pillow).
+    codec_device: str | None = None
     face_detector: FaceDetector | None = None
     face_restorer: FaceRestorer | None = None
     face_parser: FaceParser | None = None  # CodeFormer paste-back masks; None = feathered oval
@@ -34,6 +37,7 @@ class ModelBundle:
     def describe(self) -> dict[str, str | None]:
         return {
             "device": self.device,
+            "image_codec": f"torch on {self.codec_device}" if self.codec_device else "cpu",
             "face_detector": getattr(self.face_detector, "name", None),
             "face_restorer": getattr(self.face_restorer, "name", None),
             "face_parser": getattr(self.face_parser, "name", None),
@@ -43,7 +47,8 @@ class ModelBundle:
 
 def load(settings: Settings) -> ModelBundle:
     """Load every model the settings ask for, once. Missing weights degrade, they do not fail."""
-    bundle = ModelBundle(device=resolve_device(settings.device))
+    device = resolve_device(settings.device)
+    bundle = ModelBundle(device=device, codec_device=image_codec(settings.image_codec, device))
     # The face detector (phase 0) and restorer (phase 2) slots, then the inpainter (phase 3).
     bundle.face_detector, note = faces.load_detector(settings.models_dir, bundle.device)
     bundle.notes.append(note)
@@ -52,6 +57,15 @@ def load(settings: Settings) -> ModelBundle:
     bundle.inpainter, note = _load_inpainter(settings, bundle.device)
     bundle.notes.append(note)
     return bundle
+
+
+def image_codec(choice: str, device: str) -> str | None:
+    """``WORKER_IMAGE_CODEC`` on a worker whose models run on ``device`` → the torch device that decodes
+    and encodes JPEGs, or None for the CPU path: ``auto`` = the GPU when there is one, ``torch`` = the
+    models' device even on the CPU (tests and comparisons), ``cpu`` = never."""
+    if choice == "torch" or (choice == "auto" and device == "cuda"):
+        return device
+    return None
 
 
 def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from worker.errors import Failure, PhotoError, WorkerError, classify
 from worker.frame import Frame
 from worker.imaging import decode as decoder
+from worker.imaging import device as device_codec
 from worker.phases import PhaseContext, analysis, cleanup, composition, output, retouch, style
 from worker.service import logs
 from worker.service.config import Settings
@@ -466,9 +467,20 @@ class Pipeline:
                 task.started()
             phase = "decode"
             t0 = time.perf_counter()
-            frame = decoder.decode(
-                data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels, origin=self.origin
-            )
+            codec = self.ctx.models.codec_device  # torch (nvJPEG on a GPU) for plain sRGB JPEGs, else the CPU path
+            if codec is None:
+                frame = decoder.decode(
+                    data, photo_id=task.photo_id, filename=task.filename, max_pixels=self.max_pixels, origin=self.origin
+                )
+            else:
+                frame = device_codec.decode_one(
+                    data,
+                    photo_id=task.photo_id,
+                    filename=task.filename,
+                    device=codec,
+                    max_pixels=self.max_pixels,
+                    origin=self.origin,
+                )
             timings["decode"] = time.perf_counter() - t0
             frame.timings.update(timings)
             return _Decoded(task, frame, None, None, timings)

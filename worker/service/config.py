@@ -19,6 +19,7 @@ from worker.errors import ConfigError
 Device = Literal["auto", "cpu", "cuda"]
 FaceRestorerChoice = Literal["codeformer", "classic", "off"]
 InpainterChoice = Literal["auto", "lama", "opencv"]
+ImageCodecChoice = Literal["auto", "cpu", "torch"]
 LogFormat = Literal["auto", "json", "console"]
 
 # The heartbeat moves processing_jobs.heartbeat_at, which the app's queue view reads (docs/app.md)
@@ -49,6 +50,9 @@ class Settings:
     storage_retries: int = 5
 
     device: Device = "auto"
+    # JPEG decode/resize/encode: auto = torch (nvJPEG) on a GPU, else OpenCV/Pillow; torch = torch on the
+    # models' device even on the CPU (tests, comparisons); cpu = OpenCV/Pillow (worker/imaging/device.py).
+    image_codec: ImageCodecChoice = "auto"
     models_dir: Path = field(default_factory=lambda: _default_data_dir() / "models")
     data_dir: Path = field(default_factory=_default_data_dir)
 
@@ -144,6 +148,7 @@ class Settings:
         values["storage_timeout_s"] = number("WORKER_STORAGE_TIMEOUT_S", float, 1)
         values["storage_retries"] = number("WORKER_STORAGE_RETRIES", int, 0)
         values["device"] = choice("WORKER_DEVICE", ("auto", "cpu", "cuda"))
+        values["image_codec"] = choice("WORKER_IMAGE_CODEC", ("auto", "cpu", "torch"))
         data_dir = text("WORKER_DATA_DIR")
         values["data_dir"] = Path(data_dir).expanduser() if data_dir else None
         models_dir = text("WORKER_MODELS_DIR")
