@@ -3,8 +3,8 @@
 #
 #   benchmarks/gpu_check.sh fetch   # here, with the package registries: wheels the GPU image lacks → .whl/
 #   benchmarks/gpu_check.sh run [pipeline|models]   # there (carry .whl and .shared-data) → $OUT
-#     pipeline (default): the GPU tests, and the whole pipeline with photo threads (WORKER_PHOTO_THREADS)
-#       off and at their default, with 3 phase lanes (and 2, all models)
+#     pipeline (default): the GPU tests, and the whole pipeline (3 phase lanes) on all cores and on 4
+#       (taskset: an A10G box), with the device path and (all models, all cores) the CPU codec
 #     models: the GPU tests, CodeFormer, LaMa and style training/apply speeds, phase 2 step by step
 #
 # The GPU image has Python 3.12 with torch, numpy, pillow, OpenCV, scikit-image/learn, matplotlib,
@@ -66,15 +66,18 @@ run)
     step style_speed 150 python3 -m benchmarks.style_speed --skip-cpu --threads 8
     step retouch_phase 60 python3 -m benchmarks.retouch_phase --stand-in-models
   else
-    # the step limits add up to 510 s, inside the 580 s asked of the device tool
-    for pair in "3 1" "3 0" "2 0"; do  # lanes, photo threads (0: the default, one per core up to 8)
-      read -r lanes threads <<<"$pair"
-      step "pipeline_all_models_lanes${lanes}_threads$threads" 110 python3 -m benchmarks.pipeline_throughput \
-        --photos 32 --with-style --stand-in-models --lanes "$lanes" --photo-threads "$threads"
+    # Issue 19 §2: every model, the device path (nvJPEG decode, GPU resize + encode) with all the box's
+    # cores and with 4 (an A10G box), and the CPU codec with all cores for comparison; then a fresh
+    # box's models on all cores and on 4. Each JSON: photos/s, host CPU-s a photo, GPU busy %, peak
+    # GPU memory. The step limits add up to 510 s, inside the 580 s asked of the device tool.
+    for pair in "0 auto" "4 auto" "0 cpu"; do  # cores (0: all), WORKER_IMAGE_CODEC
+      read -r cores codec <<<"$pair"
+      step "pipeline_all_models_cores${cores}_codec$codec" 110 python3 -m benchmarks.pipeline_throughput \
+        --photos 32 --with-style --stand-in-models --lanes 3 --cores "$cores" --image-codec "$codec"
     done
-    for threads in 1 0; do
-      step "pipeline_as_found_lanes3_threads$threads" 55 python3 -m benchmarks.pipeline_throughput --photos 32 \
-        --lanes 3 --photo-threads "$threads"
+    for cores in 0 4; do
+      step "pipeline_as_found_cores$cores" 55 python3 -m benchmarks.pipeline_throughput --photos 32 \
+        --lanes 3 --cores "$cores"
     done
   fi
   tail -n 40 "$out"/*.json

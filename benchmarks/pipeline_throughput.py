@@ -19,15 +19,31 @@ whose weights ship in its wheel.
 JSON also gives the peak GPU memory of the gallery run (each lane can hold a batch in a phase).
 ``--batch-size`` and ``--photo-threads`` set ``WORKER_BATCH_SIZE`` (0: 8 on a GPU, 1 on a CPU) and
 ``WORKER_PHOTO_THREADS`` (0: one per core, at most 8: the threads a batch phase spreads its photos'
-CPU work over; they do nothing with batches of one).
+CPU work over; they do nothing with batches of one). ``--image-codec`` sets ``WORKER_IMAGE_CODEC``
+(``auto``: nvJPEG on a GPU, OpenCV/Pillow on a CPU; ``cpu``; ``torch``).
+
+What a box's cores cost (issue 19 §2): the JSON gives photos/s, the host CPU-seconds per photo (user +
+system time of this process, every thread, over the gallery run: the embedded PostgreSQL server is
+another process and not counted), the GPU's busy % (sampled every 0.2 s through NVML —
+``torch.cuda.utilization`` — or ``nvidia-smi``; null without a GPU) and the peak GPU memory.
+``--cores N`` runs the benchmark on the first N cores only (it re-executes itself under
+``taskset -c 0-(N-1)``, so torch and every thread pool size themselves from N): 4 cores stand for an
+A10G box.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,7 +69,10 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=Settings.phase_lanes, help="batches in the batch phases at once")
     parser.add_argument("--batch-size", type=int, default=Settings.batch_size, help="0: 8 on a GPU, 1 on a CPU")
     parser.add_argument("--photo-threads", type=int, default=Settings.photo_threads, help="0: one per core, ≤ 8")
+    parser.add_argument("--image-codec", choices=("auto", "cpu", "torch"), default=Settings.image_codec)
+    parser.add_argument("--cores", type=int, default=0, help="run on the first N cores only (taskset); 0: all")
     args = parser.parse_args()
+    pin_to_cores(args.cores)
     logs.configure("warning")
     with database() as url, tempfile.TemporaryDirectory() as tmp:
         storage = LocalStorage(Path(tmp) / "storage")
@@ -71,6 +90,7 @@ def main() -> None:
             phase_lanes=args.lanes,
             batch_size=args.batch_size,
             photo_threads=args.photo_threads,
+            image_codec=args.image_codec,
         )
         models = bundle.load(settings)
         if args.stand_in_models:
@@ -91,9 +111,11 @@ def main() -> None:
         on_gpu = runtime.models.device == "cuda"
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        busy = GpuBusy() if on_gpu else None
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
         Daemon(runtime, url, drain=True).run()
-        wall = time.perf_counter() - t0
+        wall, host_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        gpu_busy = busy.stop() if busy is not None else None
         gpu_peak = (
             {
                 "allocated": round(torch.cuda.max_memory_allocated() / 2**20),
@@ -123,13 +145,84 @@ def main() -> None:
             "style": "trained demo look" if args.with_style else None,
             "faces_found": int(faces["n"]) if faces else None,
             "wall_s": round(wall, 2),
+            "cores": len(os.sched_getaffinity(0)),
+            "image_codec": runtime.models.describe()["image_codec"],
+            "photos_per_s": round(args.photos / wall, 2),
             "photos_per_min": round(60 * args.photos / wall, 1),
             "s_per_photo": round(wall / args.photos, 3),
+            "host_cpu_s_per_photo": round(host_cpu / args.photos, 3),
+            "gpu_busy_percent": gpu_busy,
             "gpu_peak_mib": gpu_peak,
             "per_phase_mean_ms": {k: v["mean_ms"] for k, v in (job.get("phase_timings") or {}).items()},
             "note": "phases overlap: download/decode and output/upload run in threads beside the batch phases",
         },
     )
+
+
+def pin_to_cores(cores: int) -> None:
+    """Re-execute this benchmark on the first ``cores`` cores (``taskset``) unless it runs on them already."""
+    if cores <= 0:
+        return
+    wanted = set(range(cores))
+    if os.sched_getaffinity(0) == wanted:
+        return
+    if cores > (os.cpu_count() or 1):
+        sys.exit(f"--cores {cores}: this machine has {os.cpu_count()} cores")
+    command = [sys.executable, "-m", "benchmarks.pipeline_throughput", *sys.argv[1:]]
+    if shutil.which("taskset"):
+        os.execvp("taskset", ["taskset", "-c", f"0-{cores - 1}", *command])
+    os.sched_setaffinity(0, wanted)  # no taskset: the same, inherited across exec
+    os.execv(sys.executable, command)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class GpuBusy:
+    """Samples the GPU's utilisation (% of time a kernel ran) every 0.2 s until :meth:`stop`: through NVML
+    (``torch.cuda.utilization``, needs ``pynvml``) or, without it, a ``nvidia-smi -lms 200`` child."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.source: str | None = None
+        self._stop = threading.Event()
+        self._smi: subprocess.Popen[str] | None = None
+        try:
+            torch.cuda.utilization()
+            self.source = "nvml"
+        except Exception:  # no pynvml: ask nvidia-smi
+            if shutil.which("nvidia-smi"):
+                self.source = "nvidia-smi"
+                self._smi = subprocess.Popen(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0",
+                     "-lms", "200"],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                )  # fmt: skip
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self._smi is not None and self._smi.stdout is not None:
+            for line in self._smi.stdout:
+                if line.strip().isdigit():
+                    self.samples.append(float(line))
+            return
+        while self.source == "nvml" and not self._stop.wait(0.2):
+            self.samples.append(float(torch.cuda.utilization()))
+
+    def stop(self) -> dict[str, Any] | None:
+        self._stop.set()
+        if self._smi is not None:
+            self._smi.terminate()
+            self._smi.wait()
+        self._thread.join(timeout=2)
+        if not self.samples:
+            return None
+        return {"mean": round(sum(self.samples) / len(self.samples), 1), "samples": len(self.samples),
+                "source": self.source}  # fmt: skip
 
 
 if __name__ == "__main__":
