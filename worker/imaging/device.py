@@ -19,6 +19,8 @@ device once; the three encodes and both resizes then run there.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -39,6 +41,13 @@ log = logs.get("decode")
 warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchVision", DeprecationWarning)
 
 Outcome = Frame | DecodeError
+# The pipeline decodes in its fetch threads and encodes in its delivery threads; nvJPEG calls on a GPU
+# take turns (a few ms each), so no torchvision codec state is ever shared by two threads at once.
+_CUDA_CODEC = threading.Lock()
+
+
+def _turn(device: str) -> contextlib.AbstractContextManager[object]:
+    return _CUDA_CODEC if device.startswith("cuda") else contextlib.nullcontext()
 
 
 def decode_batch(
@@ -102,14 +111,16 @@ def _decode_jpegs(datas: list[bytes], device: str) -> list[torch.Tensor | None]:
     file by file when the batch fails (one broken file must not send the others to the CPU)."""
     tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
     try:
-        return list(torchvision.io.decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
+        with _turn(device):
+            return list(torchvision.io.decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
     except (RuntimeError, ValueError) as exc:
         if len(tensors) > 1:
             log.info("device_decode_batch_failed", files=len(tensors), error=_short(exc))
     results: list[torch.Tensor | None] = []
     for tensor in tensors:
         try:
-            results.append(torchvision.io.decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
+            with _turn(device):
+                results.append(torchvision.io.decode_jpeg(tensor, mode=ImageReadMode.RGB, device=device))
         except (RuntimeError, ValueError) as exc:
             log.info("device_decode_fell_back", error=_short(exc))
             results.append(None)
@@ -161,7 +172,8 @@ def encode_jpegs(images: list[torch.Tensor], qualities: list[int]) -> list[bytes
     out: list[bytes | None] = [None] * len(images)
     for quality in sorted(set(qualities)):
         idx = [i for i, q in enumerate(qualities) if q == quality]
-        encoded = torchvision.io.encode_jpeg([images[i].contiguous() for i in idx], quality=int(quality))
+        with _turn(str(images[idx[0]].device)):
+            encoded = torchvision.io.encode_jpeg([images[i].contiguous() for i in idx], quality=int(quality))
         for i, data in zip(idx, encoded, strict=True):
             out[i] = data.cpu().numpy().tobytes()
     return [data for data in out if data is not None]
