@@ -10,9 +10,10 @@ of a real photo (``../shared/data``, never copied into the repository) whose bac
 ``foliage`` (a hedge, lily leaves, trees, dry scrub) or ``sky`` (smooth sky bands).
 
 Each composite is filled through :func:`worker.cleanup.inpaint.fill_regions` (the phase's crops,
-feather and write-back) with OpenCV Telea and ``classical`` (the worker's fallback without LaMa:
-per crop, Telea or the patch fill of :mod:`worker.cleanup.patch_inpaint`; ``fills`` counts which);
-``--all`` adds the patch fill everywhere. Scores, per background and object:
+feather and write-back) with OpenCV Telea and ``classical`` (the worker's fallback without LaMa,
+:mod:`worker.cleanup.opencv_inpaint`: per crop the membrane, the lattice fill, or the mean of the
+patch fill and the membrane; ``fills`` counts which); ``--all`` adds the patch fill alone and the
+membrane alone, everywhere. Scores, per background and object:
 PSNR and SSIM (7×7, per channel, averaged) over the edited pixels (the mask grown by the feather)
 against the photo without the object, and the milliseconds per region (wall time, one thread, on
 a CPU shared with other work). ``--crops DIR`` writes photo | pasted | each fill, side by side, as PNG.
@@ -251,7 +252,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     parser.add_argument("--crops", type=Path, help="write original | pasted | each fill as PNG here")
     parser.add_argument("--only", help="only this background (ceiling, brick, foliage, sky)")
-    parser.add_argument("--all", action="store_true", help="also the patch fill everywhere (slower)")
+    parser.add_argument("--all", action="store_true", help="also the patch fill alone, the membrane alone (slower)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     samples = build(args.per_photo, args.shared)
@@ -259,7 +260,7 @@ def main() -> None:
         samples = [s for s in samples if s.background == args.only]
     inpainters: list[Inpainter] = [OpenCVInpainter("telea"), OpenCVInpainter("auto")]
     if args.all:
-        inpainters.append(OpenCVInpainter("patch"))
+        inpainters += [OpenCVInpainter("patch"), OpenCVInpainter("smooth")]
     result = {
         "benchmark": "cleanup_fill",
         "machine": {**machine(), "opencv_threads": 1},

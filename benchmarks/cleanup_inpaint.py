@@ -3,7 +3,8 @@
     python -m benchmarks.cleanup_inpaint [--seeds 4] [--lama PATH/big-lama.pt] [--device cpu|cuda]
 
 On the evaluation set of :mod:`benchmarks.cleanup_data`, for each inpainter (OpenCV Telea,
-Navier–Stokes and ``classical``, the worker's fallback — Telea or the patch fill per crop — always;
+Navier–Stokes and ``classical``, the worker's fallback — the membrane, the lattice or the patch
+fill per crop — always;
 LaMa when ``--lama`` points at ``big-lama.pt``), with the crops of
 :mod:`worker.cleanup.inpaint` exactly as the phase makes them:
 

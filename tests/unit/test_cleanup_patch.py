@@ -114,11 +114,11 @@ def wire_mask(size: int, y: int, width: int = 8) -> np.ndarray:
     return mask
 
 
-def test_the_choice_is_telea_for_a_thin_wire_over_smooth_sky() -> None:
+def test_the_choice_is_the_membrane_for_a_thin_wire_over_smooth_sky() -> None:
     img = sky()
     mask = wire_mask(200, 90)
     assert hole_thickness(mask) <= 10 and ring_texture(img, mask) < 1.0
-    assert choose(img, mask) == "telea"
+    assert choose(img, mask) == "smooth"
 
 
 def test_the_choice_is_the_patch_fill_over_texture_or_for_a_sign() -> None:
@@ -137,7 +137,7 @@ def test_the_classical_inpainter_reports_which_fill_ran_per_region() -> None:
     wire = Region("power_line", (0, 40, 100, 46), np.ones((6, 100), bool), 0.9)
     sign = Region("exit_sign", (300, 300, 350, 340), np.ones((40, 50), bool), 0.9)
     out, stats = fill_regions(img, [wire, sign], OpenCVInpainter("auto"))
-    assert [r["filled_with"] for r in stats.per_region] == ["telea", "patch"]
+    assert [r["filled_with"] for r in stats.per_region] == ["smooth", "patch"]
     np.testing.assert_array_equal(out[100:290], img[100:290])  # between the two: untouched
     assert OpenCVInpainter("auto").name == "classical"
     _, fixed = fill_regions(img, [wire], OpenCVInpainter("telea"))

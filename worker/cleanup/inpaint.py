@@ -140,7 +140,7 @@ def fill_regions(
                 stats.edited_px += int(sel.sum())
         entry: dict[str, Any] = {"crops": stats.crops - crops_before, "edited_px": int(grown.sum())}
         if len(stats.fills) > fills_before:
-            entry["filled_with"] = "+".join(sorted(set(stats.fills[fills_before:])))
+            entry["filled_with"] = "+".join(sorted({f for fill in stats.fills[fills_before:] for f in fill.split("+")}))
         stats.per_region.append(entry)
     return out, stats
 

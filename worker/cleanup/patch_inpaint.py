@@ -56,6 +56,7 @@ class PatchParams:
     tile_min: int = 96  # …and at least this many px (a sign is one tile)
     coherence: float = 0.25  # price of a shift unlike the neighbours', × the median patch distance
     seed: int = 0
+    sharp: bool = True  # the last vote copies the best match's pixel (else: the weighted mean of all)
     bridge: BridgeParams = field(default_factory=BridgeParams)
 
 
@@ -139,7 +140,7 @@ def _complete(image: Image, mask: npt.NDArray[np.bool_], p: PatchParams) -> Imag
             level.coherence = p.coherence * float(np.median(finite)) if finite.size else 0.0
             for _ in range(sweeps):
                 sy, sx, dist = level.patchmatch(sy, sx, dist, rng)
-            level.vote(sy, sx, dist, best_only=depth == 0 and k == rounds - 1)
+            level.vote(sy, sx, dist, best_only=p.sharp and depth == 0 and k == rounds - 1)
         est = level.est
         offsets = level.offset_field(sy, sx)
     final = np.where(fill[..., None], est, bridged)

@@ -70,9 +70,9 @@ def image_codec(choice: str, device: str) -> str | None:
 
 def _load_inpainter(settings: Settings, device: str) -> tuple[Inpainter, str]:
     """LaMa from ``models_dir/big-lama.pt`` (hash verified) on a GPU, or when asked for; else the
-    classical fill (Telea or patches, :mod:`worker.cleanup.opencv_inpaint`) — and why."""
-    fallback = OpenCVInpainter("auto")  # Telea on a wire over the sky, the patch fill elsewhere
-    classical = "inpainter: classical (Telea, patch fill)"
+    classical fill (membrane, lattice or patches, :mod:`worker.cleanup.opencv_inpaint`) — and why."""
+    fallback = OpenCVInpainter("auto")  # the membrane on a wire over the sky, lattice or patches elsewhere
+    classical = "inpainter: classical (membrane, lattice, patch fill)"
     if settings.inpainter == "opencv":
         return fallback, f"{classical} (WORKER_INPAINTER=opencv)"
     if not registry.is_present("big-lama", settings.models_dir):

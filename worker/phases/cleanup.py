@@ -13,13 +13,14 @@ Report (``frame.report["cleanup"]``, → ``photos.ai_edits``)::
 
     {"level": "conservative", "method": "lama" | "classical" | None, "applied": bool,
      "regions": [{"kind": "power_line", "box": [x0, y0, x1, y1], "score": 0.93,
-                  "area_px": 5123, "edited_px": 9876, "crops": 4, "filled_with": "telea", ...measurements}],
+                  "area_px": 5123, "edited_px": 9876, "crops": 4, "filled_with": "smooth", ...measurements}],
      "dropped_near_faces": 0, "detect_ms": 120.5, "inpaint_ms": 310.2, "reason": "..."}
 
 ``box`` is in the pixels of the image the phase received (x1, y1 exclusive); ``area_px``
 counts the detected pixels, ``edited_px`` those changed (the detected ones plus the
 feathered ring around them), so a person can review every change and undo it. ``filled_with`` (classical
-inpainter only) says what filled the region's crops: ``telea``, ``patch`` or ``patch+telea``.
+inpainter only) says what filled the region's crops: ``smooth`` (the membrane), ``lattice``, ``patch``
+or several joined by ``+`` (``patch+smooth``: a wire over open sky that crosses a tower).
 """
 
 from __future__ import annotations
