@@ -6,6 +6,8 @@ says what was there: the pixel at ``p`` looks like the pixels at ``p + i·a + j�
 texture's two period vectors ``a``, ``b``. So, tile by tile of the hole (≤ ``tile`` px, so that a
 lattice bent by perspective is estimated locally):
 
+0. **A gate**: the lattice must be seen in one window (2 tiles a side) around the hole's middle;
+   a hole in leaves or sky pays for that one autocorrelation only.
 1. **The lattice**, from the known pixels of a window around the tile: the normalised
    autocorrelation of their grey detail (grey minus its local mean; only pairs of known pixels
    count, through FFTs), its peaks away from zero, the two shortest strong, non-parallel ones as
@@ -92,6 +94,8 @@ def lattice_fill(image: Image, mask: Mask, params: LatticeParams | None = None) 
         return out, left
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
+    if not _repeats_near(image, mask, ys, xs, p):
+        return out, left
     for ty in range(int(ys.min()), int(ys.max()) + 1, p.tile):
         for tx in range(int(xs.min()), int(xs.max()) + 1, p.tile):
             here = mask[ty : ty + p.tile, tx : tx + p.tile]
@@ -114,6 +118,20 @@ def lattice_fill(image: Image, mask: Mask, params: LatticeParams | None = None) 
             region[done] = values[done]
             left[y0:y1, x0:x1] &= ~done
     return out, left
+
+
+def _repeats_near(
+    image: Image, mask: Mask, ys: npt.NDArray[np.intp], xs: npt.NDArray[np.intp], p: LatticeParams
+) -> bool:
+    """Whether the texture repeats at all in one window (≤ 2 tiles a side) around the hole's middle:
+    a cheap gate, so a hole in leaves or sky pays for one autocorrelation, not one per tile."""
+    h, w = mask.shape
+    half = p.tile
+    cy, cx = int(np.median(ys)), int(np.median(xs))
+    y0, y1 = max(0, cy - half), min(h, cy + half)
+    x0, x1 = max(0, cx - half), min(w, cx + half)
+    grey = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return estimate_lattice(grey, ~mask[y0:y1, x0:x1], p) is not None
 
 
 def fill_window(image: Image, hole: Mask, target: Mask, p: LatticeParams) -> tuple[Image, Mask] | None:
