@@ -16,11 +16,27 @@ import numpy.typing as npt
 Floats = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
 OMEGA = 1.6  # over-relaxation of each sweep (1: Gauss–Seidel)
+MARGIN = 16  # px of known pixels around the hole's box that the solution sees
 
 
 def membrane(image: Floats, mask: Mask, sweeps: int = 24) -> Floats:
-    """``image`` (float, H×W×C) with the ``mask`` pixels solving Laplace's equation from the others."""
+    """``image`` (float, H×W×C) with the ``mask`` pixels solving Laplace's equation from the others.
+
+    Solved on the hole's box grown by ``MARGIN`` px only (a wire along a crop is a thin band of it).
+    """
     img = np.asarray(image, np.float32)
+    out = img.copy()
+    if not mask.any():
+        return out
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    y0, y1 = max(0, int(rows[0]) - MARGIN), min(h, int(rows[-1]) + MARGIN + 1)
+    x0, x1 = max(0, int(cols[0]) - MARGIN), min(w, int(cols[-1]) + MARGIN + 1)
+    out[y0:y1, x0:x1] = _solve(np.ascontiguousarray(img[y0:y1, x0:x1]), mask[y0:y1, x0:x1], sweeps)
+    return out
+
+
+def _solve(img: Floats, mask: Mask, sweeps: int) -> Floats:
     if not mask.any():
         return img.copy()
     known = ~mask
@@ -34,7 +50,7 @@ def membrane(image: Floats, mask: Mask, sweeps: int = 24) -> Floats:
         den = cv2.resize(wk, size, interpolation=cv2.INTER_AREA)
         small_mask = den < 0.25  # mostly hole at half resolution
         small = (num.reshape(size[1], size[0], -1) / np.maximum(den, 1e-6)[..., None]).astype(np.float32)
-        coarse = membrane(small, small_mask, sweeps)
+        coarse = _solve(small, small_mask, sweeps)
         start = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR).reshape(img.shape)
     else:
         start = np.broadcast_to(img[known].mean(axis=0), img.shape)
