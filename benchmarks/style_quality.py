@@ -1,6 +1,6 @@
 """Style quality: 3-fold cross-validation on the real FiveK Expert-C pairs, printed as JSON.
 
-    python -m benchmarks.style_quality [--pairs DIR] [--seeds 1] [--config '{"steps": 600}']
+    python -m benchmarks.style_quality [--pairs DIR] [--seeds 1] [--config '{"steps": 600}'] [--train-pairs 3,5,8]
 
 ``--seeds 0`` scores only the methods that need no training (identity, naive, histogram): seconds.
 
@@ -16,6 +16,10 @@ averaged over the 12 photos):
   photos only (no pairs);
 * ``lut3d`` — ``worker/style/train.py`` with its default recipe;
 * ``old_design`` — quoted from DESIGN.md (19.1 dB), not rerun: that code is not here.
+
+``--train-pairs 3,5,8`` also trains ``lut3d`` on only the first 3 and 5 of each fold's 8 training
+pairs (same held-out photos): the few-pairs regime. Training is timed in wall and CPU seconds of
+this process, with the load average beside it.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ def main() -> None:
         "--seeds", type=int, default=1, help="train lut3d with this many seeds (mean reported; 0: skip lut3d)"
     )
     parser.add_argument("--config", default="{}", help="JSON overrides of TrainConfig (experiments)")
+    parser.add_argument("--train-pairs", default="8", help="comma-separated training set sizes (of each fold's 8)")
     args = parser.parse_args()
 
     names, pairs = load_pairs(args.pairs)
@@ -116,14 +121,16 @@ def main() -> None:
             out = hist.apply(before, "cpu")
             results["histogram"].append((psnr(out, after), delta_e2000(out, after)))
 
+    sizes = [int(n) for n in args.train_pairs.split(",")]
     runs = []
-    for seed in range(args.seeds):
+    for n_pairs, seed in ((n, s) for n in sizes for s in range(args.seeds)):
         cfg = replace(base_cfg, seed=seed)
         scores: list[tuple[float, float]] = []
         fold_info = []
         for fold, (train_idx, test_idx) in enumerate(split):
+            load = round(os.getloadavg()[0], 2)
             wall, cpu = time.perf_counter(), time.process_time()
-            style = train([pairs[i] for i in train_idx], device="cpu", config=cfg)
+            style = train([pairs[i] for i in train_idx[:n_pairs]], device="cpu", config=cfg)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             for i in test_idx:
                 out = style.apply(pairs[i][0], "cpu")
@@ -137,9 +144,11 @@ def main() -> None:
                     "heldout_psnr": meta.get("heldout_psnr"),
                     "train_wall_s": round(wall, 1),
                     "train_cpu_s": round(cpu, 1),
+                    "load_1min": load,
+                    "steps": meta["steps"],
                 }
             )
-        runs.append({"seed": seed, **summary(scores), "folds": fold_info})
+        runs.append({"train_pairs": n_pairs, "seed": seed, **summary(scores), "folds": fold_info})
 
     report: dict[str, Any] = {
         "dataset": str(args.pairs.name),
@@ -149,8 +158,13 @@ def main() -> None:
         "methods": {name: summary(s) for name, s in results.items()},
         "old_design": {"psnr_db": OLD_DESIGN_PSNR, "note": "quoted from DESIGN.md, not rerun"},
         "lut3d": {
-            "psnr_db": round(float(np.mean([r["psnr_db"] for r in runs])), 3),
-            "delta_e2000": round(float(np.mean([r["delta_e2000"] for r in runs])), 3),
+            f"{n}_pairs": {
+                "psnr_db": round(float(np.mean([r["psnr_db"] for r in runs if r["train_pairs"] == n])), 3),
+                "delta_e2000": round(float(np.mean([r["delta_e2000"] for r in runs if r["train_pairs"] == n])), 3),
+            }
+            for n in sizes
+        }
+        | {
             "parameters": lut3d.parameter_count(lut3d.build(base_cfg.model)),
             "runs": runs,
         }

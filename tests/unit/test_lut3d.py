@@ -90,3 +90,41 @@ def test_smoothness_is_zero_for_a_constant_residual_and_grows_with_noise() -> No
     assert float(lut3d.smoothness(flat)) == 0.0
     noisy = flat + 0.05 * torch.randn(3, 9, 9, 9)
     assert float(lut3d.smoothness(noisy)) > 0.01
+
+
+@pytest.mark.parametrize(("global_grid", "basis_grid"), [(9, 9), (17, 9), (9, 5)])
+def test_lookup_in_the_coarse_grid_equals_lookup_in_its_upsampling(global_grid: int, basis_grid: int) -> None:
+    """Training looks pixels up in the look's own grid (``raw(coarse=True)``); phase 1 in the fused 33³ one."""
+    torch.manual_seed(0)
+    model = lut3d.build(lut3d.LUT3DConfig(global_grid=global_grid, basis_grid=basis_grid))
+    with torch.no_grad():
+        model.global_lut.add_(0.05 * torch.randn_like(model.global_lut))
+        model.bases.normal_(0.0, 0.05)
+    w = torch.randn(2, lut3d.N_GAINS + model.config.bases)
+    pixels = torch.rand(2, 5000, 3)
+    coarse = model.raw(w, coarse=True)
+    assert coarse.shape[-1] == model.coarse_grid == max(global_grid, basis_grid)
+    full = model.raw(w)
+    assert full.shape[-1] == model.config.lut_size
+    torch.testing.assert_close(lut3d.apply_lut(coarse, pixels), lut3d.apply_lut(full, pixels), atol=1e-5, rtol=0)
+
+
+def test_the_coarse_grid_is_the_finer_of_grids_that_nest() -> None:
+    assert lut3d.build(lut3d.LUT3DConfig(global_grid=17, basis_grid=9)).coarse_grid == 17
+    assert lut3d.build(lut3d.LUT3DConfig(global_grid=9, basis_grid=5)).coarse_grid == 9
+    model = lut3d.build(lut3d.LUT3DConfig(global_grid=9, basis_grid=7))  # 8 is not a multiple of 6
+    assert model.coarse_grid is None
+    w = torch.zeros(1, lut3d.N_GAINS + model.config.bases)
+    assert model.raw(w, coarse=True).shape[-1] == model.config.lut_size
+    assert lut3d.build(lut3d.LUT3DConfig(global_grid=10, basis_grid=10)).coarse_grid is None  # 32 is no multiple of 9
+
+
+def test_pooled_is_the_encoders_view_of_the_thumbnail(astronaut: np.ndarray) -> None:
+    crop = astronaut[37:451, 20:390]
+    view = torch.nn.functional.avg_pool2d(lut3d.thumbnail(crop).unsqueeze(0), lut3d.POOL)[0]
+    small = lut3d.pooled(crop)
+    assert small.shape == view.shape == (3, lut3d.THUMB // lut3d.POOL, lut3d.THUMB // lut3d.POOL)
+    assert (small - view).abs().mean() < 1.0 / 255
+    model = lut3d.build().eval()
+    with torch.no_grad():  # the encoder takes either
+        torch.testing.assert_close(model(view.unsqueeze(0)), model(lut3d.thumbnail(crop).unsqueeze(0)))

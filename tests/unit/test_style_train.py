@@ -250,5 +250,68 @@ def test_a_batch_cut_on_the_device_matches_the_cpu_batch(photos: list[U8]) -> No
         dev = _batch_on_device(resident, idx, cfg, np.random.default_rng(seed))
         torch.testing.assert_close(dev[1], cpu[1])  # pixels, with the same input jitter
         torch.testing.assert_close(dev[2], cpu[2])
-        assert dev[0].shape == cpu[0].shape == (len(idx), 3, lut3d.THUMB, lut3d.THUMB)
+        small = lut3d.THUMB // lut3d.POOL  # the encoder's view, cut from each crop
+        assert dev[0].shape == cpu[0].shape == (len(idx), 3, small, small)
         assert (dev[0] - cpu[0]).abs().mean() < 2.5 / 255  # torch's area bins are whole pixels, OpenCV's not
+
+
+def _colour_fields(n: int, seed: int, size: int = 96) -> list[U8]:
+    """Small images made here: smooth random colour fields (gradients and blobs) that fill the RGB cube."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    out = []
+    for _ in range(n):
+        img = np.zeros((size, size, 3))
+        for c in range(3):
+            a, b, f, p = rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(1, 4), rng.uniform(0, 2 * np.pi)
+            img[..., c] = 0.5 + 0.35 * (a * xx + b * yy - (a + b) / 2) + 0.25 * np.sin(f * (xx + yy) * np.pi + p)
+        img = img * rng.uniform(0.5, 1.2) + rng.uniform(-0.15, 0.15)  # each its own exposure
+        out.append(np.asarray(np.clip(img, 0, 1) * 255 + 0.5, dtype=np.uint8))
+    return out
+
+
+def smooth_look(img: U8) -> U8:
+    """A preset-like look: S-curve, matte blacks, split toning by luminance, muted greens."""
+    y = img / 255.0
+    lum = y @ np.array([0.2126, 0.7152, 0.0722])
+    greens = np.clip((y[..., 1] - np.maximum(y[..., 0], y[..., 2])) * 4, 0, 1)[..., None]
+    y = lum[..., None] + (y - lum[..., None]) * (1 - 0.5 * greens)
+    y = y - 0.4 * np.sin(2 * np.pi * y) / (2 * np.pi)
+    y = 0.06 + 0.9 * y
+    shadows = np.clip(1 - 2 * lum, 0, 1)[..., None]
+    y = y + shadows * np.array([-0.02, 0.01, 0.05]) + (1 - shadows) * np.array([0.04, 0.01, -0.03])
+    return np.asarray(np.clip(y, 0, 1) * 255 + 0.5, dtype=np.uint8)
+
+
+def test_a_smooth_look_is_learned_closely_on_images_made_here() -> None:
+    befores = _colour_fields(13, seed=1)
+    held, train_set = befores[0], befores[1:]
+    style = train([(b, smooth_look(b)) for b in train_set], device="cpu", config=replace(FAST, long_edge=96))
+    assert psnr(held, smooth_look(held)) < 31.0  # the look is a real change (about 8 levels RMS)
+    assert psnr(style.apply(held, "cpu"), smooth_look(held)) >= 38.0
+
+
+def test_early_stopping_ends_a_stage_that_stops_improving(photos: list[U8]) -> None:
+    pairs = [(p, global_look(p)) for p in photos]
+    seen: list[TrainProgress] = []
+    # No learning at all: the held-out PSNR never improves after the first evaluation.
+    cfg = replace(FAST, steps=200, eval_every=5, patience=2, lr=0.0, encoder_lr=0.0, refit=False)
+    meta = train(pairs, device="cpu", config=cfg, on_progress=seen.append).metadata
+    # Each stage: the first evaluation is the best, two more without improvement, then it stops.
+    assert meta["steps"] == 2 * 3 * 5 < 200
+    assert (seen[-1].step, seen[-1].total_steps) == (meta["steps"], meta["steps"])
+    assert seen[-1].epoch == seen[-1].total_epochs == meta["epochs"]
+
+
+@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
+def test_a_warm_refit_continues_the_chosen_model_for_a_share_of_the_steps(photos: list[U8], chelsea: U8) -> None:
+    pairs = [(p, global_look(p)) for p in photos]
+    seen: list[TrainProgress] = []
+    cfg = replace(FAST, refit=True, refit_warm=True, refit_share=0.25)
+    style = train(pairs, device="cpu", config=cfg, on_progress=seen.append)
+    meta = style.metadata
+    assert meta["refit"] is True
+    # Split: 120 steps (one a epoch); the refit: a quarter of them, the chosen stage alone.
+    assert meta["steps"] == 120 + 30
+    assert (seen[-1].step, seen[-1].epoch) == (seen[-1].total_steps, seen[-1].total_epochs)
+    assert psnr(style.apply(chelsea, "cpu"), global_look(chelsea)) >= 35.0

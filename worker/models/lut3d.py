@@ -156,7 +156,8 @@ class Encoder(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, thumbs: Tensor) -> Tensor:
-        small = F.avg_pool2d(thumbs, POOL)
+        """``thumbs``: ``N×3×256×256`` (:func:`thumbnail`), or already averaged to ``N×3×64×64`` (:func:`pooled`)."""
+        small = thumbs if thumbs.shape[-1] == THUMB // POOL else F.avg_pool2d(thumbs, POOL)
         feats = self.dropout(self.body(small * 2.0 - 1.0).mean((2, 3)))
         stats = (image_stats(small) - 0.3) * 4.0
         w: Tensor = self.head(torch.cat([feats, stats], 1))
@@ -199,23 +200,40 @@ class AdaptiveLUT3D(nn.Module):
         w: Tensor = self.encoder(thumbs)
         return w
 
-    def _full(self, lut: Tensor) -> Tensor:
-        """``(N, 3, g, g, g)`` → ``(N, 3, D, D, D)`` by trilinear upsampling (exact for the identity)."""
-        d = self.config.lut_size
+    def _full(self, lut: Tensor, size: int | None = None) -> Tensor:
+        """``(N, 3, g, g, g)`` → ``(N, 3, D, D, D)`` (or ``size``³) by trilinear upsampling (exact for the identity)."""
+        d = size or self.config.lut_size
         if lut.shape[-1] == d:
             return lut
         return F.interpolate(lut, size=(d, d, d), mode="trilinear", align_corners=True)
 
-    def raw(self, w: Tensor) -> Tensor:
-        """The look's LUTs ``N×3×D×D×D`` (``G + Σ w_k·B_k``) before the monotonic projection."""
-        lut = self._full(self.global_lut.unsqueeze(0))
+    def raw(self, w: Tensor, *, coarse: bool = False) -> Tensor:
+        """The look's LUTs ``N×3×D×D×D`` (``G + Σ w_k·B_k``) before the monotonic projection.
+
+        ``coarse``: on the finer of the global and basis grids instead (``N×3×g×g×g``), when the
+        grids nest — what training looks pixels up in. Trilinear lookup in a grid gives exactly
+        what lookup in its trilinear upsampling to a grid whose nodes include its own gives
+        (``D − 1`` a multiple of ``g − 1``), at a small fraction of the cost.
+        """
+        size = self.coarse_grid if coarse else None
+        lut = self._full(self.global_lut.unsqueeze(0), size)
         basis_w = w[:, self.n_gains :]
         if basis_w.shape[1]:
             mix = torch.einsum("nk,kcdhw->ncdhw", basis_w, self.bases)
-            lut = lut + self._full(mix)
+            lut = lut + self._full(mix, size)
         else:
             lut = lut.expand(w.shape[0], -1, -1, -1, -1)
         return lut
+
+    @property
+    def coarse_grid(self) -> int | None:
+        """The grid :meth:`raw` works on with ``coarse=True``; None (the fused size) when the grids do not nest."""
+        c = self.config
+        grids = [c.global_grid] + ([c.basis_grid] if c.bases else [])
+        g = max(grids)
+        if all((g - 1) % (k - 1) == 0 for k in grids) and (c.lut_size - 1) % (g - 1) == 0:
+            return g
+        return None
 
     def looks(self, w: Tensor) -> Tensor:
         """The look's LUTs, monotonic when configured so; they apply to :meth:`pre`-adjusted pixels."""
@@ -322,6 +340,15 @@ def apply_lut_image_pillow(
 def thumbnail(image: npt.NDArray[np.uint8], size: int = THUMB) -> Tensor:
     """``H×W×3`` uint8 → ``3×size×size`` float in [0, 1]: the whole photo, squashed (area filter)."""
     # Halve big photos first: INTER_AREA on 24 MP is slower than a few cheap halvings.
+    small = halve_while(image, size, size, 4.0)
+    thumb = cv2.resize(np.ascontiguousarray(small), (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(thumb).permute(2, 0, 1).float().div_(255.0)
+
+
+def pooled(image: npt.NDArray[np.uint8]) -> Tensor:
+    """``H×W×3`` uint8 → ``3×64×64``: the photo as the encoder sees it (its 256² :func:`thumbnail` averaged
+    4×4), made in one area resize — what training cuts from each random crop."""
+    size = THUMB // POOL
     small = halve_while(image, size, size, 4.0)
     thumb = cv2.resize(np.ascontiguousarray(small), (size, size), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(thumb).permute(2, 0, 1).float().div_(255.0)

@@ -103,7 +103,14 @@ class TrainConfig:
     # that it be better: on the FiveK folds that demand threw away an adaptive part that helped.
     adaptive_fallback_z: float = 2.0
     adaptive_fallback_db: float = 1.0
-    refit: bool = True  # after the choice, train the chosen variant again on all pairs (≈2× the time)
+    refit: bool = True  # after the choice, train the chosen variant again on all pairs
+    refit_share: float = 1.0  # of the split's optimiser steps, the refit's
+    # The refit starts from the split's chosen model (its stage alone, at refit_lr × the learning rates)
+    # instead of from scratch through both stages.
+    refit_warm: bool = False
+    refit_lr: float = 1.0
+    # A stage ends when its held-out PSNR has not improved for this many evaluations (0: never early).
+    patience: int = 0
     # Fewer training pairs (after the split) than this: no adaptive stage, the global LUT alone. An encoder
     # fitted to two or three photos (a preset's refinement may have 3 pairs) decided on one held-out photo
     # cost up to 3 dB in benchmarks/style_preset.py; the daemon's 5-pair floor leaves 4, which keep it.
@@ -141,6 +148,7 @@ class _Sample:
     before: npt.NDArray[np.uint8]  # ≤ long_edge, H×W×3
     after: npt.NDArray[np.uint8]
     thumb: Tensor  # 3×256×256, [0, 1]
+    small: Tensor  # 3×64×64: the thumbnail averaged 4×4, as the encoder sees it (made once)
 
 
 def align_pair(before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8]) -> Pair:
@@ -172,7 +180,8 @@ def _prepare(pairs: Sequence[Pair], long_edge: int) -> list[_Sample]:
         b, a = align_pair(np.asarray(before), np.asarray(after))
         # Writable and C-ordered, for torch.from_numpy.
         b, a = (np.require(shrink(img, long_edge), requirements=["C", "W"]) for img in (b, a))
-        samples.append(_Sample(b, a, lut3d.thumbnail(b)))
+        thumb = lut3d.thumbnail(b)
+        samples.append(_Sample(b, a, thumb, F.avg_pool2d(thumb.unsqueeze(0), lut3d.POOL)[0]))
     return samples
 
 
@@ -219,13 +228,13 @@ def _draw(shape: tuple[int, ...], cfg: TrainConfig, rng: np.random.Generator) ->
 def _batch(
     samples: list[_Sample], idx: Sequence[int], cfg: TrainConfig, rng: np.random.Generator
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """A batch on the CPU: thumbnails of random crops (as the photo's own, :func:`lut3d.thumbnail`) and
-    random pixels of them."""
+    """A batch on the CPU: the encoder's view of random crops (:func:`lut3d.pooled`, 64², as the photo's
+    own thumbnail averaged) and random pixels of them."""
     thumbs, xs, ys = [], [], []
     for i in idx:
         s = samples[i]
         d = _draw(s.before.shape, cfg, rng)
-        thumb = s.thumb if d.whole else lut3d.thumbnail(s.before[d.top : d.top + d.height, d.left : d.left + d.width])
+        thumb = s.small if d.whole else lut3d.pooled(s.before[d.top : d.top + d.height, d.left : d.left + d.width])
         x = torch.from_numpy(s.before[d.rows, d.cols]).float().div_(255.0)
         y = torch.from_numpy(s.after[d.rows, d.cols]).float().div_(255.0)
         thumb, x = _augment(d, thumb, x)
@@ -252,7 +261,7 @@ class _OnDevice:
 
     before: Tensor  # H×W×3 uint8
     after: Tensor
-    thumb: Tensor  # 3×256×256 float
+    thumb: Tensor  # 3×64×64 float: the encoder's view (_Sample.small)
 
 
 def _batch_on_device(
@@ -275,10 +284,11 @@ def _batch_on_device(
         else:
             crop = r.before[d.top : d.top + d.height, d.left : d.left + d.width]
             planes = crop.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-            if min(d.height, d.width) >= lut3d.THUMB:  # shrinking: area averaging, as OpenCV's INTER_AREA
-                thumb = F.interpolate(planes, size=(lut3d.THUMB, lut3d.THUMB), mode="area")[0]
+            size = lut3d.THUMB // lut3d.POOL
+            if min(d.height, d.width) >= size:  # shrinking: area averaging, as OpenCV's INTER_AREA
+                thumb = F.interpolate(planes, size=(size, size), mode="area")[0]
             else:  # enlarging (INTER_AREA is bilinear then)
-                thumb = F.interpolate(planes, size=(lut3d.THUMB, lut3d.THUMB), mode="bilinear", antialias=True)[0]
+                thumb = F.interpolate(planes, size=(size, size), mode="bilinear", antialias=True)[0]
         x = r.before[rows[k], cols[k]].float().div_(255.0)
         y = r.after[rows[k], cols[k]].float().div_(255.0)
         thumb, x = _augment(d, thumb, x)
@@ -290,14 +300,14 @@ def _batch_on_device(
 
 def _to_device(samples: Sequence[_Sample], dev: torch.device) -> list[_OnDevice]:
     return [
-        _OnDevice(torch.from_numpy(s.before).to(dev), torch.from_numpy(s.after).to(dev), s.thumb.to(dev))
+        _OnDevice(torch.from_numpy(s.before).to(dev), torch.from_numpy(s.after).to(dev), s.small.to(dev))
         for s in samples
     ]
 
 
 def _predict(model: lut3d.AdaptiveLUT3D, s: _Sample, device: torch.device) -> npt.NDArray[np.uint8]:
     with torch.no_grad():
-        lut = model(s.thumb.unsqueeze(0).to(device))
+        lut = model(s.small.unsqueeze(0).to(device))
         px = torch.from_numpy(s.before.reshape(1, -1, 3)).to(device).float().div_(255.0)
         out = lut3d.apply_lut(lut, px)[0]
         img = (out.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
@@ -432,69 +442,99 @@ def _regularisation(
     return reg
 
 
+def _step(
+    run: _Run,
+    model: lut3d.AdaptiveLUT3D,
+    opt: torch.optim.Optimizer,
+    identity: Tensor,
+    idx: list[int],
+    *,
+    adaptive: bool,
+) -> None:
+    """One optimiser step on the pairs ``idx``."""
+    cfg = run.cfg
+    model.train()
+    thumbs, xs, ys = run.next_batch(idx)
+    w = model.weights(thumbs, adaptive=adaptive)  # stage 1: the (zero) mean weights
+    raw = model.raw(w, coarse=True)  # the look's own grid: exact, and far cheaper than the fused 33³
+    luts = lut3d.make_monotonic(raw) if cfg.model.monotonic else raw
+    loss = F.mse_loss(lut3d.apply_lut(luts, model.pre(model.enter(xs), w)), ys)
+    reg = _regularisation(cfg, model, identity, raw, w, adaptive=adaptive)
+    opt.zero_grad(set_to_none=True)
+    (loss + reg).backward()
+    opt.step()
+
+
+def _report(run: _Run, score: float | None) -> None:
+    if run.on_progress is None:
+        return
+    c = run.counter
+    elapsed = time.monotonic() - run.started
+    run.on_progress(
+        TrainProgress(
+            epoch=c.epoch,
+            total_epochs=c.total_epochs,
+            step=c.step,
+            total_steps=c.total_steps,
+            heldout_psnr=score,
+            best_psnr=c.best_psnr,
+            elapsed_s=elapsed,
+            eta_s=elapsed / c.step * max(0, c.total_steps - c.step),
+        )
+    )
+
+
 def _stage(
     run: _Run, model: lut3d.AdaptiveLUT3D, epochs: int, *, adaptive: bool
 ) -> tuple[float | None, int, dict[str, Tensor]]:
-    """Train for ``epochs``; returns (best held-out PSNR, its step, its state).
+    """Train for ``epochs`` (fewer when ``patience`` ends it early); returns (best held-out PSNR, its
+    step, its state).
 
     Without held-out pairs: (None, last step, last state).
     """
     cfg = run.cfg
     opt, sched = _optimiser(cfg, model, epochs * run.steps_per_epoch, adaptive=adaptive)
     identity = lut3d.identity_lut(cfg.model.global_grid, device=run.dev)
-    train_thumbs = torch.stack([run.samples[i].thumb for i in run.train_idx]).to(run.dev)
-    batch = run.batch
+    train_thumbs = torch.stack([run.samples[i].small for i in run.train_idx]).to(run.dev)
     c = run.counter
     best: tuple[float | None, int, dict[str, Tensor]] | None = None
+    planned_step, planned_epoch = c.step + epochs * run.steps_per_epoch, c.epoch + epochs
+    stale = 0  # evaluations since the best
     if run.prior is not None and run.held and not adaptive:  # the start is a candidate too
         model.adaptive.fill_(False)
         score = _evaluate(model, run.held, run.dev)["psnr"]
         best = (score, c.step, copy.deepcopy(model.state_dict()))
         c.best_psnr = score if c.best_psnr is None else max(c.best_psnr, score)
-    for _ in range(epochs):
-        c.epoch += 1
-        order = run.rng.permutation(run.train_idx)
-        for start in range(0, len(order), batch):
-            if run.should_stop is not None and run.should_stop():
-                raise JobCanceled("style training was stopped before it finished")
-            model.train()
-            idx = order[start : start + batch].tolist()
-            thumbs, xs, ys = run.next_batch(idx)
-            w = model.weights(thumbs, adaptive=adaptive)  # stage 1: the (zero) mean weights
-            raw = model.raw(w)
-            luts = lut3d.make_monotonic(raw) if cfg.model.monotonic else raw
-            loss = F.mse_loss(lut3d.apply_lut(luts, model.pre(model.enter(xs), w)), ys)
-            reg = _regularisation(cfg, model, identity, raw, w, adaptive=adaptive)
-            opt.zero_grad(set_to_none=True)
-            (loss + reg).backward()
-            opt.step()
-            sched.step()
-            c.step += 1
-            last = start + batch >= len(order) and _ == epochs - 1
-            if c.step % cfg.eval_every == 0 or last:
-                score = None
-                if adaptive:
-                    _set_mean_weights(model, train_thumbs)
-                if run.held:
-                    model.adaptive.fill_(adaptive)
-                    score = _evaluate(model, run.held, run.dev)["psnr"]
-                    if best is None or best[0] is None or score > best[0]:
-                        best = (score, c.step, copy.deepcopy(model.state_dict()))
-                    c.best_psnr = score if c.best_psnr is None else max(c.best_psnr, score)
-                if run.on_progress is not None:
-                    elapsed = time.monotonic() - run.started
-                    run.on_progress(
-                        TrainProgress(
-                            epoch=c.epoch,
-                            total_epochs=c.total_epochs,
-                            step=c.step,
-                            total_steps=c.total_steps,
-                            heldout_psnr=score,
-                            best_psnr=c.best_psnr,
-                            elapsed_s=elapsed,
-                            eta_s=elapsed / c.step * max(0, c.total_steps - c.step),
-                        )
-                    )
+    batches = ((e, b) for e in range(epochs) for b in range(run.steps_per_epoch))
+    order: list[int] = []
+    for _, b in batches:
+        if b == 0:
+            c.epoch += 1
+            order = run.rng.permutation(run.train_idx).tolist()
+        if run.should_stop is not None and run.should_stop():
+            raise JobCanceled("style training was stopped before it finished")
+        _step(run, model, opt, identity, order[b * run.batch : (b + 1) * run.batch], adaptive=adaptive)
+        sched.step()
+        c.step += 1
+        if c.step % cfg.eval_every and c.step != planned_step:
+            continue
+        score = None
+        if adaptive:
+            _set_mean_weights(model, train_thumbs)
+        if run.held:
+            model.adaptive.fill_(adaptive)
+            score = _evaluate(model, run.held, run.dev)["psnr"]
+            stale += 1
+            if best is None or best[0] is None or score > best[0]:
+                best, stale = (score, c.step, copy.deepcopy(model.state_dict())), 0
+            c.best_psnr = score if c.best_psnr is None else max(c.best_psnr, score)
+        stop = bool(cfg.patience and stale >= cfg.patience and c.step != planned_step)
+        if stop:  # early: the rest of the stage is not run
+            c.total_steps -= planned_step - c.step
+            c.total_epochs -= planned_epoch - c.epoch
+        _report(run, score)
+        if stop:
+            break
     if best is None:
         model.adaptive.fill_(adaptive)
         best = (None, c.step, copy.deepcopy(model.state_dict()))
@@ -561,13 +601,7 @@ def train(
         adaptive_epochs = 0
     global_epochs = max(1, total_epochs - adaptive_epochs)
     split_steps = (global_epochs + adaptive_epochs) * split.steps_per_epoch
-    refit = replace(split, train_idx=list(range(len(samples))), held=[]) if cfg.refit and held_idx else None
-    refit_epochs = (0, 0)
-    if refit is not None:  # the split's schedule again, in optimiser steps, over all the pairs
-        refit_epochs = (
-            math.ceil(global_epochs * split.steps_per_epoch / refit.steps_per_epoch),
-            math.ceil(adaptive_epochs * split.steps_per_epoch / refit.steps_per_epoch),
-        )
+    refit, refit_epochs = _plan_refit(split, global_epochs, adaptive_epochs)
     counter.total_epochs = global_epochs + adaptive_epochs + sum(refit_epochs)
     counter.total_steps = split_steps + (sum(refit_epochs) * refit.steps_per_epoch if refit is not None else 0)
 
@@ -576,19 +610,9 @@ def train(
         metadata = _metadata(model, split, fit)
         if prior is not None and split.held and fit.best_step == 0:
             refit = None  # no step beat the start on the held-out pairs: the start is the model
-        metadata.update(epochs=global_epochs + adaptive_epochs, steps=split_steps, refit=refit is not None)
+        metadata.update(epochs=counter.epoch, steps=counter.step, refit=refit is not None)
         if refit is not None:
-            if not fit.adaptive:  # the adaptive part was dropped: the refit has no adaptive stage
-                counter.total_epochs -= refit_epochs[1]
-                counter.total_steps -= refit_epochs[1] * refit.steps_per_epoch
-                refit_epochs = (refit_epochs[0], 0)
-            torch.manual_seed(cfg.seed + 1)
-            model = _new_model(refit)
-            _stage(refit, model, refit_epochs[0], adaptive=False)
-            if fit.adaptive:
-                _stage(refit, model, refit_epochs[1], adaptive=True)
-            model.adaptive.fill_(fit.adaptive)
-            model.eval()
+            model = _refit(refit, model, refit_epochs, fit)
             metadata["epochs"] = counter.total_epochs
             metadata["steps"] = counter.step
             metadata["train_psnr"] = round(_evaluate(model, samples, dev)["psnr"], 3)
@@ -597,6 +621,44 @@ def train(
     metadata["training_time_s"] = round(time.monotonic() - started, 2)
     model.cpu()
     return LutStyle(model, metadata, coverage=coverage)
+
+
+def _plan_refit(split: _Run, global_epochs: int, adaptive_epochs: int) -> tuple[_Run | None, tuple[int, int]]:
+    """The refit's run over all the pairs and its (global, adaptive) epochs: the split's schedule again,
+    in optimiser steps (or ``refit_share`` of it); warm, the chosen variant's stage alone (planned as
+    the adaptive one when there is one)."""
+    cfg = split.cfg
+    if not cfg.refit or not split.held:
+        return None, (0, 0)
+    lr = replace(cfg, lr=cfg.lr * cfg.refit_lr, encoder_lr=cfg.encoder_lr * cfg.refit_lr)
+    refit = replace(split, cfg=lr, train_idx=list(range(len(split.samples))), held=[])
+    scale = cfg.refit_share * split.steps_per_epoch / refit.steps_per_epoch
+    if cfg.refit_warm:
+        epochs = max(1, math.ceil(scale * (global_epochs + adaptive_epochs)))
+        return refit, ((0, epochs) if adaptive_epochs else (epochs, 0))
+    return refit, (max(1, math.ceil(scale * global_epochs)), math.ceil(scale * adaptive_epochs))
+
+
+def _refit(refit: _Run, model: lut3d.AdaptiveLUT3D, epochs: tuple[int, int], fit: _Fit) -> lut3d.AdaptiveLUT3D:
+    """Train the chosen variant on all the pairs: from scratch, or on from ``model`` (``refit_warm``)."""
+    cfg, c = refit.cfg, refit.counter
+    if not fit.adaptive and epochs[1]:  # the adaptive part was dropped: no adaptive stage
+        c.total_epochs -= epochs[1]
+        c.total_steps -= epochs[1] * refit.steps_per_epoch
+        if cfg.refit_warm:  # the global stage instead, as long
+            c.total_epochs += epochs[1]
+            c.total_steps += epochs[1] * refit.steps_per_epoch
+        epochs = (epochs[1] if cfg.refit_warm else epochs[0], 0)
+    torch.manual_seed(cfg.seed + 1)
+    if not cfg.refit_warm:
+        model = _new_model(refit)
+    if epochs[0]:
+        _stage(refit, model, epochs[0], adaptive=False)
+    if fit.adaptive:
+        _stage(refit, model, epochs[1], adaptive=True)
+    model.adaptive.fill_(fit.adaptive)
+    model.eval()
+    return model
 
 
 @dataclass(frozen=True)
