@@ -802,11 +802,18 @@ def _full_res_mask(
     lengths = np.r_[0.0, np.cumsum(np.hypot(*np.diff(curve, axis=0).T))]
     n_tiles = max(1, math.ceil(lengths[-1] / tile_px))
     bounds = np.searchsorted(lengths, np.linspace(0, lengths[-1], n_tiles + 1))
+    # Every point that a tile can mask from: a tile without one adds nothing to the mask.
+    marked = clean | continued if continued.size else clean
+    done: set[tuple[int, int]] = set()
     for t in range(n_tiles):
         i0, i1 = int(bounds[t]), int(min(len(curve), bounds[t + 1] + 1))
         piece = curve[max(0, i0 - 1) : i1]
-        if piece.shape[0] < 2:
+        # A jump in the curve (the separator before :func:`follow_fit`'s points) is one long step:
+        # every tile along it is the same two points on a frame-wide box; one is enough.
+        key = (max(0, i0 - 1), i1)
+        if piece.shape[0] < 2 or key in done or not marked[key[0] : key[1]].any():
             continue
+        done.add(key)
         tx0, ty0, tx1, ty1 = _padded_box(piece, pad, W, H)
         crop = image[ty0:ty1, tx0:tx1]
         value = value_channel(crop)
