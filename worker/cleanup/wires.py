@@ -804,16 +804,10 @@ def _full_res_mask(
     bounds = np.searchsorted(lengths, np.linspace(0, lengths[-1], n_tiles + 1))
     # Every point that a tile can mask from: a tile without one adds nothing to the mask.
     marked = clean | continued if continued.size else clean
-    done: set[tuple[int, int]] = set()
-    for t in range(n_tiles):
-        i0, i1 = int(bounds[t]), int(min(len(curve), bounds[t + 1] + 1))
-        piece = curve[max(0, i0 - 1) : i1]
-        # A jump in the curve (the separator before :func:`follow_fit`'s points) is one long step:
-        # every tile along it is the same two points on a frame-wide box; one is enough.
-        key = (max(0, i0 - 1), i1)
-        if piece.shape[0] < 2 or key in done or not marked[key[0] : key[1]].any():
+    for a, b in _tile_slices(curve, bounds, tile_px):
+        piece = curve[a:b]
+        if piece.shape[0] < 2 or not marked[a:b].any():
             continue
-        done.add(key)
         tx0, ty0, tx1, ty1 = _padded_box(piece, pad, W, H)
         crop = image[ty0:ty1, tx0:tx1]
         value = value_channel(crop)
@@ -824,7 +818,7 @@ def _full_res_mask(
         neighbours = _neighbours(others, value.shape, (tx0, ty0), pad)
         band = np.zeros(value.shape, np.uint8)
         wide = np.zeros(value.shape, np.uint8)
-        for run in _runs(clean[max(0, i0 - 1) : i1]):
+        for run in _runs(clean[a:b]):
             pts = np.round(piece[run] - [tx0, ty0]).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(band, [pts], False, 1, thickness=2 * half_band + 1)
             cv2.polylines(wide, [pts], False, 1, thickness=2 * (COMPANION_REACH * half_band) + 1)
@@ -833,7 +827,7 @@ def _full_res_mask(
                 bh, band, wide, neighbours, ring_kernel=ring_kernel, threshold=threshold, width=width_full
             )
         if continued.size:
-            seg = slice(max(0, i0 - 1), i1)
+            seg = slice(a, b)
             for bright in (False, True):
                 flags = continued[seg] & (cbright[seg] if bright else ~cbright[seg])
                 if flags.any():
@@ -853,6 +847,22 @@ def _full_res_mask(
                     mask[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] |= m
     details = wire.measurements(s)
     return crop_to_mask("power_line", mask, (x0, y0), wire.score, details)
+
+
+def _tile_slices(curve: FloatArray, bounds: npt.NDArray[np.intp], tile_px: int) -> list[tuple[int, int]]:
+    """The ``curve[a:b]`` of each mask tile: cut every ``tile_px`` of arc length (``bounds``), one point
+    shared with the tile before, and split at a jump (the separator before :func:`follow_fit`'s points,
+    whose every tile would otherwise be the same points on a frame-wide box); each slice once."""
+    steps = np.hypot(*np.diff(curve, axis=0).T)
+    jumps = np.flatnonzero(steps > tile_px / 2.0) + 1  # a jump lies between curve[j - 1] and curve[j]
+    out: list[tuple[int, int]] = []
+    for t in range(len(bounds) - 1):
+        a, b = max(0, int(bounds[t]) - 1), int(min(len(curve), bounds[t + 1] + 1))
+        for j in jumps[(jumps > a) & (jumps < b)]:
+            out.append((a, int(j)))
+            a = int(j)
+        out.append((a, b))
+    return list(dict.fromkeys(out))
 
 
 def _to_edges(
