@@ -493,6 +493,35 @@ BEGIN
 END;
 $fn$;
 
+-- The photos a dead worker had in flight on a job (or on one chunk of it): each one's deaths counted, and
+-- one that has now stopped a worker more than max_attempts times alone is set aside for review with its
+-- reason. Returns whether any photo has died more than twice (a repeat offender: the attempt counts) and
+-- how many were set aside. Used by requeue_stale for jobs and for chunks alike.
+CREATE OR REPLACE FUNCTION apelier.photos_died(p_job uuid, p_worker text, p_max_attempts integer)
+RETURNS TABLE (died_again boolean, isolated integer)
+LANGUAGE sql AS $fn$
+  WITH died AS (
+    UPDATE apelier.photos_in_flight f
+    SET deaths = f.deaths + 1, worker = NULL,
+        isolated_at = CASE WHEN f.deaths + 1 > p_max_attempts THEN now() END
+    WHERE f.job_id = p_job AND f.worker = p_worker
+    RETURNING f.photo_id, f.deaths, f.isolated_at
+  ), flagged AS (
+    UPDATE public.photos ph
+    SET needs_review = true,
+        ai_edits = coalesce(ph.ai_edits, '{}'::jsonb) || jsonb_build_object('error', jsonb_build_object(
+          'phase', 'processing', 'job_id', p_job::text, 'kind', 'WorkerCrash',
+          'reason', format('processing this photo stopped the worker %s times (out of memory?), so it was '
+                           'skipped; export it with fewer megapixels and upload it again', died.deaths))),
+        updated_at = now()
+    FROM died
+    WHERE ph.id = died.photo_id AND died.isolated_at IS NOT NULL
+    RETURNING ph.id
+  )
+  SELECT coalesce(bool_or(died.deaths > 2), false), (SELECT count(*)::integer FROM flagged)
+  FROM died;
+$fn$;
+
 -- Any worker may run this (as migration 7), now for chunks too. Jobs: as before, except split ones
 -- (their chunks have the leases). Chunks whose worker stopped heartbeating for p_lease_s: the same
 -- rules as a job's run (deaths of its photos in flight, the attempt counted only for the chunk's own
@@ -531,27 +560,8 @@ BEGIN
     SELECT r.stage, r.edited, r.free_streak INTO v_stage, v_edited, v_streak
     FROM apelier.job_runs r WHERE r.job_id = j.id AND r.worker = j.locked_by;
 
-    WITH died AS (
-      UPDATE apelier.photos_in_flight f
-      SET deaths = f.deaths + 1, worker = NULL,
-          isolated_at = CASE WHEN f.deaths + 1 > j.max_attempts THEN now() END
-      WHERE f.job_id = j.id AND f.worker = j.locked_by
-      RETURNING f.photo_id, f.deaths, f.isolated_at
-    ), flagged AS (
-      UPDATE public.photos ph
-      SET needs_review = true,
-          ai_edits = coalesce(ph.ai_edits, '{}'::jsonb) || jsonb_build_object('error', jsonb_build_object(
-            'phase', 'processing', 'job_id', j.id::text, 'kind', 'WorkerCrash',
-            'reason', format('processing this photo stopped the worker %s times (out of memory?), so it was '
-                             'skipped; export it with fewer megapixels and upload it again', died.deaths))),
-          updated_at = now()
-      FROM died
-      WHERE ph.id = died.photo_id AND died.isolated_at IS NOT NULL
-      RETURNING ph.id
-    )
-    SELECT coalesce(bool_or(died.deaths > 2), false), (SELECT count(*) FROM flagged)
-    INTO v_repeat, v_isolated
-    FROM died;
+    SELECT d.died_again, d.isolated INTO v_repeat, v_isolated
+    FROM apelier.photos_died(j.id, j.locked_by, j.max_attempts) d;
 
     v_progress := coalesce(v_edited, 0) > 0 OR v_isolated > 0;
     v_counted := NOT v_progress
@@ -621,27 +631,8 @@ BEGIN
       CONTINUE;
     END IF;
 
-    WITH died AS (
-      UPDATE apelier.photos_in_flight f
-      SET deaths = f.deaths + 1, worker = NULL,
-          isolated_at = CASE WHEN f.deaths + 1 > j.max_attempts THEN now() END
-      WHERE f.job_id = s.job_id AND f.worker = c.locked_by
-      RETURNING f.photo_id, f.deaths, f.isolated_at
-    ), flagged AS (
-      UPDATE public.photos ph
-      SET needs_review = true,
-          ai_edits = coalesce(ph.ai_edits, '{}'::jsonb) || jsonb_build_object('error', jsonb_build_object(
-            'phase', 'processing', 'job_id', s.job_id::text, 'kind', 'WorkerCrash',
-            'reason', format('processing this photo stopped the worker %s times (out of memory?), so it was '
-                             'skipped; export it with fewer megapixels and upload it again', died.deaths))),
-          updated_at = now()
-      FROM died
-      WHERE ph.id = died.photo_id AND died.isolated_at IS NOT NULL
-      RETURNING ph.id
-    )
-    SELECT coalesce(bool_or(died.deaths > 2), false), (SELECT count(*) FROM flagged)
-    INTO v_repeat, v_isolated
-    FROM died;
+    SELECT d.died_again, d.isolated INTO v_repeat, v_isolated
+    FROM apelier.photos_died(s.job_id, c.locked_by, j.max_attempts) d;
 
     v_progress := c.edited > 0 OR v_isolated > 0;
     v_counted := NOT v_progress AND (c.stage = 'setup' OR v_repeat OR c.free_streak >= 10);
@@ -671,7 +662,7 @@ END;
 $fn$;
 
 -- The worker's functions are for the worker's role only, never for the app's API roles.
-REVOKE ALL ON FUNCTION apelier.chunk_counts(uuid),
+REVOKE ALL ON FUNCTION apelier.chunk_counts(uuid), apelier.photos_died(uuid, text, integer),
   apelier.split_job(uuid, text, uuid[], integer, integer, integer),
   apelier.claim_chunk(text, text[]), apelier.end_chunk(uuid, text)
 FROM PUBLIC;
@@ -679,6 +670,7 @@ FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON apelier.job_chunks TO apelier_worker;
 GRANT EXECUTE ON FUNCTION
     apelier.chunk_counts(uuid),
+    apelier.photos_died(uuid, text, integer),
     apelier.split_job(uuid, text, uuid[], integer, integer, integer),
     apelier.claim_chunk(text, text[]),
     apelier.end_chunk(uuid, text)
