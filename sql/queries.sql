@@ -209,6 +209,15 @@ SELECT id, job_type, gallery_id, locked_by, current_phase, processed_images, tot
        started_at, heartbeat_at, now() - started_at AS age
 FROM public.processing_jobs WHERE status = 'processing' ORDER BY started_at;
 
+-- name: chunks_in_flight
+-- The chunks of split galleries still at work, for `status`: who holds each and when it last beat.
+SELECT c.job_id, c.chunk, c.status, c.locked_by, c.attempts, cardinality(c.photo_ids) AS photos, c.edited,
+       c.heartbeat_at
+FROM apelier.job_chunks c
+JOIN public.processing_jobs p ON p.id = c.job_id
+WHERE p.status = 'processing' AND p.locked_by = 'apelier:chunks'
+ORDER BY c.job_id, c.chunk;
+
 -- name: recent_failures
 SELECT id, job_type, gallery_id, attempts, completed_at, error_log
 FROM public.processing_jobs WHERE status = 'failed' ORDER BY completed_at DESC NULLS LAST LIMIT %(limit)s;

@@ -17,6 +17,7 @@ from PIL import Image
 
 from tests.conftest import jpeg_bytes, make_gallery
 from tests.integration.test_daemon import make_daemon
+from worker.commands.status import print_status
 from worker.queue.database import Queue
 from worker.service.config import Settings
 from worker.storage.local import LocalStorage
@@ -90,6 +91,29 @@ def test_chunks_are_claimed_once_each_and_the_last_one_out_finalises_once(db_url
     assert finishing.jobs.complete(job, processed=20, total=20, progress={}, phase_timings={}, summary=None)
     assert {c["status"] for c in owner.jobs.chunks(job)} == {"done"}
     finishing.close()
+    owner.close()
+
+
+def test_status_shows_a_split_gallery_by_its_chunks_and_who_holds_each(db_url: str, settings: Settings, capsys) -> None:
+    owner = Queue(db_url, "w-split")
+    _, job, ids = gallery_job(owner, 5)
+    owner.jobs.split(job, ids, 2, processed=0, total=5)
+    a = Queue(db_url, "box-a")
+    chunk = a.jobs.claim()
+    assert (
+        chunk is not None and a.jobs.finish_photo(job, chunk.chunk_photo_ids[0], fields(job, "box-a")) == "processing"
+    )
+    report = owner.admin.status_report()
+    assert [(str(c["job_id"]), c["chunk"], c["locked_by"], c["edited"]) for c in report["chunks"]] == [
+        (job, 0, "box-a", 1), (job, 1, None, 0), (job, 2, None, 0),
+    ]  # fmt: skip
+    owner.conn.execute("UPDATE apelier.job_chunks SET heartbeat_at = heartbeat_at - interval '1 hour'")
+    assert print_status(db_url, settings) == 0
+    out = capsys.readouterr().out
+    assert f"{job} gallery" in out and "split in 3 chunks" in out and "worker apelier:chunks" not in out
+    assert "chunk 1   processing 1/2 photos  worker box-a" in out and "requeues this chunk" in out
+    assert "chunk 2   queued     0/2 photos  attempts 0" in out
+    a.close()
     owner.close()
 
 

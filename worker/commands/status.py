@@ -25,6 +25,20 @@ def _since(value: Any) -> timedelta | None:
     return datetime.now(UTC) - value if isinstance(value, datetime) and value.tzinfo else None
 
 
+def _chunk_line(chunk: dict[str, Any], settings: Settings) -> str:
+    """One chunk of a split gallery: its state, photos edited of its own, and who holds it."""
+    line = f"chunk {chunk['chunk'] + 1:<3} {chunk['status']:<10} {chunk['edited']}/{chunk['photos']} photos"
+    if chunk["locked_by"] is None:
+        return line + f"  attempts {chunk['attempts']}"
+    silent = _since(chunk.get("heartbeat_at"))
+    stale = silent is not None and silent.total_seconds() > settings.lease_s
+    return (
+        line
+        + f"  worker {chunk['locked_by']}  heartbeat {_age(silent)} ago"
+        + ("  STALE: its worker stopped; any worker requeues this chunk" if stale else "")
+    )
+
+
 def print_status(database_url: str, settings: Settings, *, as_json: bool = False) -> int:
     queue = Queue(database_url, settings.worker_id)
     report = queue.admin.status_report()
@@ -40,8 +54,21 @@ def print_status(database_url: str, settings: Settings, *, as_json: bool = False
     print("in flight:")
     if not report["in_flight"]:
         print("  (none)")
+    chunks: dict[str, list[dict[str, Any]]] = {}
+    for chunk in report.get("chunks", []):
+        chunks.setdefault(str(chunk["job_id"]), []).append(chunk)
     for row in report["in_flight"]:
         silent = _since(row.get("heartbeat_at"))
+        parts = chunks.get(str(row["id"]))
+        if parts is not None:  # a split gallery: its chunks hold the leases, each shown below it
+            print(
+                f"  {row['id']} {row['job_type']:<11} {row['current_phase'] or '-':<12} "
+                f"{row['processed_images']}/{row['total_images']}  split in {len(parts)} chunks  "
+                f"age {_age(row['age'])}"
+            )
+            for chunk in parts:
+                print("    " + _chunk_line(chunk, settings))
+            continue
         stale = silent is not None and silent.total_seconds() > settings.lease_s
         print(
             f"  {row['id']} {row['job_type']:<11} {row['current_phase'] or '-':<12} "

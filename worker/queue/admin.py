@@ -166,6 +166,7 @@ class Admin:
         return {
             "queue": self.connection.all("queue_depth"),
             "in_flight": self.connection.all("jobs_in_flight"),
+            "chunks": self.connection.all("chunks_in_flight"),
             "workers": self.connection.all("workers_recent", within_s=workers_within_s),
             "failures": self.connection.all("recent_failures", limit=failures),
         }
