@@ -301,17 +301,3 @@ def test_early_stopping_ends_a_stage_that_stops_improving(photos: list[U8]) -> N
     assert meta["steps"] == 2 * 3 * 5 < 200
     assert (seen[-1].step, seen[-1].total_steps) == (meta["steps"], meta["steps"])
     assert seen[-1].epoch == seen[-1].total_epochs == meta["epochs"]
-
-
-@pytest.mark.slow  # several seconds on two cores: `make test-fast` skips it
-def test_a_warm_refit_continues_the_chosen_model_for_a_share_of_the_steps(photos: list[U8], chelsea: U8) -> None:
-    pairs = [(p, global_look(p)) for p in photos]
-    seen: list[TrainProgress] = []
-    cfg = replace(FAST, refit=True, refit_warm=True, refit_share=0.25)
-    style = train(pairs, device="cpu", config=cfg, on_progress=seen.append)
-    meta = style.metadata
-    assert meta["refit"] is True
-    # Split: 120 steps (one a epoch); the refit: a quarter of them, the chosen stage alone.
-    assert meta["steps"] == 120 + 30
-    assert (seen[-1].step, seen[-1].epoch) == (seen[-1].total_steps, seen[-1].total_epochs)
-    assert psnr(style.apply(chelsea, "cpu"), global_look(chelsea)) >= 35.0

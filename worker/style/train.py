@@ -103,12 +103,7 @@ class TrainConfig:
     # that it be better: on the FiveK folds that demand threw away an adaptive part that helped.
     adaptive_fallback_z: float = 2.0
     adaptive_fallback_db: float = 1.0
-    refit: bool = True  # after the choice, train the chosen variant again on all pairs
-    refit_share: float = 1.0  # of the split's optimiser steps, the refit's
-    # The refit starts from the split's chosen model (its stage alone, at refit_lr × the learning rates)
-    # instead of from scratch through both stages.
-    refit_warm: bool = False
-    refit_lr: float = 1.0
+    refit: bool = True  # after the choice, train the chosen variant again on all pairs, from scratch
     # A stage ends when its held-out PSNR has not improved for this many evaluations (0: never early).
     patience: int = 0
     # Fewer training pairs (after the split) than this: no adaptive stage, the global LUT alone. An encoder
@@ -612,7 +607,7 @@ def train(
             refit = None  # no step beat the start on the held-out pairs: the start is the model
         metadata.update(epochs=counter.epoch, steps=counter.step, refit=refit is not None)
         if refit is not None:
-            model = _refit(refit, model, refit_epochs, fit)
+            model = _refit(refit, refit_epochs, fit)
             metadata["epochs"] = counter.total_epochs
             metadata["steps"] = counter.step
             metadata["train_psnr"] = round(_evaluate(model, samples, dev)["psnr"], 3)
@@ -625,33 +620,24 @@ def train(
 
 def _plan_refit(split: _Run, global_epochs: int, adaptive_epochs: int) -> tuple[_Run | None, tuple[int, int]]:
     """The refit's run over all the pairs and its (global, adaptive) epochs: the split's schedule again,
-    in optimiser steps (or ``refit_share`` of it); warm, the chosen variant's stage alone (planned as
-    the adaptive one when there is one)."""
+    in optimiser steps."""
     cfg = split.cfg
     if not cfg.refit or not split.held:
         return None, (0, 0)
-    lr = replace(cfg, lr=cfg.lr * cfg.refit_lr, encoder_lr=cfg.encoder_lr * cfg.refit_lr)
-    refit = replace(split, cfg=lr, train_idx=list(range(len(split.samples))), held=[])
-    scale = cfg.refit_share * split.steps_per_epoch / refit.steps_per_epoch
-    if cfg.refit_warm:
-        epochs = max(1, math.ceil(scale * (global_epochs + adaptive_epochs)))
-        return refit, ((0, epochs) if adaptive_epochs else (epochs, 0))
+    refit = replace(split, train_idx=list(range(len(split.samples))), held=[])
+    scale = split.steps_per_epoch / refit.steps_per_epoch
     return refit, (max(1, math.ceil(scale * global_epochs)), math.ceil(scale * adaptive_epochs))
 
 
-def _refit(refit: _Run, model: lut3d.AdaptiveLUT3D, epochs: tuple[int, int], fit: _Fit) -> lut3d.AdaptiveLUT3D:
-    """Train the chosen variant on all the pairs: from scratch, or on from ``model`` (``refit_warm``)."""
+def _refit(refit: _Run, epochs: tuple[int, int], fit: _Fit) -> lut3d.AdaptiveLUT3D:
+    """Train the chosen variant again, from scratch, on all the pairs."""
     cfg, c = refit.cfg, refit.counter
     if not fit.adaptive and epochs[1]:  # the adaptive part was dropped: no adaptive stage
         c.total_epochs -= epochs[1]
         c.total_steps -= epochs[1] * refit.steps_per_epoch
-        if cfg.refit_warm:  # the global stage instead, as long
-            c.total_epochs += epochs[1]
-            c.total_steps += epochs[1] * refit.steps_per_epoch
-        epochs = (epochs[1] if cfg.refit_warm else epochs[0], 0)
+        epochs = (epochs[0], 0)
     torch.manual_seed(cfg.seed + 1)
-    if not cfg.refit_warm:
-        model = _new_model(refit)
+    model = _new_model(refit)
     if epochs[0]:
         _stage(refit, model, epochs[0], adaptive=False)
     if fit.adaptive:
